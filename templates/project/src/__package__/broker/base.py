@@ -1,0 +1,148 @@
+"""The broker seam: how one server instance reaches the others.
+
+The server talks to exactly one :class:`Broker`. The broker, not the server, assigns each
+published message its per-channel ``seq`` so that sequence numbers stay consistent when several
+instances publish to the same channel. Every instance that has local subscribers for a channel
+calls :meth:`Broker.subscribe` once; the broker then hands every message published anywhere on that
+channel to the ``on_message`` callback given to :meth:`Broker.start`, exactly once per instance.
+
+Implementations: ``memory.MemoryBroker`` (one process, the default), ``redis.RedisBroker`` and
+``nats.NatsBroker`` (scale-out). Backend errors are mapped to :class:`BrokerUnavailable` at the
+adapter so that the server never sees a library-specific exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BrokerError(Exception):
+    """Root of the broker errors."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The backend cannot be reached; the circuit breaker counts these."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One published message, as every instance sees it."""
+
+    channel: str
+    seq: int
+    ts: int
+    """Server time in milliseconds since the epoch when the broker accepted the message."""
+    payload: Any
+    sender: str | None = None
+    msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """Per-channel storage policy, derived from the channel's namespace."""
+
+    durable: bool = False
+    """Durable channels keep history that survives restarts (Redis Streams, JetStream)."""
+    history_size: int = 0
+    """How many recent messages to keep for replay; 0 means none."""
+    history_ttl_s: int = 0
+    """How long kept messages live; 0 means no time limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The answer to a replay request."""
+
+    messages: Sequence[Message]
+    epoch: str
+    """Changes when the channel's history was lost (restart of a memory broker, stream trimmed)."""
+    last_seq: int
+    recovered: bool
+    """False when messages after ``since_seq`` are no longer kept: the client must resync."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceMember:
+    user: str
+    connections: int = 1
+
+
+@dataclass(slots=True)
+class PublishResult:
+    message: Message
+    duplicate: bool = False
+    """True when ``msg_id`` was seen inside the idempotency window: nothing was delivered again."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+OnMessage = Callable[[Message], None]
+"""Called on the event loop for every message of a subscribed channel, in ``seq`` order."""
+
+
+class Broker(Protocol):
+    """What the server needs from a message backend."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backend is unreachable (``/readyz`` reports degraded)."""
+        ...
+
+    async def start(self, on_message: OnMessage) -> None:
+        """Connect and begin delivering messages of subscribed channels to ``on_message``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+    async def subscribe(self, channel: str) -> None:
+        """Register this instance's interest in ``channel``; idempotent."""
+        ...
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Drop this instance's interest once its last local member left; idempotent."""
+        ...
+
+    async def publish(
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        *,
+        sender: str | None = None,
+        msg_id: str | None = None,
+    ) -> PublishResult:
+        """Assign the next ``seq``, store per ``options`` and deliver to every subscribed instance.
+
+        Raises:
+            BrokerUnavailable: the backend could not accept the message. Nothing was delivered.
+        """
+        ...
+
+    async def announce(self, channel: str, payload: Any) -> None:
+        """Deliver an unsequenced, unstored notice (presence join/leave) to every subscribed instance.
+
+        It reaches ``on_message`` as a :class:`Message` with ``seq == 0``. Best effort: raises
+        :class:`BrokerUnavailable` when the backend is down, and is never replayed.
+        """
+        ...
+
+    async def history(
+        self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
+    ) -> History:
+        """Messages with ``seq > since_seq`` still kept for ``channel``, oldest first."""
+        ...
+
+    async def presence_join(self, channel: str, user: str, conn_id: str) -> bool:
+        """Record a member connection; True when this is the user's first connection in the channel."""
+        ...
+
+    async def presence_leave(self, channel: str, user: str, conn_id: str) -> bool:
+        """Forget a member connection; True when the user has no connection left in the channel."""
+        ...
+
+    async def presence_members(self, channel: str) -> list[PresenceMember]:
+        """Who is in ``channel`` across every instance."""
+        ...

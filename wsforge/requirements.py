@@ -1,0 +1,191 @@
+"""Step 1: the real-time requirements, and how answers become them.
+
+Answers come in layers (wizard > answers file > memory > defaults, like copier's ``AnswersMap``).
+:func:`load_requirements` reads an answers file; :func:`build_requirements` validates merged
+answers. Both turn pydantic's errors into :class:`RequirementsError` with the file, line and
+dotted field path, so a typo costs one short message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._yaml import load_yaml_with_lines, locate
+from .errors import RequirementsError
+
+PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+
+
+class UseCase(str, Enum):
+    CHAT = "chat"
+    LIVE_FEED = "live_feed"
+    NOTIFICATIONS = "notifications"
+    COLLABORATION = "collaboration"
+    GAMING = "gaming"
+    TRADING = "trading"
+    IOT = "iot"
+    CUSTOM = "custom"
+
+
+class MessagePattern(str, Enum):
+    SERVER_PUSH = "server_push"
+    BIDIRECTIONAL = "bidirectional"
+    REQUEST_RESPONSE = "request_response"
+
+
+class LatencyClass(str, Enum):
+    REALTIME = "sub_100ms"
+    INTERACTIVE = "1_2s"
+
+
+class ClientEnvironment(str, Enum):
+    BROWSER = "browser"
+    MOBILE = "mobile"
+    IOT = "iot"
+    SERVER = "server"
+
+
+class Durability(str, Enum):
+    EPHEMERAL = "ephemeral"
+    REPLAY = "replay"
+    """Clients that reconnect get what they missed (bounded history)."""
+    PERSISTENT = "persistent"
+    """Messages survive server restarts (a durable broker)."""
+
+
+class AuthMode(str, Enum):
+    JWT = "jwt"
+    COOKIE = "cookie"
+    NONE = "none"
+
+
+class Serialization(str, Enum):
+    AUTO = "auto"
+    JSON = "json"
+    MSGPACK = "msgpack"
+
+
+def package_name(project_name: str) -> str:
+    """The importable package name for a project name (``chat-demo`` -> ``chat_demo``)."""
+    return project_name.replace("-", "_")
+
+
+class Requirements(BaseModel):
+    """What the system must do, in the user's terms. Every field is a wizard question."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    project_name: str = Field(description="Project name; also the Python package name with '-' -> '_'.")
+    use_cases: list[UseCase] = Field(min_length=1, description="What the WebSocket traffic is for.")
+    message_patterns: list[MessagePattern] = Field(
+        min_length=1, description="Who sends what: server push, bidirectional, request/response."
+    )
+    concurrent_connections: int = Field(ge=1, le=50_000_000, description="Peak concurrent connections.")
+    messages_per_second: int = Field(
+        ge=0, le=100_000_000, description="Peak messages per second published into the system."
+    )
+    avg_payload_bytes: int = Field(ge=1, le=16 * 1024 * 1024, description="Average message payload size.")
+    latency_class: LatencyClass = Field(description="sub_100ms (trading, games, chat) or 1_2s.")
+    client_environments: list[ClientEnvironment] = Field(min_length=1)
+    durability: Durability = Field(description="ephemeral, replay on reconnect, or survive restarts.")
+    auth: AuthMode = Field(description="How clients prove who they are at the handshake.")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to connect (scheme://host[:port])."
+    )
+    serialization: Serialization = Field(
+        default=Serialization.AUTO, description="Wire codec; auto lets step 2 decide."
+    )
+    avg_subscribers_per_channel: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Typical fan-out; derived from the use case when omitted."
+    )
+
+    @field_validator("project_name")
+    @classmethod
+    def _valid_project_name(cls, value: str) -> str:
+        if not PROJECT_NAME_RE.match(value) or keyword.iskeyword(package_name(value)):
+            raise ValueError(
+                "must be lowercase letters and digits separated by '-' or '_', starting with a letter"
+            )
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*":
+                continue
+            if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+$", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("use_cases", "message_patterns", "client_environments")
+    @classmethod
+    def _unique(cls, value: list[Any]) -> list[Any]:
+        return list(dict.fromkeys(value))
+
+    @property
+    def package(self) -> str:
+        return package_name(self.project_name)
+
+
+QUESTION_KEYS: tuple[str, ...] = tuple(Requirements.model_fields)
+
+
+def format_validation_error(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int] | None) -> str:
+    """One line per problem: ``file:line: field: message``."""
+    parts = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        field = ".".join(loc) or "<root>"
+        line = locate(lines, loc) if lines else None
+        where = f"{source}:{line}" if line else source
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required answer is missing"
+        parts.append(f"{where}: {field}: {msg}")
+    return "; ".join(parts)
+
+
+def build_requirements(
+    answers: dict[str, Any], *, source: str = "<answers>", lines: dict[tuple[str, ...], int] | None = None
+) -> Requirements:
+    """Validate merged answers into :class:`Requirements`.
+
+    Raises:
+        RequirementsError: naming the source, line (when known) and field of each problem.
+    """
+    try:
+        return Requirements.model_validate(answers)
+    except ValidationError as exc:
+        raise RequirementsError(format_validation_error(exc, source, lines)) from exc
+
+
+def read_answers(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Read a YAML or JSON answers file into a mapping plus the line of each key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RequirementsError(f"{path}: cannot read answers file: {exc.strerror}") from exc
+    try:
+        data, lines = load_yaml_with_lines(text)
+    except ValueError as exc:
+        raise RequirementsError(f"{path}:{exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RequirementsError(f"{path}:1: answers file must be a mapping of question keys to answers")
+    return data, lines
+
+
+def load_requirements(path: Path) -> Requirements:
+    """Read and validate an answers file that holds every answer."""
+    data, lines = read_answers(path)
+    return build_requirements(data, source=str(path), lines=lines)

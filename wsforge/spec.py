@@ -1,0 +1,231 @@
+"""The architecture spec: step 2's output and the templates' only input.
+
+Every decision is a field here *and* a :class:`Decision` row with the rationale that cites the
+requirement (or memory convention) behind it. The spec is written to each generated project as
+``wsforge.yaml``; ``review`` and ``regenerate`` read it back with :func:`load_spec`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._yaml import load_yaml_with_lines
+from .errors import SpecError
+from .requirements import Requirements, format_validation_error
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Codec(str, Enum):
+    JSON = "json"
+    MSGPACK = "msgpack"
+
+
+class Transport(str, Enum):
+    WEBSOCKETS = "websockets"
+    PICOWS = "picows"
+
+
+class ScalingStrategy(str, Enum):
+    SINGLE = "single"
+    REDIS_PUBSUB = "redis_pubsub"
+    REDIS_STREAMS = "redis_streams"
+    NATS = "nats"
+
+
+class ChannelAuth(str, Enum):
+    PUBLIC = "public"
+    """Anyone connected may subscribe (and publish if ``client_publish``)."""
+    AUTHENTICATED = "authenticated"
+    """Any connection with a verified identity."""
+    PRIVATE = "private"
+    """Only the user whose id is the channel name (``user:<sub>``)."""
+
+
+class Backpressure(str, Enum):
+    DROP_OLDEST = "drop_oldest"
+    COALESCE = "coalesce"
+    """Keep only the newest event per channel in the queue (tickers, positions)."""
+    DISCONNECT = "disconnect"
+    """Close the slow consumer with 4009; it recovers from history on reconnect."""
+
+
+class Source(str, Enum):
+    TABLE = "table"
+    MEMORY = "memory"
+    REQUIREMENT = "requirement"
+
+
+class Decision(_Model):
+    """One architectural decision with the reason for it."""
+
+    key: str
+    value: Any
+    rationale: str
+    source: Source = Source.TABLE
+
+
+class ProtocolSpec(_Model):
+    version: int = 1
+    codecs: list[Codec]
+    """Codecs offered, in the server's preference order; the first is the default."""
+    subprotocols: list[str]
+    path: str = "/ws"
+
+
+class EnvelopeSpec(_Model):
+    """Wire names of the envelope fields (logical name -> wire name)."""
+
+    v: str = "v"
+    type: str = "type"
+    action: str = "action"
+    id: str = "id"
+    channel: str = "channel"
+    payload: str = "payload"
+    seq: str = "seq"
+    ts: str = "ts"
+    sender: str = "sender"
+    error: str = "error"
+
+
+class NamespaceSpec(_Model):
+    name: str
+    auth: ChannelAuth
+    client_publish: bool = True
+    presence: bool = False
+    history_size: int = Field(default=0, ge=0, le=1_000_000)
+    history_ttl_s: int = Field(default=0, ge=0)
+    durable: bool = False
+    backpressure: Backpressure = Backpressure.DROP_OLDEST
+    description: str = ""
+
+
+class ChannelsSpec(_Model):
+    separator: str = Field(default=":", min_length=1, max_length=1)
+    namespaces: list[NamespaceSpec] = Field(min_length=1)
+    max_channel_name: int = 128
+
+
+class ScalingSpec(_Model):
+    strategy: ScalingStrategy
+    broker_url: str
+    instances: int = Field(ge=1)
+    connections_per_instance: int = Field(ge=1)
+    deliveries_per_instance: int = Field(ge=1)
+    """Capacity figures the instance count was computed from."""
+    expected_deliveries_per_second: int = Field(ge=0)
+
+
+class AuthSpec(_Model):
+    mode: Literal["jwt", "cookie", "none"]
+    algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    audience: str | None = None
+    issuer: str | None = None
+    secret_env: str = "WS_JWT_SECRET"
+    leeway_s: int = 5
+    token_sources: list[Literal["header", "subprotocol", "query", "cookie"]] = Field(
+        default_factory=lambda: ["header", "subprotocol", "query"]
+    )
+    cookie_name: str = "wsforge_session"
+    anonymous_namespaces_allowed: bool = False
+    """With ``mode: none`` every connection is anonymous and only public namespaces exist."""
+
+
+class LimitsSpec(_Model):
+    max_payload_bytes: int = Field(ge=128)
+    rate_per_s: float = Field(gt=0)
+    rate_burst: int = Field(ge=1)
+    rate_violations_before_close: int = Field(default=20, ge=1)
+    max_connections_per_ip: int = Field(ge=1)
+    max_connections_total: int = Field(ge=1)
+    outbound_queue_size: int = Field(ge=1)
+    max_subscriptions_per_connection: int = Field(default=100, ge=1)
+    bad_frames_before_close: int = Field(default=10, ge=1)
+    idempotency_window_s: int = Field(default=120, ge=0)
+
+
+class HeartbeatSpec(_Model):
+    interval_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0)
+
+
+class ReconnectSpec(_Model):
+    base_s: float = Field(gt=0)
+    cap_s: float = Field(gt=0)
+    jitter: Literal["full", "equal", "none"] = "full"
+    reset_after_s: float = Field(gt=0)
+    offline_queue_size: int = Field(default=1000, ge=0)
+
+
+class CircuitBreakerSpec(_Model):
+    failure_threshold: int = Field(ge=1)
+    reset_timeout_s: float = Field(gt=0)
+    half_open_max_calls: int = Field(default=1, ge=1)
+
+
+class ShutdownSpec(_Model):
+    grace_s: float = Field(default=10.0, gt=0)
+
+
+class ArchitectureSpec(_Model):
+    """The whole architecture, as the templates see it."""
+
+    spec_version: int = 1
+    project: str
+    package: str
+    wsforge_version: str
+    use_cases: list[str]
+    protocol: ProtocolSpec
+    envelope: EnvelopeSpec = Field(default_factory=EnvelopeSpec)
+    channels: ChannelsSpec
+    transport: Transport
+    scaling: ScalingSpec
+    auth: AuthSpec
+    allowed_origins: list[str]
+    limits: LimitsSpec
+    heartbeat: HeartbeatSpec
+    reconnect: ReconnectSpec
+    circuit_breaker: CircuitBreakerSpec
+    shutdown: ShutdownSpec = Field(default_factory=ShutdownSpec)
+    decisions: list[Decision] = Field(default_factory=list)
+    known_issues: list[str] = Field(default_factory=list)
+    requirements: Requirements
+
+    def decision(self, key: str) -> Decision | None:
+        return next((d for d in self.decisions if d.key == key), None)
+
+
+def dump_spec(spec: ArchitectureSpec) -> str:
+    """YAML for ``wsforge.yaml``: stable key order, no Python tags."""
+    data = spec.model_dump(mode="json")
+    header = "# Architecture spec written by wsforge. `wsforge review` audits it; edits are honoured by `wsforge regenerate`.\n"
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def load_spec(path: Path) -> ArchitectureSpec:
+    """Read ``wsforge.yaml``.
+
+    Raises:
+        SpecError: naming the file, line and field.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from exc
+    try:
+        data, lines = load_yaml_with_lines(text)
+    except ValueError as exc:
+        raise SpecError(f"{path}:{exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: spec must be a mapping")
+    try:
+        return ArchitectureSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, str(path), lines)) from exc
