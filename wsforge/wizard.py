@@ -1,0 +1,363 @@
+"""Step 1, interactive: ask the requirements questions in a terminal.
+
+The questions are data derived from the fields of :class:`~wsforge.requirements.Requirements`, so a
+new field is a new question (and an unknown field type fails at import, not in front of a user).
+Each answer is checked as it is typed with the *same* pydantic rules that
+:func:`~wsforge.requirements.build_requirements` applies later (``validate_assignment`` on one
+field), so a bad number or project name is refused at the prompt instead of after the last question.
+
+Layering (wizard > answers file > memory > defaults): the caller merges the lower layers and passes
+them as ``defaults``; the wizard pre-fills each question with them and returns what the user chose.
+Only this module imports questionary; everything else is plain functions that tests call directly.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Literal, Protocol, Union, cast, get_args, get_origin
+
+import questionary
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
+
+from .errors import InteractiveSessionRequired
+from .requirements import (
+    AuthMode,
+    ClientEnvironment,
+    Durability,
+    LatencyClass,
+    MessagePattern,
+    Requirements,
+    Serialization,
+    UseCase,
+)
+
+Kind = Literal["select", "checkbox", "text", "int"]
+
+NO_TERMINAL_HINT = "use --answers FILE or --non-interactive"
+
+PROMPTS: dict[str, str] = {
+    "project_name": "Project name",
+    "use_cases": "What is the real-time traffic for?",
+    "message_patterns": "Who sends messages?",
+    "concurrent_connections": "Peak concurrent connections",
+    "messages_per_second": "Peak messages per second published (all channels)",
+    "avg_payload_bytes": "Average message payload size in bytes",
+    "latency_class": "End-to-end latency target",
+    "client_environments": "Where do clients run?",
+    "durability": "What happens to messages a client misses?",
+    "auth": "How do clients authenticate at the handshake?",
+    "allowed_origins": "Browser origins allowed to connect (comma-separated, blank for none)",
+    "serialization": "Wire encoding",
+    "avg_subscribers_per_channel": "Typical subscribers per channel (blank: derive from the use case)",
+}
+"""The text shown for each question; a field missing here falls back to its description."""
+
+HINTS: dict[str, str] = {
+    "project_name": "(lowercase, e.g. chat-demo)",
+    "concurrent_connections": "(whole number; 10k = 10000)",
+    "messages_per_second": "(whole number; 0 if clients only receive)",
+    "avg_payload_bytes": "(whole number, 1 .. 16777216)",
+    "allowed_origins": "(e.g. https://app.example.com)",
+}
+"""Short format hints shown after text and number prompts."""
+
+LABELS: dict[Enum, str] = {
+    UseCase.CHAT: "chat: rooms, direct messages, typing, presence",
+    UseCase.LIVE_FEED: "live feed: prices, scores, dashboards",
+    UseCase.NOTIFICATIONS: "notifications: per-user alerts",
+    UseCase.COLLABORATION: "collaboration: shared documents, cursors",
+    UseCase.GAMING: "gaming: match state, low latency",
+    UseCase.TRADING: "trading: order books, ticks, strict ordering",
+    UseCase.IOT: "IoT: device telemetry and commands",
+    UseCase.CUSTOM: "custom",
+    MessagePattern.SERVER_PUSH: "server push: the server sends, clients listen",
+    MessagePattern.BIDIRECTIONAL: "bidirectional: clients publish too",
+    MessagePattern.REQUEST_RESPONSE: "request/response: clients call and await answers",
+    LatencyClass.REALTIME: "under 100 ms (trading, games, chat)",
+    LatencyClass.INTERACTIVE: "1-2 s is fine (notifications, dashboards)",
+    ClientEnvironment.BROWSER: "browser",
+    ClientEnvironment.MOBILE: "mobile app",
+    ClientEnvironment.IOT: "IoT device",
+    ClientEnvironment.SERVER: "server / backend service",
+    Durability.EPHEMERAL: "dropped: only live messages matter",
+    Durability.REPLAY: "replayed on reconnect (bounded history)",
+    Durability.PERSISTENT: "kept across server restarts (durable broker)",
+    AuthMode.JWT: "JWT (header, subprotocol or query token)",
+    AuthMode.COOKIE: "session cookie holding a JWT",
+    AuthMode.NONE: "none: anonymous, public channels only",
+    Serialization.AUTO: "auto: let the architecture step decide",
+    Serialization.JSON: "JSON (text frames)",
+    Serialization.MSGPACK: "MessagePack (binary frames)",
+}
+"""Choice titles; the stored answer is always the enum value."""
+
+SUGGESTED: dict[str, Any] = {
+    "message_patterns": ["bidirectional"],
+    "concurrent_connections": 1000,
+    "messages_per_second": 100,
+    "avg_payload_bytes": 512,
+    "latency_class": "sub_100ms",
+    "client_environments": ["browser"],
+    "durability": "ephemeral",
+    "auth": "jwt",
+}
+"""Pre-filled answers for required fields when no lower layer has one (``use_cases`` stays a choice)."""
+
+ONLY_IF: dict[str, tuple[str, str]] = {
+    "allowed_origins": ("client_environments", ClientEnvironment.BROWSER.value),
+}
+"""``key -> (other key, value)``: ask ``key`` only when that value is among the other answer."""
+
+_INT_RE = re.compile(r"^(\d+(?:[_,]\d{3})*)\s*([kKmM]?)$")
+_MULTIPLIERS = {"": 1, "k": 1_000, "m": 1_000_000}
+
+
+class Question(BaseModel):
+    """One wizard question, as data. Answers are in *answer form*: what an answers file holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    prompt: str
+    kind: Kind
+    choices: tuple[tuple[str, str], ...] = ()
+    """``(value, title)`` pairs for select and checkbox questions."""
+    default: Any = None
+    """Answer-form default when no lower layer has one (None: no default)."""
+    help: str = ""
+    hint: str = ""
+    optional: bool = False
+    """A blank answer means None (numbers) or an empty list (lists)."""
+    many: bool = False
+    """A text answer holding a comma- or space-separated list."""
+    only_if: tuple[str, str] | None = None
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(value for value, _ in self.choices)
+
+    def parse(self, raw: Any) -> Any:
+        """Turn what the prompt returned into an answer-form value.
+
+        Raises:
+            ValueError: the text is not a value of this question's type (message for the user).
+        """
+        if self.kind == "checkbox":
+            return [str(v) for v in (raw or [])]
+        if self.kind == "select":
+            return str(raw)
+        text = "" if raw is None else str(raw).strip()
+        if self.kind == "int":
+            if not text and self.optional:
+                return None
+            match = _INT_RE.match(text)
+            if not match:
+                raise ValueError("enter a whole number, like 5000 or 5k")
+            digits, suffix = match.groups()
+            return int(digits.replace("_", "").replace(",", "")) * _MULTIPLIERS[suffix.lower()]
+        if self.many:
+            return [part for part in re.split(r"[,\s]+", text) if part]
+        return text
+
+    def check(self, raw: Any) -> str | None:
+        """None when ``raw`` is an acceptable answer, else a one-line reason."""
+        try:
+            value = self.parse(raw)
+        except ValueError as exc:
+            return str(exc)
+        return check_value(self.key, value)
+
+    def validator(self) -> Callable[[Any], bool | str]:
+        """The check in questionary's shape: True, or the message to show under the prompt."""
+
+        def validate(raw: Any) -> bool | str:
+            problem = self.check(raw)
+            return True if problem is None else problem
+
+        return validate
+
+    def prefill(self, layered: Any) -> Any:
+        """The prompt's initial value: ``layered`` (from lower layers) when usable, else ``default``.
+
+        A lower-layer value this question cannot show (an unknown choice, a wrong type) is ignored
+        rather than crashing the prompt; the final validation still reports bad answers files.
+        """
+        for candidate in (layered, self.default):
+            shown = self._to_prompt(candidate)
+            if shown is not None:
+                return shown
+        return [] if self.kind == "checkbox" else "" if self.kind in ("text", "int") else None
+
+    def _to_prompt(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.kind == "select":
+            value = _plain(value)
+            return value if value in self.values else None
+        if self.kind == "checkbox":
+            if not isinstance(value, list | tuple):
+                return None
+            picked = [_plain(v) for v in value]
+            return [v for v in self.values if v in picked]
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None
+            return str(value)
+        if self.many:
+            if not isinstance(value, list | tuple):
+                return None
+            return ", ".join(str(v) for v in value)
+        return value if isinstance(value, str) else None
+
+    def applies(self, answers: Mapping[str, Any]) -> bool:
+        """Whether to ask, given the answers so far (over the lower layers)."""
+        if self.only_if is None:
+            return True
+        other, wanted = self.only_if
+        current = answers.get(other) or []
+        return wanted in [_plain(v) for v in current]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def check_value(key: str, value: Any) -> str | None:
+    """Validate one answer-form value with the :class:`Requirements` rules for ``key``."""
+    try:
+        # An unvalidated instance: validate_assignment then runs exactly one field's rules.
+        blank = cast(Any, Requirements).model_construct()
+        Requirements.__pydantic_validator__.validate_assignment(blank, key, value)
+    except ValidationError as exc:
+        return _describe(exc)
+    return None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']:,}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']:,}"
+    if kind == "too_short":
+        return "pick at least one (space toggles a choice)"
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _question_for(key: str, field: FieldInfo) -> Question:
+    annotation = field.annotation
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+    many = get_origin(annotation) is list
+    inner = get_args(annotation)[0] if many else annotation
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    common: dict[str, Any] = {
+        "key": key,
+        "prompt": PROMPTS.get(key, field.description or key),
+        "help": field.description or "",
+        "hint": HINTS.get(key, ""),
+        "optional": optional,
+        "only_if": ONLY_IF.get(key),
+        "default": SUGGESTED.get(key, _plain(default) if not isinstance(default, list) else default),
+    }
+    if isinstance(inner, type) and issubclass(inner, Enum):
+        choices = tuple((member.value, LABELS.get(member, member.value)) for member in inner)
+        return Question(kind="checkbox" if many else "select", choices=choices, many=many, **common)
+    if inner is int and not many:
+        return Question(kind="int", **common)
+    if inner is str:
+        return Question(kind="text", many=many, **common)
+    raise TypeError(f"wizard: no question kind for field {key!r} of type {field.annotation!r}")
+
+
+def build_questions() -> tuple[Question, ...]:
+    """One question per :class:`Requirements` field, in the model's field order."""
+    return tuple(_question_for(key, field) for key, field in Requirements.model_fields.items())
+
+
+QUESTIONS: tuple[Question, ...] = build_questions()
+
+
+class _Prompt(Protocol):
+    def unsafe_ask(self) -> Any: ...
+
+
+class Asker(Protocol):
+    """What :func:`ask_requirements` needs from questionary (tests pass a scripted stand-in)."""
+
+    def select(self, message: str, *args: Any, **kwargs: Any) -> _Prompt: ...
+
+    def checkbox(self, message: str, *args: Any, **kwargs: Any) -> _Prompt: ...
+
+    def text(self, message: str, *args: Any, **kwargs: Any) -> _Prompt: ...
+
+
+def _has_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _prompt_for(question: Question, initial: Any, ask: Asker) -> _Prompt:
+    if question.kind == "select":
+        choices = [questionary.Choice(title, value=value) for value, title in question.choices]
+        return ask.select(question.prompt, choices=choices, default=initial)
+    if question.kind == "checkbox":
+        choices = [
+            questionary.Choice(title, value=value, checked=value in initial)
+            for value, title in question.choices
+        ]
+        return ask.checkbox(question.prompt, choices=choices, validate=question.validator())
+    return ask.text(
+        question.prompt,
+        default=initial,
+        validate=question.validator(),
+        instruction=question.hint or None,
+    )
+
+
+def ask_requirements(
+    defaults: Mapping[str, Any],
+    *,
+    ask: Asker | types.ModuleType = questionary,
+    keys: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Ask every requirements question (or only ``keys``) and return the answers, in answer form.
+
+    ``defaults`` is the merge of the lower layers (answers file > memory > defaults); each question
+    starts from its value there. A question whose condition does not hold (origins without browser
+    clients) is not asked and not returned, so the lower layers keep their say.
+
+    Raises:
+        KeyboardInterrupt: the user pressed Ctrl-C; the caller writes nothing and exits 130.
+        InteractiveSessionRequired: there is no terminal, or input ended (Ctrl-D, closed stdin).
+    """
+    if ask is questionary and not _has_terminal():
+        raise InteractiveSessionRequired(
+            f"no terminal to ask the requirements questions on; {NO_TERMINAL_HINT}"
+        )
+    asker: Asker = ask
+    answers: dict[str, Any] = {}
+    for question in QUESTIONS:
+        if keys is not None and question.key not in keys:
+            continue
+        if not question.applies({**defaults, **answers}):
+            continue
+        prompt = _prompt_for(question, question.prefill(defaults.get(question.key)), asker)
+        try:
+            raw = prompt.unsafe_ask()
+        except EOFError as exc:
+            raise InteractiveSessionRequired(
+                f"input ended before {question.key!r} was answered; {NO_TERMINAL_HINT}"
+            ) from exc
+        answers[question.key] = question.parse(raw)
+    return answers
