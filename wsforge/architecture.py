@@ -1,0 +1,605 @@
+"""Step 2: requirements (+ memory conventions) -> :class:`ArchitectureSpec`, by decision tables.
+
+Each ``_decide_*`` function reads one table below, returns the value and a :class:`Decision` whose
+rationale names the requirement that drove it. Memory conventions are applied last, in one place
+(:func:`_apply_conventions`), so every override is visible as ``source: memory`` with the old value.
+Nothing here does I/O; the knowledge index is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .memory import Conventions, MemoryEntry
+from .requirements import (
+    AuthMode,
+    ClientEnvironment,
+    Durability,
+    LatencyClass,
+    MessagePattern,
+    Requirements,
+    Serialization,
+    UseCase,
+)
+from .spec import (
+    ArchitectureSpec,
+    AuthSpec,
+    Backpressure,
+    ChannelAuth,
+    ChannelsSpec,
+    CircuitBreakerSpec,
+    Codec,
+    Decision,
+    EnvelopeSpec,
+    HeartbeatSpec,
+    LimitsSpec,
+    NamespaceSpec,
+    ProtocolSpec,
+    ReconnectSpec,
+    ScalingSpec,
+    ScalingStrategy,
+    Source,
+    Transport,
+)
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    connections: int
+    deliveries_per_s: int
+    source: str
+
+
+# What one instance (one core) sustains with every feature on, at a 70 % headroom target.
+# Source: bench/RESULTS.md (generated chat server, fan-out and idle-capacity workloads).
+CAPACITY: dict[Transport, Capacity] = {
+    Transport.WEBSOCKETS: Capacity(20_000, 50_000, "bench/RESULTS.md, websockets transport"),
+    Transport.PICOWS: Capacity(40_000, 150_000, "bench/RESULTS.md, picows transport"),
+}
+HEADROOM = 0.7
+
+# Transport: picows when one websockets instance would need more than this many instances' worth.
+TRANSPORTS_AVAILABLE: frozenset[Transport] = frozenset({Transport.WEBSOCKETS})
+
+# (latency class) -> heartbeat interval, timeout. Kept below common proxy idle timeouts (60 s).
+HEARTBEAT_TABLE: dict[LatencyClass, tuple[float, float]] = {
+    LatencyClass.REALTIME: (15.0, 10.0),
+    LatencyClass.INTERACTIVE: (25.0, 20.0),
+}
+# Battery- and radio-bound clients: fewer wake-ups, longer timeout.
+HEARTBEAT_CONSTRAINED = (30.0, 20.0)
+
+# (latency class) -> reconnect base, cap, reset-after (seconds).
+RECONNECT_TABLE: dict[LatencyClass, tuple[float, float, float]] = {
+    LatencyClass.REALTIME: (0.5, 30.0, 60.0),
+    LatencyClass.INTERACTIVE: (1.0, 60.0, 60.0),
+}
+# Big fleets reconnect in waves after a deploy; a larger base and cap spread the herd.
+RECONNECT_FLEET = (2.0, 120.0, 120.0)
+FLEET_SIZE = 50_000
+
+# (client environment) -> connections per IP. NAT'd offices need headroom for browsers.
+CONNECTIONS_PER_IP: dict[ClientEnvironment, int] = {
+    ClientEnvironment.BROWSER: 50,
+    ClientEnvironment.MOBILE: 20,
+    ClientEnvironment.IOT: 4,
+    ClientEnvironment.SERVER: 1000,
+}
+
+# (latency class) -> circuit breaker failure threshold, reset timeout.
+BREAKER_TABLE: dict[LatencyClass, tuple[int, float]] = {
+    LatencyClass.REALTIME: (5, 5.0),
+    LatencyClass.INTERACTIVE: (5, 15.0),
+}
+
+DEFAULT_BROKER_URLS: dict[ScalingStrategy, str] = {
+    ScalingStrategy.SINGLE: "memory://",
+    ScalingStrategy.REDIS_PUBSUB: "redis://127.0.0.1:6379/0",
+    ScalingStrategy.REDIS_STREAMS: "redis://127.0.0.1:6379/0",
+    ScalingStrategy.NATS: "nats://127.0.0.1:4222",
+}
+
+DEV_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
+
+
+# --------------------------------------------------------------------------------------------
+# Engine
+# --------------------------------------------------------------------------------------------
+
+
+class _Decisions:
+    """Collects decisions in order; later ones with the same key replace earlier ones."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Decision] = {}
+
+    def add(self, key: str, value: Any, rationale: str, source: Source = Source.TABLE) -> Any:
+        self.rows[key] = Decision(key=key, value=_plain(value), rationale=rationale, source=source)
+        return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value)
+
+
+def _uc(req: Requirements) -> str:
+    return ", ".join(u.value for u in req.use_cases)
+
+
+def design(
+    req: Requirements,
+    memory: MemoryEntry | None = None,
+    knowledge: dict[str, Any] | None = None,
+) -> ArchitectureSpec:
+    """Turn requirements and memory into an architecture spec, with a rationale for every decision."""
+    if knowledge is None:
+        from .context import PackagedContextProvider
+
+        knowledge = PackagedContextProvider().get_index("websocket")
+    conv = memory.conventions if memory is not None else Conventions()
+    d = _Decisions()
+
+    codecs = _decide_codecs(req, d)
+    envelope = EnvelopeSpec()
+    separator = ":"
+    namespaces = _decide_namespaces(req, knowledge, d)
+    fanout = _decide_fanout(req, knowledge, d)
+    deliveries = req.messages_per_second * fanout
+    transport = _decide_transport(req, deliveries, d)
+    scaling = _decide_scaling(req, transport, deliveries, None, d)
+    auth = _decide_auth(req, d)
+    origins = _decide_origins(req, d)
+    limits = _decide_limits(req, knowledge, scaling, namespaces, d)
+    heartbeat = _decide_heartbeat(req, d)
+    reconnect = _decide_reconnect(req, d)
+    breaker = _decide_breaker(req, d)
+
+    overrides = _apply_conventions(conv, d)
+    if overrides.get("serialization"):
+        first = Codec(overrides["serialization"])
+        codecs = [first, *[c for c in codecs if c != first]]
+    if overrides.get("channel_separator"):
+        separator = overrides["channel_separator"]
+    if overrides.get("envelope_fields"):
+        envelope = EnvelopeSpec(**{**envelope.model_dump(), **overrides["envelope_fields"]})
+    if overrides.get("transport"):
+        transport = Transport(overrides["transport"])
+    if overrides.get("preferred_broker") or overrides.get("transport"):
+        scaling = _decide_scaling(req, transport, deliveries, overrides.get("preferred_broker"), d, quiet=True)
+    if overrides.get("namespaces"):
+        namespaces = _merge_namespaces(namespaces, overrides["namespaces"], req)
+    for field_name, setter in _LIMIT_OVERRIDES.items():
+        if field_name in overrides:
+            limits = setter(limits, overrides[field_name])
+    if "heartbeat_interval_s" in overrides:
+        heartbeat = heartbeat.model_copy(update={"interval_s": overrides["heartbeat_interval_s"]})
+    if "heartbeat_timeout_s" in overrides:
+        heartbeat = heartbeat.model_copy(update={"timeout_s": overrides["heartbeat_timeout_s"]})
+    if "reconnect_cap_s" in overrides:
+        reconnect = reconnect.model_copy(update={"cap_s": overrides["reconnect_cap_s"]})
+    if "jwt_algorithms" in overrides:
+        auth = auth.model_copy(update={"algorithms": overrides["jwt_algorithms"]})
+    if "jwt_audience" in overrides:
+        auth = auth.model_copy(update={"audience": overrides["jwt_audience"]})
+    if "jwt_issuer" in overrides:
+        auth = auth.model_copy(update={"issuer": overrides["jwt_issuer"]})
+
+    namespaces = _apply_durability(req, namespaces, scaling, d)
+    protocol = ProtocolSpec(codecs=codecs, subprotocols=[f"wsforge.v1.{c.value}" for c in codecs])
+    known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
+    return ArchitectureSpec(
+        project=req.project_name,
+        package=req.package,
+        wsforge_version=__version__,
+        use_cases=[u.value for u in req.use_cases],
+        protocol=protocol,
+        envelope=envelope,
+        channels=ChannelsSpec(separator=separator, namespaces=namespaces),
+        transport=transport,
+        scaling=scaling,
+        auth=auth,
+        allowed_origins=origins,
+        limits=limits,
+        heartbeat=heartbeat,
+        reconnect=reconnect,
+        circuit_breaker=breaker,
+        decisions=list(d.rows.values()),
+        known_issues=known,
+        requirements=req,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Individual decisions
+# --------------------------------------------------------------------------------------------
+
+
+def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
+    envs = set(req.client_environments)
+    if req.serialization != Serialization.AUTO:
+        first = Codec(req.serialization.value)
+        why = f"requirements ask for {first.value} explicitly"
+        source = Source.REQUIREMENT
+    elif ClientEnvironment.BROWSER not in envs and envs & {ClientEnvironment.IOT, ClientEnvironment.SERVER}:
+        first, why, source = (
+            Codec.MSGPACK,
+            "no browser clients and IoT/server clients: MessagePack frames are smaller and faster to parse",
+            Source.TABLE,
+        )
+    else:
+        first, why, source = (
+            Codec.JSON,
+            "browser clients read JSON natively; MessagePack stays available for other clients",
+            Source.TABLE,
+        )
+    codecs = [first, *[c for c in (Codec.JSON, Codec.MSGPACK) if c != first]]
+    d.add("serialization", first, f"{why} (client environments: {', '.join(e.value for e in req.client_environments)}).", source)
+    d.add(
+        "protocol.subprotocols",
+        [f"wsforge.v1.{c.value}" for c in codecs],
+        "the subprotocol carries protocol version and codec so either side can refuse a mismatch at the handshake.",
+    )
+    return codecs
+
+
+def _decide_fanout(req: Requirements, knowledge: dict[str, Any], d: _Decisions) -> int:
+    if req.avg_subscribers_per_channel is not None:
+        return int(
+            d.add(
+                "fanout",
+                req.avg_subscribers_per_channel,
+                f"avg_subscribers_per_channel = {req.avg_subscribers_per_channel} given in the requirements.",
+                Source.REQUIREMENT,
+            )
+        )
+    profiles = knowledge["use_cases"]
+    value = max(int(profiles[u.value]["default_fanout"]) for u in req.use_cases)
+    return int(d.add("fanout", value, f"typical fan-out for {_uc(req)} from the knowledge index (no figure given)."))
+
+
+def _decide_namespaces(req: Requirements, knowledge: dict[str, Any], d: _Decisions) -> list[NamespaceSpec]:
+    found: dict[str, NamespaceSpec] = {}
+    for use_case in req.use_cases:
+        for raw in knowledge["use_cases"][use_case.value]["namespaces"]:
+            ns = NamespaceSpec(**raw)
+            if ns.name not in found:
+                found[ns.name] = ns
+    namespaces = list(found.values())
+    if req.auth == AuthMode.NONE:
+        dropped = [ns.name for ns in namespaces if ns.auth == ChannelAuth.PRIVATE]
+        namespaces = [
+            ns.model_copy(update={"auth": ChannelAuth.PUBLIC, "presence": False})
+            for ns in namespaces
+            if ns.auth != ChannelAuth.PRIVATE
+        ]
+        if dropped:
+            d.add(
+                "channels.private_dropped",
+                dropped,
+                "auth = none: private per-user namespaces need an identity, so they are left out.",
+                Source.REQUIREMENT,
+            )
+        if not namespaces:
+            namespaces = [NamespaceSpec(name="public", auth=ChannelAuth.PUBLIC, description="public channels")]
+    d.add(
+        "channels.namespaces",
+        [f"{ns.name} ({ns.auth.value})" for ns in namespaces],
+        f"namespaces typical for {_uc(req)}, each with its own auth policy and backpressure class.",
+    )
+    return namespaces
+
+
+def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Transport:
+    ws = CAPACITY[Transport.WEBSOCKETS]
+    needed = max(
+        req.concurrent_connections / (ws.connections * HEADROOM),
+        deliveries / (ws.deliveries_per_s * HEADROOM),
+    )
+    wants_fast = needed > 4 or (req.latency_class == LatencyClass.REALTIME and UseCase.TRADING in req.use_cases)
+    if wants_fast and Transport.PICOWS in TRANSPORTS_AVAILABLE:
+        return Transport(
+            d.add(
+                "transport",
+                Transport.PICOWS,
+                f"{deliveries} deliveries/s and {req.concurrent_connections} connections would need "
+                f"{needed:.1f} websockets instances; picows carries about 2-3x per core.",
+            )
+        )
+    why = "the websockets library is the familiar default and carries the targets"
+    if wants_fast:
+        why = "picows would carry more per core, but this wsforge ships only the websockets transport yet"
+    return Transport(
+        d.add("transport", Transport.WEBSOCKETS, f"{why} ({needed:.1f} instances of websockets-level capacity needed).")
+    )
+
+
+def _decide_scaling(
+    req: Requirements,
+    transport: Transport,
+    deliveries: int,
+    preferred_broker: str | None,
+    d: _Decisions,
+    *,
+    quiet: bool = False,
+) -> ScalingSpec:
+    cap = CAPACITY[transport]
+    by_conn = math.ceil(req.concurrent_connections / (cap.connections * HEADROOM))
+    by_msgs = math.ceil(deliveries / (cap.deliveries_per_s * HEADROOM)) if deliveries else 1
+    instances = max(1, by_conn, by_msgs)
+    durable = req.durability == Durability.PERSISTENT
+    if instances == 1 and not durable:
+        strategy = ScalingStrategy.SINGLE
+        why = "one instance carries the targets and nothing must survive a restart: the in-memory broker suffices"
+    elif durable or req.durability == Durability.REPLAY:
+        strategy = ScalingStrategy.REDIS_STREAMS
+        why = (
+            "messages must survive restarts" if durable else "replay on reconnect must work on any instance"
+        ) + ": Redis Streams keep ordered, trimmed history shared by every instance"
+    else:
+        strategy = ScalingStrategy.REDIS_PUBSUB
+        why = "several instances and ephemeral messages: Redis pub/sub fans out between them with no storage"
+    source = Source.TABLE
+    if preferred_broker == "nats" and strategy != ScalingStrategy.SINGLE:
+        strategy = ScalingStrategy.NATS
+        why = "memory prefers NATS: core subjects for fan-out, JetStream for durable history"
+        source = Source.MEMORY
+    elif preferred_broker == "redis" and strategy == ScalingStrategy.NATS:  # pragma: no cover - symmetric
+        strategy = ScalingStrategy.REDIS_STREAMS
+        source = Source.MEMORY
+    spec = ScalingSpec(
+        strategy=strategy,
+        broker_url=DEFAULT_BROKER_URLS[strategy],
+        instances=instances,
+        connections_per_instance=cap.connections,
+        deliveries_per_instance=cap.deliveries_per_s,
+        expected_deliveries_per_second=deliveries,
+    )
+    if not quiet or source == Source.MEMORY:
+        d.add(
+            "scaling.instances",
+            instances,
+            f"{req.concurrent_connections} connections / {cap.connections} per instance and {deliveries} "
+            f"deliveries/s / {cap.deliveries_per_s} per instance at {int(HEADROOM * 100)} % headroom "
+            f"({cap.source}).",
+        )
+        d.add("scaling.strategy", strategy, f"{why} (durability = {req.durability.value}, {instances} instance(s)).", source)
+    return spec
+
+
+def _decide_auth(req: Requirements, d: _Decisions) -> AuthSpec:
+    envs = set(req.client_environments)
+    if req.auth == AuthMode.NONE:
+        d.add("auth.mode", "none", "requirements say no authentication: every namespace is public.", Source.REQUIREMENT)
+        return AuthSpec(mode="none", token_sources=[])
+    sources: list[Any] = ["header"]
+    if ClientEnvironment.BROWSER in envs:
+        sources += ["subprotocol", "query"]
+    if req.auth == AuthMode.COOKIE:
+        sources = ["cookie", *sources]
+    d.add(
+        "auth.mode",
+        req.auth.value,
+        f"requirements ask for {req.auth.value}; the token is verified during the HTTP upgrade, before the socket opens.",
+        Source.REQUIREMENT,
+    )
+    d.add(
+        "auth.token_sources",
+        sources,
+        "browsers cannot set headers on a WebSocket, so the token may also ride in the subprotocol or query"
+        if ClientEnvironment.BROWSER in envs
+        else "non-browser clients send an Authorization header.",
+    )
+    d.add("auth.algorithms", ["HS256"], "algorithms are pinned so `alg: none` and HS/RS confusion tokens fail.")
+    return AuthSpec(mode=req.auth.value, token_sources=sources)  # type: ignore[arg-type]
+
+
+def _decide_origins(req: Requirements, d: _Decisions) -> list[str]:
+    if req.allowed_origins:
+        return list(
+            d.add("allowed_origins", req.allowed_origins, "origins listed in the requirements.", Source.REQUIREMENT)
+        )
+    if ClientEnvironment.BROWSER in req.client_environments:
+        return list(
+            d.add(
+                "allowed_origins",
+                DEV_ORIGINS,
+                "browser clients but no origins given: only local development origins are allowed until you set "
+                "WS_ALLOWED_ORIGINS (review flags this).",
+            )
+        )
+    return list(
+        d.add(
+            "allowed_origins",
+            [],
+            "no browser clients: requests without an Origin header are accepted, any browser Origin is refused.",
+        )
+    )
+
+
+def _decide_limits(
+    req: Requirements,
+    knowledge: dict[str, Any],
+    scaling: ScalingSpec,
+    namespaces: list[NamespaceSpec],
+    d: _Decisions,
+) -> LimitsSpec:
+    max_payload = 1 << max(12, min(20, math.ceil(math.log2(max(req.avg_payload_bytes, 1) * 16))))
+    d.add(
+        "limits.max_payload_bytes",
+        max_payload,
+        f"16x the average payload of {req.avg_payload_bytes} B, as a power of two within 4 KiB..1 MiB; larger frames close with 1009.",
+    )
+    rate = max(float(knowledge["use_cases"][u.value]["rate_per_s"]) for u in req.use_cases)
+    if req.message_patterns == [MessagePattern.SERVER_PUSH]:
+        rate = min(rate, 5.0)
+    burst = int(max(10, rate * 2))
+    d.add(
+        "limits.rate_per_s",
+        rate,
+        f"per-connection token bucket sized for {_uc(req)} clients (burst {burst}); pure server-push clients only send control messages.",
+    )
+    per_ip = min(CONNECTIONS_PER_IP[e] for e in req.client_environments)
+    if ClientEnvironment.SERVER in req.client_environments and len(req.client_environments) == 1:
+        per_ip = CONNECTIONS_PER_IP[ClientEnvironment.SERVER]
+    d.add(
+        "limits.max_connections_per_ip",
+        per_ip,
+        f"the strictest of the client environments ({', '.join(e.value for e in req.client_environments)}).",
+    )
+    total = scaling.connections_per_instance
+    d.add(
+        "limits.max_connections_total",
+        total,
+        "one instance's measured capacity; beyond it new connections get 503 and go to another instance.",
+    )
+    coalescing = any(ns.backpressure == Backpressure.COALESCE for ns in namespaces)
+    queue = 64 if coalescing else 256
+    d.add(
+        "limits.outbound_queue_size",
+        queue,
+        "a short queue for feeds where only the newest value matters" if coalescing else
+        "room for a burst of room traffic before the slow-consumer policy applies",
+    )
+    return LimitsSpec(
+        max_payload_bytes=max_payload,
+        rate_per_s=rate,
+        rate_burst=burst,
+        max_connections_per_ip=per_ip,
+        max_connections_total=total,
+        outbound_queue_size=queue,
+    )
+
+
+def _decide_heartbeat(req: Requirements, d: _Decisions) -> HeartbeatSpec:
+    constrained = set(req.client_environments) & {ClientEnvironment.MOBILE, ClientEnvironment.IOT}
+    if constrained and req.latency_class == LatencyClass.INTERACTIVE:
+        interval, timeout = HEARTBEAT_CONSTRAINED
+        why = "mobile/IoT clients with relaxed latency: fewer radio wake-ups"
+    else:
+        interval, timeout = HEARTBEAT_TABLE[req.latency_class]
+        why = f"latency class {req.latency_class.value}"
+    d.add(
+        "heartbeat",
+        {"interval_s": interval, "timeout_s": timeout},
+        f"{why}; the interval stays below the 60 s idle timeout of common proxies, so dead peers are found in "
+        f"at most {interval + timeout:.0f} s.",
+    )
+    return HeartbeatSpec(interval_s=interval, timeout_s=timeout)
+
+
+def _decide_reconnect(req: Requirements, d: _Decisions) -> ReconnectSpec:
+    if req.concurrent_connections >= FLEET_SIZE:
+        base, cap, reset = RECONNECT_FLEET
+        why = f"{req.concurrent_connections} clients reconnect together after a deploy; a wider window spreads the herd"
+    else:
+        base, cap, reset = RECONNECT_TABLE[req.latency_class]
+        why = f"latency class {req.latency_class.value}"
+    d.add(
+        "reconnect",
+        {"base_s": base, "cap_s": cap, "jitter": "full", "reset_after_s": reset},
+        f"{why}; full jitter avoids synchronized retries.",
+    )
+    return ReconnectSpec(base_s=base, cap_s=cap, reset_after_s=reset)
+
+
+def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
+    threshold, reset = BREAKER_TABLE[req.latency_class]
+    d.add(
+        "circuit_breaker",
+        {"failure_threshold": threshold, "reset_timeout_s": reset},
+        f"latency class {req.latency_class.value}: stop waiting on a dead broker after {threshold} failures, probe again after {reset:.0f} s.",
+    )
+    return CircuitBreakerSpec(failure_threshold=threshold, reset_timeout_s=reset)
+
+
+def _apply_durability(
+    req: Requirements, namespaces: list[NamespaceSpec], scaling: ScalingSpec, d: _Decisions
+) -> list[NamespaceSpec]:
+    out = []
+    for ns in namespaces:
+        if req.durability == Durability.EPHEMERAL:
+            ns = ns.model_copy(update={"history_size": 0, "durable": False, "history_ttl_s": 0})
+        elif req.durability == Durability.PERSISTENT and ns.backpressure != Backpressure.COALESCE:
+            ns = ns.model_copy(update={"durable": True, "history_ttl_s": ns.history_ttl_s or 7 * 24 * 3600})
+        elif ns.history_size and not ns.history_ttl_s:
+            ns = ns.model_copy(update={"history_ttl_s": 3600})
+        out.append(ns)
+    kept = [f"{ns.name}: {ns.history_size}" for ns in out if ns.history_size]
+    d.add(
+        "channels.history",
+        kept or "none",
+        {
+            Durability.EPHEMERAL: "durability = ephemeral: no history is kept; sequence numbers still make gaps visible.",
+            Durability.REPLAY: "durability = replay: bounded history per channel lets a reconnecting client resume from its last seq.",
+            Durability.PERSISTENT: f"durability = persistent: history is stored by the broker ({scaling.strategy.value}) and survives restarts.",
+        }[req.durability],
+        Source.REQUIREMENT,
+    )
+    return out
+
+
+def _merge_namespaces(
+    namespaces: list[NamespaceSpec], conventions: list[dict[str, Any]], req: Requirements
+) -> list[NamespaceSpec]:
+    by_name = {ns.name: ns for ns in namespaces}
+    for raw in conventions:
+        by_name[raw["name"]] = NamespaceSpec(**raw)
+    return list(by_name.values())
+
+
+def _with(field: str) -> Callable[[LimitsSpec, Any], LimitsSpec]:
+    return lambda limits, value: limits.model_copy(update={field: value})
+
+
+_LIMIT_OVERRIDES: dict[str, Callable[[LimitsSpec, Any], LimitsSpec]] = {
+    "max_payload_bytes": _with("max_payload_bytes"),
+    "rate_per_s": _with("rate_per_s"),
+    "max_connections_per_ip": _with("max_connections_per_ip"),
+    "outbound_queue_size": _with("outbound_queue_size"),
+}
+
+_CONVENTION_KEYS: dict[str, str] = {
+    "serialization": "serialization",
+    "channel_separator": "channels.separator",
+    "envelope_fields": "envelope",
+    "preferred_broker": "scaling.strategy",
+    "transport": "transport",
+    "heartbeat_interval_s": "heartbeat",
+    "heartbeat_timeout_s": "heartbeat",
+    "max_payload_bytes": "limits.max_payload_bytes",
+    "rate_per_s": "limits.rate_per_s",
+    "max_connections_per_ip": "limits.max_connections_per_ip",
+    "outbound_queue_size": "limits.outbound_queue_size",
+    "jwt_algorithms": "auth.algorithms",
+    "jwt_audience": "auth.audience",
+    "jwt_issuer": "auth.issuer",
+    "namespaces": "channels.namespaces",
+    "reconnect_cap_s": "reconnect",
+}
+
+
+def _apply_conventions(conv: Conventions, d: _Decisions) -> dict[str, Any]:
+    """Record every memory override as a decision and return the overrides to apply."""
+    overrides: dict[str, Any] = {}
+    for name, value in conv.model_dump(exclude_none=True, mode="json").items():
+        key = _CONVENTION_KEYS[name]
+        if name == "transport" and Transport(value) not in TRANSPORTS_AVAILABLE:
+            d.add(key, "websockets", f"memory asks for transport {value}, which this wsforge does not ship yet; kept websockets.", Source.MEMORY)
+            continue
+        if name == "envelope_fields":
+            value = {k: v for k, v in value.items() if v is not None}
+        previous = d.rows.get(key)
+        before = f" (the table chose {previous.value!r})" if previous is not None else ""
+        d.add(key, value, f"memory convention `{name}` = {value!r} overrides the decision table{before}.", Source.MEMORY)
+        overrides[name] = value
+    return overrides

@@ -1,0 +1,60 @@
+"""The typer application and the one place where errors become exit codes.
+
+Exit codes (STYLE.md §4): 0 ok; 1 :class:`UserError` (one red line on stderr, no traceback);
+2 usage (click); 3 a review or probe found problems (:class:`ReviewFailed`); 130 interrupted.
+Anything else is a bug and shows a traceback with locals off.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from ..errors import ReviewFailed, UserError
+
+app = typer.Typer(
+    name="wsforge",
+    help="Turn real-time requirements into a WebSocket system you own: spec, code, docs, review.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+stderr = Console(stderr=True, soft_wrap=True)
+stdout = Console(soft_wrap=True)
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FINDINGS = 3
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map every outcome to an exit status."""
+    from . import commands  # noqa: F401  (registers the commands on ``app``)
+
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        return EXIT_USER_ERROR
+    except ReviewFailed as exc:
+        stderr.print(f"[red]{exc}[/red]", highlight=False)
+        return EXIT_FINDINGS
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        stderr.print("interrupted; nothing was written")
+        return EXIT_INTERRUPTED
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+def entrypoint() -> None:
+    sys.exit(main())

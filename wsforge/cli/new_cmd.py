@@ -1,0 +1,121 @@
+"""``wsforge new``: steps 1-5."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..config import load_config
+from ..errors import InteractiveSessionRequired, RequirementsError
+from ..memory import YamlMemoryStore
+from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
+from ..workflow import plan_summary, run_new
+from ._app import app, stderr, stdout
+
+REQUIRED_KEYS = tuple(k for k, f in Requirements.model_fields.items() if f.is_required())
+
+
+def gather_answers(
+    name: str | None,
+    answers_file: Path | None,
+    *,
+    interactive: bool,
+    memory_answers: dict[str, Any],
+) -> tuple[dict[str, Any], dict[tuple[str, ...], int] | None, str]:
+    """Layer the answers: wizard > answers file (> NAME argument) > memory > defaults."""
+    merged: dict[str, Any] = dict(memory_answers)
+    lines = None
+    source = "<answers>"
+    if answers_file is not None:
+        data, lines = read_answers(answers_file)
+        merged.update(data)
+        source = str(answers_file)
+    if name:
+        merged["project_name"] = name
+    if interactive:
+        from ..wizard import ask_requirements
+
+        merged = ask_requirements(merged)
+        return merged, None, "<wizard>"
+    missing = [key for key in REQUIRED_KEYS if key not in merged]
+    if missing:
+        raise RequirementsError(
+            f"{source}: missing answer(s): {', '.join(missing)} "
+            f"(every question is a key of the answers file; known keys: {', '.join(QUESTION_KEYS)})"
+        )
+    return merged, lines, source
+
+
+@app.command("new")
+def new(
+    name: Annotated[str | None, typer.Argument(help="Project name (overrides project_name in the answers).")] = None,
+    answers: Annotated[
+        Path | None, typer.Option("--answers", "-a", help="YAML/JSON file with an answer for every question.")
+    ] = None,
+    non_interactive: Annotated[
+        bool, typer.Option("--non-interactive", help="Never prompt; a missing answer is an error.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Project directory (default: ./<project_name>).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into an existing, non-empty directory.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every step, print the file plan, write nothing.")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="text or json (summary on stdout).")] = "text",
+) -> None:
+    """Capture requirements, design the architecture, render the project, review it, write the docs."""
+    cwd = Path.cwd()
+    config = load_config(cwd)
+    store = YamlMemoryStore(config.memory_dir)
+    interactive = not non_interactive and answers is None and sys.stdin.isatty()
+    if not non_interactive and answers is None and not sys.stdin.isatty():
+        raise InteractiveSessionRequired(
+            "no terminal to ask on: use --answers FILE (and --non-interactive) to run without prompts"
+        )
+    memory_answers: dict[str, Any] = {}
+    project_hint = name
+    if project_hint is None and answers is not None:
+        data, _ = read_answers(answers)
+        project_hint = data.get("project_name") if isinstance(data.get("project_name"), str) else None
+    if project_hint:
+        try:
+            memory_answers = dict(store.get_skill_memory(config.skill, project_hint).answers)
+        except Exception:  # noqa: BLE001 - step 3 reports a broken memory file with its own message
+            memory_answers = {}
+    merged, lines, source = gather_answers(name, answers, interactive=interactive, memory_answers=memory_answers)
+    requirements = build_requirements(merged, source=source, lines=lines)
+    target = (output or cwd / requirements.project_name).resolve()
+    result = run_new(
+        requirements,
+        store=store,
+        config=config,
+        target=target,
+        force=force,
+        dry_run=dry_run,
+        requirements_detail=f"answers from {source}",
+    )
+    if output_format == "json":
+        summary = {
+            "project": result.spec.project,
+            "target": str(target),
+            "dry_run": dry_run,
+            "files": sorted(result.files),
+            "documents": [str(p) for p in result.documents],
+            "checklist": [r.as_memory() for r in result.checklist],
+        }
+        stdout.print_json(json.dumps(summary))
+        return
+    for record in result.checklist:
+        stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+    if dry_run:
+        stdout.print(f"dry run: nothing written. Plan for {target}:", highlight=False)
+        for action, path in plan_summary(result.spec, target):
+            stdout.print(f"  {action:9} {path}", highlight=False)
+        return
+    stdout.print(f"created {target}", highlight=False)
+    for doc in result.documents:
+        stdout.print(f"  doc  {doc}", highlight=False)
+    stdout.print(f"next: see {target / 'README.md'}", highlight=False)

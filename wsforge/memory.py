@@ -1,0 +1,362 @@
+"""Step 3: the project's memory of earlier decisions.
+
+People edit these YAML files between runs (``memory/<skill>/<project>.yaml``), so the store:
+
+- validates every read against :class:`MemoryEntry` (the source of ``schemas/memory_entry.schema.json``)
+  and reports ``file:line: field: problem``;
+- never writes a file it could not read (an update starts with a successful read);
+- writes atomically (temp file in the same directory, fsync, rename) and keeps the person's
+  comments and key order (ruamel.yaml round trip), because a tool that eats comments teaches
+  people not to edit its files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+from ._yaml import load_yaml_with_lines
+from .errors import MemoryStoreError
+from .requirements import format_validation_error
+from .spec import Backpressure, ChannelAuth
+
+SKILL = "websocket-engineer"
+SCHEMA_VERSION = 1
+MAX_LOG_ENTRIES = 200
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamespaceConvention(_Model):
+    """A namespace a team wants, added to (or replacing one of) the decision table's."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    auth: ChannelAuth
+    client_publish: bool = True
+    presence: bool = False
+    history_size: int = Field(default=0, ge=0, le=1_000_000)
+    history_ttl_s: int = Field(default=0, ge=0)
+    durable: bool = False
+    backpressure: Backpressure = Backpressure.DROP_OLDEST
+    description: str = ""
+
+
+class EnvelopeFields(_Model):
+    v: str | None = None
+    type: str | None = None
+    action: str | None = None
+    id: str | None = None
+    channel: str | None = None
+    payload: str | None = None
+    seq: str | None = None
+    ts: str | None = None
+    sender: str | None = None
+    error: str | None = None
+
+
+class Conventions(_Model):
+    """Team conventions that override step 2's decision tables. Every key is optional."""
+
+    serialization: Literal["json", "msgpack"] | None = None
+    channel_separator: str | None = Field(default=None, min_length=1, max_length=1)
+    envelope_fields: EnvelopeFields | None = None
+    preferred_broker: Literal["redis", "nats"] | None = None
+    transport: Literal["websockets", "picows"] | None = None
+    heartbeat_interval_s: float | None = Field(default=None, gt=0, le=300)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=300)
+    max_payload_bytes: int | None = Field(default=None, ge=128, le=64 * 1024 * 1024)
+    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    max_connections_per_ip: int | None = Field(default=None, ge=1)
+    outbound_queue_size: int | None = Field(default=None, ge=1)
+    jwt_algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]] | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    namespaces: list[NamespaceConvention] | None = None
+    reconnect_cap_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class KnownIssue(_Model):
+    id: str
+    summary: str
+    severity: Literal["info", "warning", "error"] = "warning"
+    since: str | None = None
+
+
+class DecisionRecord(_Model):
+    key: str
+    value: Any
+    rationale: str
+    source: str
+
+
+class ComplianceRecord(_Model):
+    step: int = Field(ge=1, le=5)
+    name: str
+    at: str
+    result: Literal["ok", "failed", "skipped"]
+    detail: str = ""
+
+
+class HistoryRecord(_Model):
+    at: str
+    event: str
+    wsforge_version: str | None = None
+    changes: list[str] = Field(default_factory=list)
+
+
+class MemoryEntry(_Model):
+    """One project's memory for one skill."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    skill: str = SKILL
+    project: str
+    conventions: Conventions = Field(default_factory=Conventions)
+    known_issues: list[KnownIssue] = Field(default_factory=list)
+    decisions: list[DecisionRecord] = Field(default_factory=list)
+    scaling: dict[str, Any] = Field(default_factory=dict)
+    answers: dict[str, Any] = Field(
+        default_factory=dict, description="The last run's answers; defaults for the next wizard run."
+    )
+    compliance: list[ComplianceRecord] = Field(default_factory=list)
+    history: list[HistoryRecord] = Field(default_factory=list)
+
+    _greenfield: bool = PrivateAttr(default=False)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def greenfield(self) -> bool:
+        """True when no memory file existed: nothing earlier shapes this run."""
+        return self._greenfield
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+
+class MemoryStore(Protocol):
+    """Where skills keep what they learned about a project."""
+
+    def get_skill_memory(self, skill: str, project: str) -> MemoryEntry:
+        """The entry, or an empty greenfield one when none exists.
+
+        Raises:
+            MemoryStoreError: the entry exists but cannot be read or validated.
+        """
+        ...
+
+    def update(self, skill: str, project: str, data: Mapping[str, Any]) -> MemoryEntry:
+        """Replace the given top-level keys (mappings merge one level deep) and save atomically."""
+        ...
+
+    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+        """Append ``entry`` to the list ``section`` (``history``, ``compliance``, ``known_issues``)."""
+        ...
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise MemoryStoreError(f"invalid {kind} name {value!r}: use letters, digits, '.', '_' or '-'")
+    return value
+
+
+def _yaml() -> YAML:
+    y = YAML()  # round-trip: keeps comments and order
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 100
+    return y
+
+
+def _to_commented(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _to_commented(v)
+        return out
+    if isinstance(value, list | tuple):
+        return CommentedSeq([_to_commented(v) for v in value])
+    return value
+
+
+def _merge_into(target: CommentedMap, key: str, value: Any) -> None:
+    """Merge mappings one level deep so a person's other keys (and comments) survive."""
+    current = target.get(key)
+    if isinstance(current, CommentedMap) and isinstance(value, Mapping):
+        for k, v in value.items():
+            if v is None and k in current:
+                continue
+            current[k] = _to_commented(v)
+    else:
+        target[key] = _to_commented(value)
+
+
+class YamlMemoryStore:
+    """The default store: ``<root>/<skill>/<project>.yaml``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, skill: str, project: str) -> Path:
+        return self.root / _check_name("skill", skill) / f"{_check_name('project', project)}.yaml"
+
+    def get_skill_memory(self, skill: str, project: str) -> MemoryEntry:
+        path = self.path(skill, project)
+        if not path.exists():
+            entry = MemoryEntry(skill=skill, project=project)
+            entry._greenfield = True
+            entry._path = path
+            return entry
+        entry = self._validate(path, self._read_text(path))
+        if entry.skill != skill or entry.project != project:
+            raise MemoryStoreError(
+                f"{path}: holds skill {entry.skill!r} / project {entry.project!r}, expected {skill!r} / {project!r}"
+            )
+        entry._path = path
+        return entry
+
+    def validate_file(self, path: Path) -> MemoryEntry:
+        """Validate any memory file (``wsforge memory validate``)."""
+        return self._validate(path, self._read_text(path))
+
+    def update(self, skill: str, project: str, data: Mapping[str, Any]) -> MemoryEntry:
+        path = self.path(skill, project)
+        doc = self._load_document(path, skill, project)
+        for key, value in data.items():
+            _merge_into(doc, key, value)
+        return self._save(path, doc)
+
+    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+        path = self.path(skill, project)
+        doc = self._load_document(path, skill, project)
+        seq = doc.get(section)
+        if seq is None:
+            seq = CommentedSeq()
+            doc[section] = seq
+        if not isinstance(seq, list):
+            raise MemoryStoreError(f"{path}: {section}: must be a list to append to")
+        seq.append(_to_commented(dict(entry)))
+        if section in ("history", "compliance") and len(seq) > MAX_LOG_ENTRIES:
+            del seq[: len(seq) - MAX_LOG_ENTRIES]
+        return self._save(path, doc)
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_text(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise MemoryStoreError(f"{path}: not UTF-8 text ({exc.reason}); file left untouched") from exc
+        except OSError as exc:
+            raise MemoryStoreError(f"{path}: cannot read: {exc.strerror}") from exc
+
+    @staticmethod
+    def _validate(path: Path, text: str) -> MemoryEntry:
+        try:
+            data, lines = load_yaml_with_lines(text)
+        except ValueError as exc:
+            raise MemoryStoreError(f"{path}:{exc} (file left untouched)") from exc
+        if not isinstance(data, dict):
+            raise MemoryStoreError(f"{path}:1: memory must be a mapping (file left untouched)")
+        try:
+            return MemoryEntry.model_validate(data)
+        except ValidationError as exc:
+            raise MemoryStoreError(format_validation_error(exc, str(path), lines) + " (file left untouched)") from exc
+
+    def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:
+        if not path.exists():
+            doc = CommentedMap()
+            doc["schema_version"] = SCHEMA_VERSION
+            doc["skill"] = skill
+            doc["project"] = project
+            doc.yaml_set_start_comment(
+                "wsforge memory. Edit `conventions` and `known_issues` freely; the next run honours them.\n"
+                "Validate with: wsforge memory validate " + project
+            )
+            return doc
+        text = self._read_text(path)
+        self._validate(path, text)  # refuse to touch a file we could not read
+        try:
+            doc = _yaml().load(text)
+        except YAMLError as exc:  # pragma: no cover - caught by _validate first
+            raise MemoryStoreError(f"{path}: invalid YAML: {exc}") from exc
+        if not isinstance(doc, CommentedMap):
+            raise MemoryStoreError(f"{path}:1: memory must be a mapping (file left untouched)")
+        return doc
+
+    def _save(self, path: Path, doc: CommentedMap) -> MemoryEntry:
+        buffer = io.StringIO()
+        _yaml().dump(doc, buffer)
+        text = buffer.getvalue()
+        entry = self._validate(path, text)  # never write something we could not read back
+        atomic_write_text(path, text)
+        entry._path = path
+        return entry
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DictMemoryStore:
+    """An in-memory store with the same contract, for tests and library use (not a mock)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get_skill_memory(self, skill: str, project: str) -> MemoryEntry:
+        data = self._entries.get((skill, project))
+        if data is None:
+            entry = MemoryEntry(skill=skill, project=project)
+            entry._greenfield = True
+            return entry
+        return MemoryEntry.model_validate(data)
+
+    def update(self, skill: str, project: str, data: Mapping[str, Any]) -> MemoryEntry:
+        current = self._entries.get((skill, project)) or {"skill": skill, "project": project}
+        merged = dict(current)
+        for key, value in data.items():
+            if isinstance(merged.get(key), dict) and isinstance(value, Mapping):
+                merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+            else:
+                merged[key] = value
+        entry = MemoryEntry.model_validate(merged)
+        self._entries[(skill, project)] = merged
+        return entry
+
+    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+        current = dict(self._entries.get((skill, project)) or {"skill": skill, "project": project})
+        current[section] = [*current.get(section, []), dict(entry)]
+        result = MemoryEntry.model_validate(current)
+        self._entries[(skill, project)] = current
+        return result

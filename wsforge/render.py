@@ -1,0 +1,216 @@
+"""Step 4: spec -> files (pure plan + render), then the only filesystem writer.
+
+:func:`plan_files` decides which template becomes which path (pure). :func:`render_project`
+renders every file in memory (Jinja2 with StrictUndefined, deterministic), then formats Python
+with ruff so templates need not fight the formatter. :func:`write_project` renders into a temp
+directory beside the target and moves it into place, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ._resources import templates_dir
+from .errors import TargetExistsError, TemplateError
+from .spec import ArchitectureSpec, Codec, ScalingStrategy, dump_spec
+
+PACKAGE_SEGMENT = "__package__"
+TEMPLATE_SUFFIX = ".jinja"
+MANIFEST = ".wsforge/manifest.json"
+SPEC_FILE = "wsforge.yaml"
+
+Condition = Callable[[ArchitectureSpec], bool]
+
+
+def _browser(spec: ArchitectureSpec) -> bool:
+    return "browser" in [e.value for e in spec.requirements.client_environments]
+
+
+# Optional files: relative template path (before rendering, without .jinja) -> when it exists.
+CONDITIONAL_FILES: dict[str, Condition] = {
+    "src/__package__/transport/picows.py": lambda s: s.transport.value == "picows",
+    "tests/test_browser_e2e.py": _browser,
+}
+
+# Files that are never part of a generated project.
+IGNORED_NAMES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules", "artifacts"}
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str
+    """Path inside the generated project (POSIX)."""
+    template: str
+    """Template path relative to ``templates/project``; empty for generated-in-code files."""
+    rendered: bool
+
+
+def _output_path(template_rel: str, package: str) -> str:
+    parts = [package if part == PACKAGE_SEGMENT else part for part in template_rel.split("/")]
+    out = "/".join(parts)
+    return out[: -len(TEMPLATE_SUFFIX)] if out.endswith(TEMPLATE_SUFFIX) else out
+
+
+def plan_files(spec: ArchitectureSpec, root: Path | None = None) -> list[PlannedFile]:
+    """Every file the project will hold, sorted, with the template behind it."""
+    root = root or templates_dir() / "project"
+    planned = [PlannedFile(SPEC_FILE, "", False)]
+    for path in sorted(root.rglob("*")):
+        if path.is_dir() or any(part in IGNORED_NAMES for part in path.relative_to(root).parts):
+            continue
+        rel = path.relative_to(root).as_posix()
+        key = rel[: -len(TEMPLATE_SUFFIX)] if rel.endswith(TEMPLATE_SUFFIX) else rel
+        condition = CONDITIONAL_FILES.get(key)
+        if condition is not None and not condition(spec):
+            continue
+        planned.append(PlannedFile(_output_path(rel, spec.package), rel, rel.endswith(TEMPLATE_SUFFIX)))
+    return sorted(planned, key=lambda f: f.path)
+
+
+def template_context(spec: ArchitectureSpec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    return {
+        "spec": data,
+        "requirements": data["requirements"],
+        "project": spec.project,
+        "package": spec.package,
+        "wsforge_version": spec.wsforge_version,
+        "codecs": [c.value for c in spec.protocol.codecs],
+        "msgpack_first": spec.protocol.codecs[0] == Codec.MSGPACK,
+        "uses_redis": spec.scaling.strategy in (ScalingStrategy.REDIS_PUBSUB, ScalingStrategy.REDIS_STREAMS),
+        "uses_nats": spec.scaling.strategy == ScalingStrategy.NATS,
+        "browser": _browser(spec),
+    }
+
+
+def jinja_environment(root: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - we render source code, not HTML for a browser
+    )
+    env.filters["pyrepr"] = repr
+    env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True)
+    return env
+
+
+def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str, bytes]:
+    """Render every planned file in memory: ``{path: content}``.
+
+    Raises:
+        TemplateError: naming the template and the missing or failing value.
+    """
+    root = root or templates_dir() / "project"
+    env = jinja_environment(root)
+    context = template_context(spec)
+    files: dict[str, bytes] = {}
+    for planned in plan_files(spec, root):
+        if planned.path == SPEC_FILE:
+            files[SPEC_FILE] = dump_spec(spec).encode()
+        elif planned.rendered:
+            try:
+                text = env.get_template(planned.template).render(context)
+            except jinja2.UndefinedError as exc:
+                raise TemplateError(f"templates/project/{planned.template}: {exc.message}") from exc
+            except jinja2.TemplateError as exc:
+                line = getattr(exc, "lineno", None)
+                raise TemplateError(f"templates/project/{planned.template}:{line or '?'}: {exc}") from exc
+            files[planned.path] = text.encode()
+        else:
+            files[planned.path] = (root / planned.template).read_bytes()
+    return _format_python(files)
+
+
+def _format_python(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Run ``ruff format`` over the rendered Python so output is stable and lint-clean."""
+    py = {path: content for path, content in files.items() if path.endswith(".py")}
+    if not py:
+        return files
+    with tempfile.TemporaryDirectory(prefix="wsforge-fmt-") as tmp:
+        base = Path(tmp)
+        for path, content in py.items():
+            target = base / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        config = files.get("pyproject.toml")
+        if config is not None:
+            (base / "pyproject.toml").write_bytes(config)
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--quiet", "."],
+            cwd=base,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise TemplateError(f"rendered Python does not parse: {result.stderr.strip() or result.stdout.strip()}")
+        formatted = dict(files)
+        for path in py:
+            formatted[path] = (base / path).read_bytes()
+    return formatted
+
+
+def manifest(files: Mapping[str, bytes], spec: ArchitectureSpec) -> dict[str, Any]:
+    return {
+        "wsforge_version": spec.wsforge_version,
+        "project": spec.project,
+        "files": {path: hashlib.sha256(content).hexdigest() for path, content in sorted(files.items())},
+    }
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def write_project(files: Mapping[str, bytes], target: Path, spec: ArchitectureSpec, *, force: bool = False) -> None:
+    """Write the rendered files under ``target`` atomically.
+
+    A fresh target is rendered in a temp directory beside it and renamed into place. With
+    ``force`` an existing project is updated file by file (each an atomic rename); files the
+    user added are left alone.
+
+    Raises:
+        TargetExistsError: ``target`` exists, is not empty and ``force`` is false.
+    """
+    target = target.resolve()
+    exists = target.exists() and not _is_empty_dir(target)
+    if exists and not force:
+        raise TargetExistsError(f"{target} exists and is not empty; use --force to write into it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.wsforge-", dir=target.parent))
+    try:
+        all_files = dict(files)
+        all_files[MANIFEST] = (json.dumps(manifest(files, spec), indent=2, sort_keys=True) + "\n").encode()
+        for path, content in all_files.items():
+            out = staging / path
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(content)
+            if path.endswith((".sh",)) or path.startswith("bin/"):
+                out.chmod(0o755)
+        if not target.exists() or _is_empty_dir(target):
+            if target.exists():
+                target.rmdir()
+            os.replace(staging, target)
+            return
+        for path in all_files:
+            dest = target / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / path, dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
