@@ -23,6 +23,9 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context_mark", None)
+        if context is not None and context.line + 1 != line:
+            problem += f" ({getattr(exc, 'context', None) or 'started'} at line {context.line + 1})"
         raise ValueError(f"{line}: invalid YAML: {problem}") from exc
     if node is None:
         return None, {}

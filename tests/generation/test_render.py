@@ -1,0 +1,79 @@
+"""Step 4 behaviour: deterministic, atomic, complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsforge._resources import templates_dir
+from wsforge.architecture import design
+from wsforge.errors import TargetExistsError, TemplateError
+from wsforge.memory import Conventions, MemoryEntry
+from wsforge.render import plan_files, render_project, write_project
+from wsforge.requirements import Requirements
+
+from .matrix import CASES, case_answers
+
+
+def _spec(case):  # type: ignore[no-untyped-def]
+    req = Requirements.model_validate(case_answers(case))
+    memory = MemoryEntry(project=req.project_name, conventions=Conventions.model_validate(case.conventions))
+    return design(req, memory if case.conventions else None)
+
+
+def test_render_is_deterministic() -> None:
+    """Rendering twice gives byte-identical files."""
+    spec = _spec(CASES[0])
+    assert render_project(spec) == render_project(spec)
+
+
+def test_every_template_is_used_by_some_case() -> None:
+    """No dead templates: each file under templates/project is rendered by a matrix case."""
+    root = templates_dir() / "project"
+    used: set[str] = set()
+    for case in CASES:
+        used |= {p.template for p in plan_files(_spec(case))}
+    all_templates = {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not {"__pycache__", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache"} & set(p.parts)
+    }
+    assert all_templates - used == set()
+
+
+def test_write_is_atomic_into_fresh_target(tmp_path: Path) -> None:
+    """A fresh target appears whole; no staging directories are left behind."""
+    spec = _spec(CASES[0])
+    files = render_project(spec)
+    target = tmp_path / "proj"
+    write_project(files, target, spec)
+    assert (target / "wsforge.yaml").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["proj"]
+
+
+def test_write_refuses_non_empty_target(tmp_path: Path) -> None:
+    """Without force an existing project is untouched."""
+    spec = _spec(CASES[0])
+    target = tmp_path / "proj"
+    target.mkdir()
+    (target / "x").write_text("mine")
+    with pytest.raises(TargetExistsError):
+        write_project(render_project(spec), target, spec)
+    assert [p.name for p in target.iterdir()] == ["x"]
+
+
+def test_missing_template_value_names_template(tmp_path: Path) -> None:
+    """StrictUndefined: a template that needs an unknown value fails with its name."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "broken.txt.jinja").write_text("{{ spec.no_such_field }}\n")
+    with pytest.raises(TemplateError, match=r"broken\.txt\.jinja.*no_such_field"):
+        render_project(_spec(CASES[0]), root)
+
+
+def test_package_segment_is_renamed() -> None:
+    """templates' __package__ directory becomes the project's package."""
+    paths = {p.path for p in plan_files(_spec(CASES[0]))}
+    assert "src/chat_demo/protocol.py" in paths
+    assert not any("__package__" in p for p in paths)

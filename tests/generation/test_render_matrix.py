@@ -1,0 +1,65 @@
+"""The templates' contract: every matrix case renders, and its own gates pass.
+
+For each case the generated project's ``ruff check``, ``ruff format --check``, ``mypy`` and
+``pytest`` run in subprocesses, in this environment (the ``test`` extra installs what the
+generated suites need). A failure prints the tool's output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wsforge.cli import main
+
+from .matrix import CASES, Case, case_answers
+
+GATES: list[tuple[str, list[str]]] = [
+    ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
+    ("ruff format", [sys.executable, "-m", "ruff", "format", "--check", "."]),
+    ("mypy", [sys.executable, "-m", "mypy", "src", "tests"]),
+    ("pytest", [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]),
+]
+
+
+def render_case(case: Case, workdir: Path) -> Path:
+    """Render one case with the real CLI (memory conventions written as a person would)."""
+    answers = case_answers(case)
+    answers_path = workdir / f"{case.name}.answers.yaml"
+    answers_path.write_text(yaml.safe_dump(answers))
+    if case.conventions:
+        memory = workdir / "memory" / "websocket-engineer" / f"{answers['project_name']}.yaml"
+        memory.parent.mkdir(parents=True, exist_ok=True)
+        memory.write_text(
+            yaml.safe_dump(
+                {"project": answers["project_name"], "skill": "websocket-engineer", "conventions": case.conventions}
+            )
+        )
+    target = workdir / case.name
+    cwd = Path.cwd()
+    os.chdir(workdir)
+    try:
+        code = main(["new", "--answers", str(answers_path), "--non-interactive", "--output", str(target)])
+    finally:
+        os.chdir(cwd)
+    assert code == 0, f"wsforge new failed for {case.name}"
+    return target
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_generated_project_passes_its_gates(case: Case, tmp_path: Path) -> None:
+    """ruff, mypy and the generated project's own tests pass."""
+    project = render_case(case, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "WS_ARTIFACTS_DIR": str(project / "artifacts")}
+    env.pop("PYTEST_ADDOPTS", None)
+    for name, command in GATES:
+        result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
+        summary = (result.stdout[-6000:] + "\n" + result.stderr[-3000:]).strip()
+        assert result.returncode == 0, f"[{case.name}] {name} failed:\n{summary}"
+        if name == "pytest":
+            print(f"[{case.name}] {summary.splitlines()[-1]}")
