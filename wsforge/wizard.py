@@ -66,35 +66,40 @@ HINTS: dict[str, str] = {
 }
 """Short format hints shown after text and number prompts."""
 
-LABELS: dict[Enum, str] = {
-    UseCase.CHAT: "chat: rooms, direct messages, typing, presence",
-    UseCase.LIVE_FEED: "live feed: prices, scores, dashboards",
-    UseCase.NOTIFICATIONS: "notifications: per-user alerts",
-    UseCase.COLLABORATION: "collaboration: shared documents, cursors",
-    UseCase.GAMING: "gaming: match state, low latency",
-    UseCase.TRADING: "trading: order books, ticks, strict ordering",
-    UseCase.IOT: "IoT: device telemetry and commands",
-    UseCase.CUSTOM: "custom",
-    MessagePattern.SERVER_PUSH: "server push: the server sends, clients listen",
-    MessagePattern.BIDIRECTIONAL: "bidirectional: clients publish too",
-    MessagePattern.REQUEST_RESPONSE: "request/response: clients call and await answers",
-    LatencyClass.REALTIME: "under 100 ms (trading, games, chat)",
-    LatencyClass.INTERACTIVE: "1-2 s is fine (notifications, dashboards)",
-    ClientEnvironment.BROWSER: "browser",
-    ClientEnvironment.MOBILE: "mobile app",
-    ClientEnvironment.IOT: "IoT device",
-    ClientEnvironment.SERVER: "server / backend service",
-    Durability.EPHEMERAL: "dropped: only live messages matter",
-    Durability.REPLAY: "replayed on reconnect (bounded history)",
-    Durability.PERSISTENT: "kept across server restarts (durable broker)",
-    AuthMode.JWT: "JWT (header, subprotocol or query token)",
-    AuthMode.COOKIE: "session cookie holding a JWT",
-    AuthMode.NONE: "none: anonymous, public channels only",
-    Serialization.AUTO: "auto: let the architecture step decide",
-    Serialization.JSON: "JSON (text frames)",
-    Serialization.MSGPACK: "MessagePack (binary frames)",
+LABELS: dict[tuple[type[Enum], str], str] = {
+    (type(member), member.value): title
+    for member, title in (
+        (UseCase.CHAT, "chat: rooms, direct messages, typing, presence"),
+        (UseCase.LIVE_FEED, "live feed: prices, scores, dashboards"),
+        (UseCase.NOTIFICATIONS, "notifications: per-user alerts"),
+        (UseCase.COLLABORATION, "collaboration: shared documents, cursors"),
+        (UseCase.GAMING, "gaming: match state, low latency"),
+        (UseCase.TRADING, "trading: order books, ticks, strict ordering"),
+        (UseCase.IOT, "IoT: device telemetry and commands"),
+        (UseCase.CUSTOM, "custom"),
+        (MessagePattern.SERVER_PUSH, "server push: the server sends, clients listen"),
+        (MessagePattern.BIDIRECTIONAL, "bidirectional: clients publish too"),
+        (MessagePattern.REQUEST_RESPONSE, "request/response: clients call and await answers"),
+        (LatencyClass.REALTIME, "under 100 ms (trading, games, chat)"),
+        (LatencyClass.INTERACTIVE, "1-2 s is fine (notifications, dashboards)"),
+        (ClientEnvironment.BROWSER, "browser"),
+        (ClientEnvironment.MOBILE, "mobile app"),
+        (ClientEnvironment.IOT, "IoT device"),
+        (ClientEnvironment.SERVER, "server / backend service"),
+        (Durability.EPHEMERAL, "dropped: only live messages matter"),
+        (Durability.REPLAY, "replayed on reconnect (bounded history)"),
+        (Durability.PERSISTENT, "kept across server restarts (durable broker)"),
+        (AuthMode.JWT, "JWT (header, subprotocol or query token)"),
+        (AuthMode.COOKIE, "session cookie holding a JWT"),
+        (AuthMode.NONE, "none: anonymous, public channels only"),
+        (Serialization.AUTO, "auto: let the architecture step decide"),
+        (Serialization.JSON, "JSON (text frames)"),
+        (Serialization.MSGPACK, "MessagePack (binary frames)"),
+    )
 }
-"""Choice titles; the stored answer is always the enum value."""
+"""Choice titles by ``(enum class, value)``: str enums with equal values (``UseCase.IOT`` and
+``ClientEnvironment.IOT``) compare equal, so the members themselves cannot be the keys. The stored
+answer is always the enum value."""
 
 SUGGESTED: dict[str, Any] = {
     "message_patterns": ["bidirectional"],
@@ -227,6 +232,12 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+def _plain_answer(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return _plain(value)
+
+
 def check_value(key: str, value: Any) -> str | None:
     """Validate one answer-form value with the :class:`Requirements` rules for ``key``."""
     try:
@@ -272,7 +283,7 @@ def _question_for(key: str, field: FieldInfo) -> Question:
         "default": SUGGESTED.get(key, _plain(default) if not isinstance(default, list) else default),
     }
     if isinstance(inner, type) and issubclass(inner, Enum):
-        choices = tuple((member.value, LABELS.get(member, member.value)) for member in inner)
+        choices = tuple((m.value, LABELS.get((inner, m.value), m.value)) for m in inner)
         return Question(kind="checkbox" if many else "select", choices=choices, many=many, **common)
     if inner is int and not many:
         return Question(kind="int", **common)
@@ -331,11 +342,12 @@ def ask_requirements(
     ask: Asker | types.ModuleType = questionary,
     keys: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Ask every requirements question (or only ``keys``) and return the answers, in answer form.
+    """Ask every requirements question (or only ``keys``); return ``defaults`` overlaid with the answers.
 
     ``defaults`` is the merge of the lower layers (answers file > memory > defaults); each question
-    starts from its value there. A question whose condition does not hold (origins without browser
-    clients) is not asked and not returned, so the lower layers keep their say.
+    starts from its value there, and the result is the complete merge (wizard on top), in answer
+    form, ready for :func:`~wsforge.requirements.build_requirements`. A question whose condition
+    does not hold (origins without browser clients) is not asked, so its lower-layer value stands.
 
     Raises:
         KeyboardInterrupt: the user pressed Ctrl-C; the caller writes nothing and exits 130.
@@ -346,11 +358,11 @@ def ask_requirements(
             f"no terminal to ask the requirements questions on; {NO_TERMINAL_HINT}"
         )
     asker: Asker = ask
-    answers: dict[str, Any] = {}
+    answers: dict[str, Any] = {key: _plain_answer(value) for key, value in defaults.items()}
     for question in QUESTIONS:
         if keys is not None and question.key not in keys:
             continue
-        if not question.applies({**defaults, **answers}):
+        if not question.applies(answers):
             continue
         prompt = _prompt_for(question, question.prefill(defaults.get(question.key)), asker)
         try:

@@ -49,8 +49,14 @@ def test_choices_are_the_enum_values() -> None:
     assert BY_KEY["durability"].values == tuple(d.value for d in Durability)
     # Every choice has a human title, not just the raw value.
     for question in QUESTIONS:
-        for value, title in question.choices:
-            assert title, (question.key, value)
+        titles = [title for _, title in question.choices]
+        assert all(titles), question.key
+        assert len(set(titles)) == len(titles), question.key
+
+
+def test_equal_values_of_different_enums_keep_their_own_titles() -> None:
+    # UseCase.IOT == ClientEnvironment.IOT (both are the str "iot"); each keeps its own title.
+    assert dict(BY_KEY["use_cases"].choices)["iot"] != dict(BY_KEY["client_environments"].choices)["iot"]
 
 
 def test_every_question_has_prompt_and_help() -> None:
@@ -268,9 +274,9 @@ def test_lower_layers_prefill_every_prompt() -> None:
     assert answers["concurrent_connections"] == 1234
     assert answers["auth"] == "none"
     assert answers["use_cases"] == ["live_feed"]
-    # No browser among the clients: the origins question is not asked and not answered, so the
-    # answers file's value survives the merge.
-    assert "allowed_origins" not in answers
+    # No browser among the clients: the origins question is not asked, so the answers file's
+    # value survives the merge.
+    assert answers["allowed_origins"] == ["https://x.example.com"]
     assert "allowed_origins" not in [key for _, key, _ in ask.asked]
 
 
@@ -283,8 +289,18 @@ def test_origins_asked_when_the_user_picks_browser_in_this_session() -> None:
 
 def test_keys_limits_the_questions() -> None:
     ask = ScriptedAsk({"durability": "persistent", "auth": "cookie"})
-    answers = ask_requirements({}, ask=ask, keys=["auth", "durability"])
-    assert answers == {"durability": "persistent", "auth": "cookie"}
+    answers = ask_requirements({"auth": "jwt", "project_name": "x"}, ask=ask, keys=["auth", "durability"])
+    assert answers == {"durability": "persistent", "auth": "cookie", "project_name": "x"}
+    assert [key for _, key, _ in ask.asked] == ["durability", "auth"]
+
+
+def test_wizard_answers_win_over_the_lower_layers_and_enums_become_values() -> None:
+    from wsforge.requirements import AuthMode, UseCase
+
+    ask = ScriptedAsk({"auth": "cookie"})
+    layered = {"auth": AuthMode.JWT, "use_cases": [UseCase.CHAT], "extra": 1}
+    answers = ask_requirements(layered, ask=ask, keys=["auth"])
+    assert answers == {"auth": "cookie", "use_cases": ["chat"], "extra": 1}
 
 
 def test_ctrl_c_propagates_as_keyboard_interrupt() -> None:

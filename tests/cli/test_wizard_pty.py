@@ -1,0 +1,195 @@
+"""Drive the real questionary TUI through a pseudo-terminal (pexpect).
+
+The child process runs :func:`wsforge.wizard.ask_requirements` with the real questionary module,
+as the CLI does, and prints the answers as JSON. Keys are sent as a user would type them: Enter
+accepts a pre-filled default, space toggles a checkbox, the down arrow moves a selection, Ctrl-U
+clears a pre-filled text field.
+
+prompt_toolkit asks the terminal where the cursor is (CPR, ``ESC [6n``) and, without a reply, waits
+about a second per prompt and then hides its bottom toolbar, where validation messages appear.
+:class:`Terminal` answers those requests as a real terminal does. Every wait is a multiple of
+``UNIT`` (seconds), scaled by ``WSFORGE_TESTS_TIMEOUT_FACTOR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pexpect  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from wsforge.requirements import build_requirements
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = 1.0 * float(os.environ.get("WSFORGE_TESTS_TIMEOUT_FACTOR", "1"))
+
+DOWN = "\x1b[B"
+ENTER = "\r"
+CTRL_C = "\x03"
+CTRL_U = "\x15"
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from wsforge.errors import InteractiveSessionRequired
+    from wsforge.wizard import ask_requirements
+
+    defaults = json.loads(sys.argv[1])
+    try:
+        answers = ask_requirements(defaults)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
+    except InteractiveSessionRequired as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print("RESULT=" + json.dumps(answers), flush=True)
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        TERM="xterm",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        NO_COLOR="1",
+    )
+    return env
+
+
+CPR_REQUEST = "\x1b\\[6n"
+
+
+class Terminal:
+    """A pexpect child plus the one terminal reply prompt_toolkit needs (cursor position)."""
+
+    def __init__(self, defaults: dict[str, object]) -> None:
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-c", DRIVER, json.dumps(defaults)],
+            cwd=str(REPO),
+            env=_env(),
+            encoding="utf-8",
+            timeout=10 * UNIT,
+            dimensions=(40, 120),
+        )
+
+    def expect(self, pattern: str | type[pexpect.EOF]) -> None:
+        while self.child.expect([pattern, CPR_REQUEST]) == 1:
+            self.child.send("\x1b[1;1R")
+
+    def send(self, keys: str) -> None:
+        self.child.send(keys)
+
+    def finish(self) -> int:
+        self.expect(pexpect.EOF)
+        self.child.close()
+        return int(self.child.exitstatus)
+
+
+@pytest.fixture
+def wizard() -> Iterator[Callable[[dict[str, object]], Terminal]]:
+    terminals: list[Terminal] = []
+
+    def start(defaults: dict[str, object]) -> Terminal:
+        terminals.append(Terminal(defaults))
+        return terminals[-1]
+
+    yield start
+    for terminal in terminals:
+        if terminal.child.isalive():
+            terminal.child.terminate(force=True)
+
+
+def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]], Terminal]) -> None:
+    child = wizard({"project_name": "chat-demo", "messages_per_second": 250})
+    child.expect("Project name")
+    child.send(ENTER)  # pre-filled from the lower layers
+    child.expect("real-time traffic")
+    child.send(ENTER)  # nothing picked yet: refused, the prompt stays
+    child.expect("pick at least one")
+    child.send(" " + ENTER)  # toggle the first use case (chat)
+    child.expect("Who sends")
+    child.send(ENTER)
+    child.expect("concurrent connections")
+    child.send(CTRL_U + "lots" + ENTER)
+    child.expect("enter a whole number")
+    child.send(CTRL_U + "20k" + ENTER)
+    child.expect("messages per second")
+    child.send(ENTER)
+    child.expect("payload size")
+    # One validation message per prompt: prompt_toolkit redraws only the cells that change, so a
+    # second message on the same toolbar would not appear as contiguous text in the stream.
+    child.send(CTRL_U + "0" + ENTER)
+    child.expect("must be at least 1")
+    child.send(CTRL_U + "512" + ENTER)
+    child.expect("latency target")
+    child.send(ENTER)
+    child.expect("Where do clients run")
+    child.send(ENTER)  # browser is pre-checked
+    child.expect("misses")
+    child.send(DOWN + ENTER)  # second choice: replay
+    child.expect("authenticate")
+    child.send(ENTER)
+    child.expect("origins")
+    child.send("ftp://chat.example.com" + ENTER)
+    child.expect("is not an origin")
+    child.send(CTRL_U + "https://chat.example.com, http://localhost:8000" + ENTER)
+    child.expect("Wire encoding")
+    child.send(ENTER)
+    child.expect("subscribers per channel")
+    child.send(ENTER)
+    child.expect(r"RESULT=(\{.*\})\r\n")
+    answers = json.loads(child.child.match.group(1))
+    assert child.finish() == 0
+
+    assert answers == {
+        "project_name": "chat-demo",
+        "use_cases": ["chat"],
+        "message_patterns": ["bidirectional"],
+        "concurrent_connections": 20_000,
+        "messages_per_second": 250,
+        "avg_payload_bytes": 512,
+        "latency_class": "sub_100ms",
+        "client_environments": ["browser"],
+        "durability": "replay",
+        "auth": "jwt",
+        "allowed_origins": ["https://chat.example.com", "http://localhost:8000"],
+        "serialization": "auto",
+        "avg_subscribers_per_channel": None,
+    }
+    assert build_requirements(answers).concurrent_connections == 20_000
+
+
+def test_ctrl_c_interrupts_without_answers(wizard: Callable[[dict[str, object]], Terminal]) -> None:
+    child = wizard({"project_name": "chat-demo"})
+    child.expect("Project name")
+    child.send(ENTER)
+    child.expect("real-time traffic")
+    child.send(CTRL_C)
+    child.expect("interrupted; nothing was written")
+    assert child.finish() == 130
+    assert "RESULT=" not in (child.child.before or "")
+
+
+def test_no_terminal_points_to_answers_file() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, "{}"],
+        cwd=str(REPO),
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=10 * UNIT,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "use --answers FILE or --non-interactive" in proc.stderr
+    assert "RESULT=" not in proc.stdout
