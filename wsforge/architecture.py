@@ -43,6 +43,7 @@ from .spec import (
     ScalingSpec,
     ScalingStrategy,
     Source,
+    TokenSource,
     Transport,
 )
 
@@ -175,7 +176,9 @@ def design(
     if overrides.get("transport"):
         transport = Transport(overrides["transport"])
     if overrides.get("preferred_broker") or overrides.get("transport"):
-        scaling = _decide_scaling(req, transport, deliveries, overrides.get("preferred_broker"), d, quiet=True)
+        scaling = _decide_scaling(
+            req, transport, deliveries, overrides.get("preferred_broker"), d, quiet=True
+        )
     if overrides.get("namespaces"):
         namespaces = _merge_namespaces(namespaces, overrides["namespaces"], req)
     for field_name, setter in _LIMIT_OVERRIDES.items():
@@ -243,7 +246,12 @@ def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
             Source.TABLE,
         )
     codecs = [first, *[c for c in (Codec.JSON, Codec.MSGPACK) if c != first]]
-    d.add("serialization", first, f"{why} (client environments: {', '.join(e.value for e in req.client_environments)}).", source)
+    d.add(
+        "serialization",
+        first,
+        f"{why} (client environments: {', '.join(e.value for e in req.client_environments)}).",
+        source,
+    )
     d.add(
         "protocol.subprotocols",
         [f"wsforge.v1.{c.value}" for c in codecs],
@@ -264,7 +272,9 @@ def _decide_fanout(req: Requirements, knowledge: dict[str, Any], d: _Decisions) 
         )
     profiles = knowledge["use_cases"]
     value = max(int(profiles[u.value]["default_fanout"]) for u in req.use_cases)
-    return int(d.add("fanout", value, f"typical fan-out for {_uc(req)} from the knowledge index (no figure given)."))
+    return int(
+        d.add("fanout", value, f"typical fan-out for {_uc(req)} from the knowledge index (no figure given).")
+    )
 
 
 def _decide_namespaces(req: Requirements, knowledge: dict[str, Any], d: _Decisions) -> list[NamespaceSpec]:
@@ -290,7 +300,9 @@ def _decide_namespaces(req: Requirements, knowledge: dict[str, Any], d: _Decisio
                 Source.REQUIREMENT,
             )
         if not namespaces:
-            namespaces = [NamespaceSpec(name="public", auth=ChannelAuth.PUBLIC, description="public channels")]
+            namespaces = [
+                NamespaceSpec(name="public", auth=ChannelAuth.PUBLIC, description="public channels")
+            ]
     d.add(
         "channels.namespaces",
         [f"{ns.name} ({ns.auth.value})" for ns in namespaces],
@@ -305,7 +317,9 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
         req.concurrent_connections / (ws.connections * HEADROOM),
         deliveries / (ws.deliveries_per_s * HEADROOM),
     )
-    wants_fast = needed > 4 or (req.latency_class == LatencyClass.REALTIME and UseCase.TRADING in req.use_cases)
+    wants_fast = needed > 4 or (
+        req.latency_class == LatencyClass.REALTIME and UseCase.TRADING in req.use_cases
+    )
     if wants_fast and Transport.PICOWS in TRANSPORTS_AVAILABLE:
         return Transport(
             d.add(
@@ -319,7 +333,11 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
     if wants_fast:
         why = "picows would carry more per core, but this wsforge ships only the websockets transport yet"
     return Transport(
-        d.add("transport", Transport.WEBSOCKETS, f"{why} ({needed:.1f} instances of websockets-level capacity needed).")
+        d.add(
+            "transport",
+            Transport.WEBSOCKETS,
+            f"{why} ({needed:.1f} instances of websockets-level capacity needed).",
+        )
     )
 
 
@@ -372,16 +390,26 @@ def _decide_scaling(
             f"deliveries/s / {cap.deliveries_per_s} per instance at {int(HEADROOM * 100)} % headroom "
             f"({cap.source}).",
         )
-        d.add("scaling.strategy", strategy, f"{why} (durability = {req.durability.value}, {instances} instance(s)).", source)
+        d.add(
+            "scaling.strategy",
+            strategy,
+            f"{why} (durability = {req.durability.value}, {instances} instance(s)).",
+            source,
+        )
     return spec
 
 
 def _decide_auth(req: Requirements, d: _Decisions) -> AuthSpec:
     envs = set(req.client_environments)
     if req.auth == AuthMode.NONE:
-        d.add("auth.mode", "none", "requirements say no authentication: every namespace is public.", Source.REQUIREMENT)
+        d.add(
+            "auth.mode",
+            "none",
+            "requirements say no authentication: every namespace is public.",
+            Source.REQUIREMENT,
+        )
         return AuthSpec(mode="none", token_sources=[])
-    sources: list[Any] = ["header"]
+    sources: list[TokenSource] = ["header"]
     if ClientEnvironment.BROWSER in envs:
         sources += ["subprotocol", "query"]
     if req.auth == AuthMode.COOKIE:
@@ -399,14 +427,21 @@ def _decide_auth(req: Requirements, d: _Decisions) -> AuthSpec:
         if ClientEnvironment.BROWSER in envs
         else "non-browser clients send an Authorization header.",
     )
-    d.add("auth.algorithms", ["HS256"], "algorithms are pinned so `alg: none` and HS/RS confusion tokens fail.")
-    return AuthSpec(mode=req.auth.value, token_sources=sources)  # type: ignore[arg-type]
+    d.add(
+        "auth.algorithms", ["HS256"], "algorithms are pinned so `alg: none` and HS/RS confusion tokens fail."
+    )
+    return AuthSpec(mode=req.auth.value, token_sources=sources)
 
 
 def _decide_origins(req: Requirements, d: _Decisions) -> list[str]:
     if req.allowed_origins:
         return list(
-            d.add("allowed_origins", req.allowed_origins, "origins listed in the requirements.", Source.REQUIREMENT)
+            d.add(
+                "allowed_origins",
+                req.allowed_origins,
+                "origins listed in the requirements.",
+                Source.REQUIREMENT,
+            )
         )
     if ClientEnvironment.BROWSER in req.client_environments:
         return list(
@@ -467,8 +502,9 @@ def _decide_limits(
     d.add(
         "limits.outbound_queue_size",
         queue,
-        "a short queue for feeds where only the newest value matters" if coalescing else
-        "room for a burst of room traffic before the slow-consumer policy applies",
+        "a short queue for feeds where only the newest value matters"
+        if coalescing
+        else "room for a burst of room traffic before the slow-consumer policy applies",
     )
     return LimitsSpec(
         max_payload_bytes=max_payload,
@@ -594,12 +630,22 @@ def _apply_conventions(conv: Conventions, d: _Decisions) -> dict[str, Any]:
     for name, value in conv.model_dump(exclude_none=True, mode="json").items():
         key = _CONVENTION_KEYS[name]
         if name == "transport" and Transport(value) not in TRANSPORTS_AVAILABLE:
-            d.add(key, "websockets", f"memory asks for transport {value}, which this wsforge does not ship yet; kept websockets.", Source.MEMORY)
+            d.add(
+                key,
+                "websockets",
+                f"memory asks for transport {value}, which this wsforge does not ship yet; kept websockets.",
+                Source.MEMORY,
+            )
             continue
         if name == "envelope_fields":
             value = {k: v for k, v in value.items() if v is not None}
         previous = d.rows.get(key)
         before = f" (the table chose {previous.value!r})" if previous is not None else ""
-        d.add(key, value, f"memory convention `{name}` = {value!r} overrides the decision table{before}.", Source.MEMORY)
+        d.add(
+            key,
+            value,
+            f"memory convention `{name}` = {value!r} overrides the decision table{before}.",
+            Source.MEMORY,
+        )
         overrides[name] = value
     return overrides

@@ -24,7 +24,9 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     memory_dir: Path = Field(default=Path("memory"), description="Root of the YAML memory store.")
-    claudedocs_dir: Path = Field(default=Path("claudedocs"), description="Where step 5 writes design documents.")
+    claudedocs_dir: Path = Field(
+        default=Path("claudedocs"), description="Where step 5 writes design documents."
+    )
     skill: str = Field(default="websocket-engineer", description="Memory namespace of this tool.")
     default_stack: Literal["python-websockets"] = Field(
         default="python-websockets", description="Generated stack; the only one today."

@@ -32,7 +32,7 @@ from .requirements import format_validation_error
 from .spec import Backpressure, ChannelAuth
 
 SKILL = "websocket-engineer"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MAX_LOG_ENTRIES = 200
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -82,7 +82,9 @@ class Conventions(_Model):
     rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
     max_connections_per_ip: int | None = Field(default=None, ge=1)
     outbound_queue_size: int | None = Field(default=None, ge=1)
-    jwt_algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]] | None = None
+    jwt_algorithms: (
+        list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]] | None
+    ) = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     namespaces: list[NamespaceConvention] | None = None
@@ -162,7 +164,9 @@ class MemoryStore(Protocol):
         """Replace the given top-level keys (mappings merge one level deep) and save atomically."""
         ...
 
-    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+    def append(
+        self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history"
+    ) -> MemoryEntry:
         """Append ``entry`` to the list ``section`` (``history``, ``compliance``, ``known_issues``)."""
         ...
 
@@ -242,7 +246,9 @@ class YamlMemoryStore:
             _merge_into(doc, key, value)
         return self._save(path, doc)
 
-    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+    def append(
+        self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history"
+    ) -> MemoryEntry:
         path = self.path(skill, project)
         doc = self._load_document(path, skill, project)
         seq = doc.get(section)
@@ -278,7 +284,9 @@ class YamlMemoryStore:
         try:
             return MemoryEntry.model_validate(data)
         except ValidationError as exc:
-            raise MemoryStoreError(format_validation_error(exc, str(path), lines) + " (file left untouched)") from exc
+            raise MemoryStoreError(
+                format_validation_error(exc, str(path), lines) + " (file left untouched)"
+            ) from exc
 
     def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:
         if not path.exists():
@@ -354,7 +362,9 @@ class DictMemoryStore:
         self._entries[(skill, project)] = merged
         return entry
 
-    def append(self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history") -> MemoryEntry:
+    def append(
+        self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history"
+    ) -> MemoryEntry:
         current = dict(self._entries.get((skill, project)) or {"skill": skill, "project": project})
         current[section] = [*current.get(section, []), dict(entry)]
         result = MemoryEntry.model_validate(current)

@@ -158,7 +158,9 @@ def _format_python(files: dict[str, bytes]) -> dict[str, bytes]:
             check=False,
         )
         if result.returncode != 0:
-            raise TemplateError(f"rendered Python does not parse: {result.stderr.strip() or result.stdout.strip()}")
+            raise TemplateError(
+                f"rendered Python does not parse: {result.stderr.strip() or result.stdout.strip()}"
+            )
         formatted = dict(files)
         for path in py:
             formatted[path] = (base / path).read_bytes()
@@ -177,7 +179,9 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def write_project(files: Mapping[str, bytes], target: Path, spec: ArchitectureSpec, *, force: bool = False) -> None:
+def write_project(
+    files: Mapping[str, bytes], target: Path, spec: ArchitectureSpec, *, force: bool = False
+) -> None:
     """Write the rendered files under ``target`` atomically.
 
     A fresh target is rendered in a temp directory beside it and renamed into place. With

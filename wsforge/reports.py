@@ -52,7 +52,8 @@ def render_reports(result: RunResult) -> dict[str, str]:
             raise TemplateError(f"templates/reports/{name}: {exc}") from exc
     from .review.formats import to_markdown
 
-    out[f"websocket_review_{project}.md"] = to_markdown(result.review, result.spec, checklist=context["checklist"])
+    compliance = [record.as_memory() for record in result.checklist]
+    out[f"websocket_review_{project}.md"] = to_markdown(result.review, extra={"compliance": compliance})
     return out
 
 

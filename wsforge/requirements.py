@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .errors import RequirementsError
 PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 
 
-class UseCase(str, Enum):
+class UseCase(StrEnum):
     CHAT = "chat"
     LIVE_FEED = "live_feed"
     NOTIFICATIONS = "notifications"
@@ -33,25 +33,25 @@ class UseCase(str, Enum):
     CUSTOM = "custom"
 
 
-class MessagePattern(str, Enum):
+class MessagePattern(StrEnum):
     SERVER_PUSH = "server_push"
     BIDIRECTIONAL = "bidirectional"
     REQUEST_RESPONSE = "request_response"
 
 
-class LatencyClass(str, Enum):
+class LatencyClass(StrEnum):
     REALTIME = "sub_100ms"
     INTERACTIVE = "1_2s"
 
 
-class ClientEnvironment(str, Enum):
+class ClientEnvironment(StrEnum):
     BROWSER = "browser"
     MOBILE = "mobile"
     IOT = "iot"
     SERVER = "server"
 
 
-class Durability(str, Enum):
+class Durability(StrEnum):
     EPHEMERAL = "ephemeral"
     REPLAY = "replay"
     """Clients that reconnect get what they missed (bounded history)."""
@@ -59,13 +59,13 @@ class Durability(str, Enum):
     """Messages survive server restarts (a durable broker)."""
 
 
-class AuthMode(str, Enum):
+class AuthMode(StrEnum):
     JWT = "jwt"
     COOKIE = "cookie"
     NONE = "none"
 
 
-class Serialization(str, Enum):
+class Serialization(StrEnum):
     AUTO = "auto"
     JSON = "json"
     MSGPACK = "msgpack"
@@ -102,7 +102,10 @@ class Requirements(BaseModel):
         default=Serialization.AUTO, description="Wire codec; auto lets step 2 decide."
     )
     avg_subscribers_per_channel: int | None = Field(
-        default=None, ge=1, le=10_000_000, description="Typical fan-out; derived from the use case when omitted."
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Typical fan-out; derived from the use case when omitted.",
     )
 
     @field_validator("project_name")
@@ -137,7 +140,9 @@ class Requirements(BaseModel):
 QUESTION_KEYS: tuple[str, ...] = tuple(Requirements.model_fields)
 
 
-def format_validation_error(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int] | None) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, lines: dict[tuple[str, ...], int] | None
+) -> str:
     """One line per problem: ``file:line: field: message``."""
     parts = []
     for err in exc.errors():

@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ._resources import schemas_dir
 from .config import AgentConfig
 from .memory import MemoryEntry
 from .requirements import Requirements
 from .spec import ArchitectureSpec
 
-MODELS = {
+MODELS: dict[str, type[BaseModel]] = {
     "requirements.schema.json": Requirements,
     "architecture_spec.schema.json": ArchitectureSpec,
     "memory_entry.schema.json": MemoryEntry,
@@ -29,7 +31,11 @@ def model_schemas() -> dict[str, dict[str, Any]]:
     out = {}
     for name, model in MODELS.items():
         schema = model.model_json_schema()
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"https://wsforge.dev/schemas/{name}", **schema}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://wsforge.dev/schemas/{name}",
+            **schema,
+        }
         out[name] = schema
     return out
 

@@ -7,7 +7,7 @@ requirement (or memory convention) behind it. The spec is written to each genera
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,24 +23,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Codec(str, Enum):
+class Codec(StrEnum):
     JSON = "json"
     MSGPACK = "msgpack"
 
 
-class Transport(str, Enum):
+class Transport(StrEnum):
     WEBSOCKETS = "websockets"
     PICOWS = "picows"
 
 
-class ScalingStrategy(str, Enum):
+class ScalingStrategy(StrEnum):
     SINGLE = "single"
     REDIS_PUBSUB = "redis_pubsub"
     REDIS_STREAMS = "redis_streams"
     NATS = "nats"
 
 
-class ChannelAuth(str, Enum):
+class ChannelAuth(StrEnum):
     PUBLIC = "public"
     """Anyone connected may subscribe (and publish if ``client_publish``)."""
     AUTHENTICATED = "authenticated"
@@ -49,7 +49,7 @@ class ChannelAuth(str, Enum):
     """Only the user whose id is the channel name (``user:<sub>``)."""
 
 
-class Backpressure(str, Enum):
+class Backpressure(StrEnum):
     DROP_OLDEST = "drop_oldest"
     COALESCE = "coalesce"
     """Keep only the newest event per channel in the queue (tickers, positions)."""
@@ -57,7 +57,7 @@ class Backpressure(str, Enum):
     """Close the slow consumer with 4009; it recovers from history on reconnect."""
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     TABLE = "table"
     MEMORY = "memory"
     REQUIREMENT = "requirement"
@@ -123,16 +123,18 @@ class ScalingSpec(_Model):
     expected_deliveries_per_second: int = Field(ge=0)
 
 
+TokenSource = Literal["header", "subprotocol", "query", "cookie"]
+DEFAULT_TOKEN_SOURCES: tuple[TokenSource, ...] = ("header", "subprotocol", "query")
+
+
 class AuthSpec(_Model):
     mode: Literal["jwt", "cookie", "none"]
     algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
     audience: str | None = None
     issuer: str | None = None
-    secret_env: str = "WS_JWT_SECRET"
+    secret_env: str = "WS_JWT_SECRET"  # noqa: S105 - the name of an env var, not a secret
     leeway_s: int = 5
-    token_sources: list[Literal["header", "subprotocol", "query", "cookie"]] = Field(
-        default_factory=lambda: ["header", "subprotocol", "query"]
-    )
+    token_sources: list[TokenSource] = Field(default_factory=lambda: list(DEFAULT_TOKEN_SOURCES))
     cookie_name: str = "wsforge_session"
     anonymous_namespaces_allowed: bool = False
     """With ``mode: none`` every connection is anonymous and only public namespaces exist."""

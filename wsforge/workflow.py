@@ -38,7 +38,13 @@ class StepRecord:
     seconds: float = 0.0
 
     def as_memory(self) -> dict[str, Any]:
-        return {"step": self.step, "name": self.name, "at": self.at, "result": self.result, "detail": self.detail}
+        return {
+            "step": self.step,
+            "name": self.name,
+            "at": self.at,
+            "result": self.result,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -96,7 +102,9 @@ def run_new(
     table_spec = checklist.run(
         2,
         lambda: design(requirements, None, knowledge),
-        lambda s: f"{len(s.decisions)} decisions; {s.scaling.strategy.value}, {s.scaling.instances} instance(s)",
+        lambda s: (
+            f"{len(s.decisions)} decisions; {s.scaling.strategy.value}, {s.scaling.instances} instance(s)"
+        ),
     )
 
     def step3() -> tuple[MemoryEntry, ArchitectureSpec]:
@@ -132,8 +140,12 @@ def run_new(
     def step5() -> Any:
         from .review import review_spec
 
-        report = review_spec(spec, spec_path=target / "wsforge.yaml", project_dir=None if dry_run else target,
-                             known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues])
+        report = review_spec(
+            spec,
+            spec_path=target / "wsforge.yaml",
+            project_dir=None if dry_run else target,
+            known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues],
+        )
         result.review = report
         return report
 

@@ -57,7 +57,9 @@ def test_memory_edit_is_honoured_on_next_run(workdir: Path, chat_answers: Path) 
     assert "memory" in architecture
 
 
-def test_broken_memory_stops_before_writing(workdir: Path, chat_answers: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_broken_memory_stops_before_writing(
+    workdir: Path, chat_answers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unreadable memory file: exit 1 naming file and line, memory and target untouched."""
     path = workdir / "memory" / SKILL / "chat-demo.yaml"
     path.parent.mkdir(parents=True)
@@ -71,7 +73,9 @@ def test_broken_memory_stops_before_writing(workdir: Path, chat_answers: Path, c
     assert not (workdir / "claudedocs").exists()
 
 
-def test_missing_answer_names_the_key(workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_answer_names_the_key(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--non-interactive with an answer missing: one line naming the key, exit 1."""
     data = yaml.safe_load((EXAMPLES / "chat.yaml").read_text())
     del data["latency_class"]
@@ -99,7 +103,9 @@ def test_existing_target_needs_force(workdir: Path, chat_answers: Path) -> None:
     assert (target / "wsforge.yaml").exists()
 
 
-def test_dry_run_writes_nothing(workdir: Path, chat_answers: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_writes_nothing(
+    workdir: Path, chat_answers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--dry-run prints the plan and leaves the disk as it was."""
     assert _new("--answers", str(chat_answers), "--non-interactive", "--dry-run") == 0
     out = capsys.readouterr().out

@@ -31,13 +31,23 @@ CASES: list[Case] = [
         "chat.yaml",
         conventions={
             "namespaces": [
-                {"name": "room", "auth": "authenticated", "presence": False, "history_size": 0, "backpressure": "drop_oldest"}
+                {
+                    "name": "room",
+                    "auth": "authenticated",
+                    "presence": False,
+                    "history_size": 0,
+                    "backpressure": "drop_oldest",
+                }
             ]
         },
         answer_changes={"durability": "ephemeral", "project_name": "chat-lean"},
     ),
-    Case("notifications-nats", "notifications.yaml", conventions={"preferred_broker": "nats"},
-         answer_changes={"project_name": "notify-nats"}),
+    Case(
+        "notifications-nats",
+        "notifications.yaml",
+        conventions={"preferred_broker": "nats"},
+        answer_changes={"project_name": "notify-nats"},
+    ),
 ]
 
 

@@ -37,7 +37,8 @@ def test_every_template_is_used_by_some_case() -> None:
     all_templates = {
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
-        if p.is_file() and not {"__pycache__", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache"} & set(p.parts)
+        if p.is_file()
+        and not {"__pycache__", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache"} & set(p.parts)
     }
     assert all_templates - used == set()
 

@@ -37,7 +37,11 @@ def render_case(case: Case, workdir: Path) -> Path:
         memory.parent.mkdir(parents=True, exist_ok=True)
         memory.write_text(
             yaml.safe_dump(
-                {"project": answers["project_name"], "skill": "websocket-engineer", "conventions": case.conventions}
+                {
+                    "project": answers["project_name"],
+                    "skill": "websocket-engineer",
+                    "conventions": case.conventions,
+                }
             )
         )
     target = workdir / case.name

@@ -90,7 +90,10 @@ def test_no_auth_drops_private_namespaces() -> None:
     [
         ({"serialization": "msgpack"}, lambda s: s.protocol.codecs[0] == Codec.MSGPACK),
         ({"channel_separator": "."}, lambda s: s.channels.separator == "."),
-        ({"envelope_fields": {"type": "t"}}, lambda s: s.envelope.type == "t" and s.envelope.action == "action"),
+        (
+            {"envelope_fields": {"type": "t"}},
+            lambda s: s.envelope.type == "t" and s.envelope.action == "action",
+        ),
         ({"max_payload_bytes": 65536}, lambda s: s.limits.max_payload_bytes == 65536),
         ({"rate_per_s": 3}, lambda s: s.limits.rate_per_s == 3),
         ({"heartbeat_interval_s": 40}, lambda s: s.heartbeat.interval_s == 40),
@@ -120,7 +123,10 @@ def test_preferred_broker_nats_when_scaling_out() -> None:
 def test_known_issues_flow_into_spec() -> None:
     """Known issues from memory are carried for the review."""
     memory = MemoryEntry.model_validate(
-        {"project": "chat-demo", "known_issues": [{"id": "KI-1", "summary": "proxy drops idle sockets at 30 s"}]}
+        {
+            "project": "chat-demo",
+            "known_issues": [{"id": "KI-1", "summary": "proxy drops idle sockets at 30 s"}],
+        }
     )
     spec = design(_req(), memory)
     assert spec.known_issues == ["KI-1: proxy drops idle sockets at 30 s"]

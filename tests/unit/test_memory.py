@@ -31,8 +31,12 @@ def test_update_then_read_round_trip(tmp_path: Path) -> None:
 def test_append_adds_to_a_list(tmp_path: Path) -> None:
     """append adds one record to the named section."""
     store = YamlMemoryStore(tmp_path)
-    store.append(SKILL, "demo", {"step": 1, "name": "requirements", "at": "t", "result": "ok"}, section="compliance")
-    store.append(SKILL, "demo", {"step": 2, "name": "architecture", "at": "t", "result": "ok"}, section="compliance")
+    store.append(
+        SKILL, "demo", {"step": 1, "name": "requirements", "at": "t", "result": "ok"}, section="compliance"
+    )
+    store.append(
+        SKILL, "demo", {"step": 2, "name": "architecture", "at": "t", "result": "ok"}, section="compliance"
+    )
     assert [c.step for c in store.get_skill_memory(SKILL, "demo").compliance] == [1, 2]
 
 
@@ -42,7 +46,8 @@ def test_hand_edits_and_comments_survive_an_update(tmp_path: Path) -> None:
     store.update(SKILL, "demo", {"scaling": {"instances": 1}})
     path = store.path(SKILL, "demo")
     path.write_text(
-        path.read_text() + "# our convention, agreed 2026-11\nconventions:\n  channel_separator: '.'  # matches NATS\n"
+        path.read_text()
+        + "# our convention, agreed 2026-11\nconventions:\n  channel_separator: '.'  # matches NATS\n"
     )
     store.update(SKILL, "demo", {"scaling": {"instances": 3}})
     text = path.read_text()
@@ -55,9 +60,18 @@ def test_hand_edits_and_comments_survive_an_update(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         ("project: demo\nskill: websocket-engineer\nconventions: [oops\n", ":4: invalid YAML"),
-        ("project: demo\nskill: websocket-engineer\nconventions:\n  serialisation: json\n", ":4: conventions.serialisation: unknown key"),
-        ("project: demo\nskill: websocket-engineer\nconventions:\n  max_payload_bytes: tiny\n", ":4: conventions.max_payload_bytes"),
-        ("project: demo\nskill: websocket-engineer\nconventions:\n  rate_per_s: -1\n", ":4: conventions.rate_per_s"),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  serialisation: json\n",
+            ":4: conventions.serialisation: unknown key",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  max_payload_bytes: tiny\n",
+            ":4: conventions.max_payload_bytes",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  rate_per_s: -1\n",
+            ":4: conventions.rate_per_s",
+        ),
         ("- just a list\n", ":1: memory must be a mapping"),
     ],
 )

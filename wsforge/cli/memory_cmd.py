@@ -11,7 +11,9 @@ from ..config import load_config
 from ..memory import YamlMemoryStore
 from ._app import app, stdout
 
-memory_app = typer.Typer(help="Inspect and validate the YAML memory wsforge keeps per project.", no_args_is_help=True)
+memory_app = typer.Typer(
+    help="Inspect and validate the YAML memory wsforge keeps per project.", no_args_is_help=True
+)
 app.add_typer(memory_app, name="memory")
 
 
@@ -57,5 +59,6 @@ def memory_validate(
             return
     conv = entry.conventions.model_dump(exclude_none=True)
     stdout.print(
-        f"{where}: valid ({len(conv)} convention(s), {len(entry.known_issues)} known issue(s))", highlight=False
+        f"{where}: valid ({len(conv)} convention(s), {len(entry.known_issues)} known issue(s))",
+        highlight=False,
     )

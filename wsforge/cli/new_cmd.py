@@ -52,7 +52,9 @@ def gather_answers(
 
 @app.command("new")
 def new(
-    name: Annotated[str | None, typer.Argument(help="Project name (overrides project_name in the answers).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Project name (overrides project_name in the answers).")
+    ] = None,
     answers: Annotated[
         Path | None, typer.Option("--answers", "-a", help="YAML/JSON file with an answer for every question.")
     ] = None,
@@ -62,9 +64,15 @@ def new(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Project directory (default: ./<project_name>).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into an existing, non-empty directory.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every step, print the file plan, write nothing.")] = False,
-    output_format: Annotated[str, typer.Option("--format", help="text or json (summary on stdout).")] = "text",
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an existing, non-empty directory.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Run every step, print the file plan, write nothing.")
+    ] = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json (summary on stdout).")
+    ] = "text",
 ) -> None:
     """Capture requirements, design the architecture, render the project, review it, write the docs."""
     cwd = Path.cwd()
@@ -83,9 +91,11 @@ def new(
     if project_hint:
         try:
             memory_answers = dict(store.get_skill_memory(config.skill, project_hint).answers)
-        except Exception:  # noqa: BLE001 - step 3 reports a broken memory file with its own message
+        except Exception:
             memory_answers = {}
-    merged, lines, source = gather_answers(name, answers, interactive=interactive, memory_answers=memory_answers)
+    merged, lines, source = gather_answers(
+        name, answers, interactive=interactive, memory_answers=memory_answers
+    )
     requirements = build_requirements(merged, source=source, lines=lines)
     target = (output or cwd / requirements.project_name).resolve()
     result = run_new(
