@@ -1,0 +1,545 @@
+"""Redis broker: pub/sub fan-out, Streams for history, a Lua script as the single sequencer.
+
+Why this shape:
+
+* **One script per publish.** ``INCR`` of the channel counter, ``XADD`` into the channel's stream
+  (stream id ``<seq>-0``, so replay is a plain ``XRANGE``), the idempotency key and the
+  ``PUBLISH`` run atomically in Redis. Every instance therefore sees the same ``seq`` for the same
+  message, and pub/sub carries messages in ``seq`` order.
+* **Pub/sub is the live path, the stream is the safety net.** Pub/sub drops messages while a
+  subscriber reconnects; the :class:`~.ordering.SequenceGate` notices the jump in ``seq`` and the
+  reader refills the range from the stream before delivering, so a durable channel loses nothing
+  and delivers nothing twice per instance.
+* **Epoch = lifetime of the counter.** The epoch is written whenever the counter key is created.
+  If Redis loses the counter (restart without persistence, eviction, ``FLUSHALL``) the next
+  publish or read creates a new epoch, and clients that resume with the old one are told to resync
+  instead of being fed a restarted sequence.
+* **Presence expires by itself.** Members live in a hash (``instance/conn -> user``) next to a
+  sorted set of expiry times; every instance refreshes its own members in the background, and every
+  presence script purges expired members first. A crashed instance's members are gone within
+  ``presence_ttl_s``.
+* **Interest follows local members.** The instance subscribes to the pub/sub channel of a
+  channel only while the server has local subscribers for it.
+
+All keys of one channel share a ``{channel}`` hash tag, so the scripts also work on Redis Cluster.
+Every backend error is raised as :class:`BrokerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from .base import (
+    BrokerUnavailable,
+    ChannelOptions,
+    History,
+    Message,
+    OnMessage,
+    PresenceMember,
+    PublishResult,
+)
+from .ordering import SequenceGate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DURABLE_DEFAULT_HISTORY = 10_000
+"""Kept messages for a durable channel that sets no ``history_size``: replay needs *some* bound."""
+
+# KEYS: seq, epoch, stream, idem. ARGV: new_epoch, body, keep, stream_ttl_ms, idem_window_s,
+# has_msg_id, pubsub channel. Returns {duplicate, "seq:ts:epoch"}.
+_PUBLISH = """
+if ARGV[6] == '1' then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then return {1, prior} end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('SET', KEYS[2], ARGV[1], 'NX')
+end
+local seq = redis.call('INCR', KEYS[1])
+local epoch = redis.call('GET', KEYS[2])
+local t = redis.call('TIME')
+local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local head = string.format('%d:%d:%s', seq, ts, epoch)
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', keep, string.format('%d-0', seq), 't', ts, 'b', ARGV[2])
+  local ttl = tonumber(ARGV[4])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+local window = tonumber(ARGV[5])
+if ARGV[6] == '1' and window > 0 then redis.call('SET', KEYS[4], head, 'EX', window) end
+redis.call('PUBLISH', ARGV[7], head .. ':' .. ARGV[2])
+return {0, head}
+"""
+
+# KEYS: seq, epoch, stream. ARGV: new_epoch, since_seq, count, keep.
+# Returns {last, epoch, now_ms, entries}.
+_HISTORY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], 0)
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
+else
+  redis.call('SET', KEYS[2], ARGV[1], 'NX')
+end
+local last = tonumber(redis.call('GET', KEYS[1]))
+local epoch = redis.call('GET', KEYS[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local entries = {}
+local keep = tonumber(ARGV[4])
+local count = tonumber(ARGV[3])
+if keep > 0 and count > 0 then
+  local start = math.max(tonumber(ARGV[2]) + 1, last - keep + 1)
+  entries = redis.call('XRANGE', KEYS[3], string.format('%d-0', start), '+', 'COUNT', count)
+end
+return {last, epoch, now, entries}
+"""
+
+_PRESENCE_PURGE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, f in ipairs(dead) do
+  local u = redis.call('HGET', KEYS[1], f)
+  redis.call('HDEL', KEYS[1], f)
+  redis.call('ZREM', KEYS[2], f)
+  if u then
+    if redis.call('HINCRBY', KEYS[3], u, -1) <= 0 then redis.call('HDEL', KEYS[3], u) end
+  end
+end
+local function add(field, user, ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, field)
+  local prev = redis.call('HGET', KEYS[1], field)
+  if prev == user then return 0 end
+  if prev then
+    if redis.call('HINCRBY', KEYS[3], prev, -1) <= 0 then redis.call('HDEL', KEYS[3], prev) end
+  end
+  redis.call('HSET', KEYS[1], field, user)
+  return redis.call('HINCRBY', KEYS[3], user, 1) == 1 and 1 or 0
+end
+local function touch(ttl)
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
+end
+"""
+
+# KEYS: conns, expiry, users. ARGV: field, user, ttl_ms. Returns 1 on the user's first connection.
+_PRESENCE_JOIN = (
+    _PRESENCE_PURGE
+    + """
+local first = add(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+touch(tonumber(ARGV[3]))
+return first
+"""
+)
+
+# KEYS: conns, expiry, users. ARGV: field, user. Returns 1 when this removed the user's last
+# connection (0 for an unknown or already expired one: its leave is not announced twice).
+_PRESENCE_LEAVE = (
+    _PRESENCE_PURGE
+    + """
+local u = redis.call('HGET', KEYS[1], ARGV[1])
+if u then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  if redis.call('HINCRBY', KEYS[3], u, -1) <= 0 then
+    redis.call('HDEL', KEYS[3], u)
+    return 1
+  end
+  return 0
+end
+return 0
+"""
+)
+
+# KEYS: conns, expiry, users. ARGV: ttl_ms, field1, user1, field2, user2, ...
+# Re-adds members lost with a Redis restart, so presence heals without reconnecting clients.
+_PRESENCE_REFRESH = (
+    _PRESENCE_PURGE
+    + """
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do add(ARGV[i], ARGV[i + 1], ttl) end
+touch(ttl)
+return 0
+"""
+)
+
+# KEYS: conns, expiry, users. Returns the flat user/count list.
+_PRESENCE_MEMBERS = _PRESENCE_PURGE + "\nreturn redis.call('HGETALL', KEYS[3])\n"
+
+
+def _now_epoch() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _decode_body(channel: str, seq: int, ts: int, body: bytes) -> Message:
+    data = orjson.loads(body)
+    return Message(
+        channel=channel,
+        seq=seq,
+        ts=ts,
+        payload=data.get("p"),
+        sender=data.get("s"),
+        msg_id=data.get("m"),
+    )
+
+
+class RedisBroker:
+    """:class:`~.base.Broker` over one Redis (or a Redis Cluster through hash tags).
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` or ``rediss://`` (redis-py URL syntax).
+        prefix: namespace of every key and pub/sub channel, so several projects share a Redis.
+        idempotency_window_s: how long a ``msg_id`` is remembered; 0 disables deduplication.
+        presence_ttl_s: how long a member survives without a refresh from its instance.
+        op_timeout_s: socket timeout of one command; a slower Redis counts as unavailable.
+        instance_id: names this process in presence entries; random by default.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "wsforge",
+        idempotency_window_s: int = 120,
+        presence_ttl_s: float = 30.0,
+        op_timeout_s: float = 2.0,
+        reconnect_max_s: float = 2.0,
+        instance_id: str | None = None,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._idempotency_window_s = idempotency_window_s
+        self._presence_ttl_ms = max(1, int(presence_ttl_s * 1000))
+        self._op_timeout_s = op_timeout_s
+        self._reconnect_max_s = reconnect_max_s
+        self._instance = instance_id or uuid.uuid4().hex[:12]
+        self._client: aioredis.Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._on_message: OnMessage | None = None
+        self._gate = SequenceGate()
+        self._local_members: dict[str, dict[str, str]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._scripts: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._connected.is_set() and not self._closed
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance
+
+    async def start(self, on_message: OnMessage) -> None:
+        """Connect and start the reader; raises :class:`BrokerUnavailable` if Redis is unreachable.
+
+        The reader keeps reconnecting in the background even after that error, so a server that
+        starts while Redis is down recovers when Redis comes up.
+        """
+        self._on_message = on_message
+        self._client = aioredis.Redis.from_url(
+            self._url,
+            socket_connect_timeout=self._op_timeout_s,
+            socket_timeout=self._op_timeout_s,
+            # One retry re-dials a pooled connection that a Redis restart broke; more would
+            # only delay the BrokerUnavailable the circuit breaker is waiting for.
+            retry=Retry(NoBackoff(), 1),
+        )
+        for name, source in (
+            ("publish", _PUBLISH),
+            ("history", _HISTORY),
+            ("join", _PRESENCE_JOIN),
+            ("leave", _PRESENCE_LEAVE),
+            ("refresh", _PRESENCE_REFRESH),
+            ("members", _PRESENCE_MEMBERS),
+        ):
+            self._scripts[name] = self._client.register_script(source)
+        self._tasks.append(asyncio.create_task(self._read_forever(), name="redis-broker-reader"))
+        self._tasks.append(asyncio.create_task(self._refresh_presence_forever(), name="redis-presence"))
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout=self._op_timeout_s * 2)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"redis not reachable at {self._redacted_url()}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connected.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._forget_local_members()
+            await self._client.aclose()
+            self._client = None
+
+    # -- interest ----------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        """Record interest; the pub/sub subscription follows now or on the next reconnect."""
+        if self._gate.is_tracked(channel):
+            return
+        self._gate.track(channel)
+        pubsub = self._pubsub
+        if pubsub is not None and self._connected.is_set():
+            try:
+                await pubsub.subscribe(self._pubsub_key(channel))
+            except (RedisError, OSError) as exc:
+                # The reader sees the same broken connection and resubscribes everything.
+                log.warning("redis subscribe %s failed: %s", channel, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        if not self._gate.is_tracked(channel):
+            return
+        self._gate.forget(channel)
+        pubsub = self._pubsub
+        if pubsub is not None and self._connected.is_set():
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.unsubscribe(self._pubsub_key(channel))
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        *,
+        sender: str | None = None,
+        msg_id: str | None = None,
+    ) -> PublishResult:
+        body = orjson.dumps({"p": payload, "s": sender, "m": msg_id})
+        keep = self._kept(options)
+        window = self._idempotency_window_s if msg_id else 0
+        keys = [
+            self._key(channel, "seq"),
+            self._key(channel, "epoch"),
+            self._key(channel, "stream"),
+            self._key(channel, f"idem:{msg_id or ''}"),
+        ]
+        args = [
+            _now_epoch(),
+            body,
+            keep,
+            options.history_ttl_s * 1000 if keep else 0,
+            window,
+            "1" if msg_id and window else "0",
+            self._pubsub_key(channel),
+        ]
+        duplicate, head = await self._call(lambda: self._scripts["publish"](keys=keys, args=args))
+        seq, ts, _epoch = head.decode().split(":", 2)
+        message = Message(channel, int(seq), int(ts), payload, sender, msg_id)
+        return PublishResult(message, duplicate=bool(duplicate))
+
+    async def announce(self, channel: str, payload: Any) -> None:
+        frame = b"0:%d::" % int(time.time() * 1000) + orjson.dumps({"p": payload})
+        client = self._require_client()
+        await self._call(lambda: client.publish(self._pubsub_key(channel), frame))
+
+    async def history(
+        self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
+    ) -> History:
+        keep = self._kept(options)
+        keys = [self._key(channel, "seq"), self._key(channel, "epoch"), self._key(channel, "stream")]
+        args = [_now_epoch(), max(0, since_seq), max(0, limit), keep]
+        last, epoch, now, entries = await self._call(lambda: self._scripts["history"](keys=keys, args=args))
+        messages = []
+        cutoff = now - options.history_ttl_s * 1000 if options.history_ttl_s else None
+        for entry_id, flat in entries:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            ts = int(fields[b"t"])
+            if cutoff is not None and ts < cutoff:
+                continue
+            seq = int(entry_id.split(b"-", 1)[0])
+            messages.append(_decode_body(channel, seq, ts, fields[b"b"]))
+        last = int(last)
+        if since_seq == last:
+            recovered = True
+        elif since_seq > last or keep == 0:
+            recovered = False
+        else:
+            recovered = bool(messages) and messages[0].seq == since_seq + 1
+        return History(messages=messages, epoch=epoch.decode(), last_seq=last, recovered=recovered)
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def presence_join(self, channel: str, user: str, conn_id: str) -> bool:
+        self._local_members.setdefault(channel, {})[conn_id] = user
+        args = [self._member(conn_id), user, self._presence_ttl_ms]
+        first = await self._call(lambda: self._scripts["join"](keys=self._presence_keys(channel), args=args))
+        return bool(first)
+
+    async def presence_leave(self, channel: str, user: str, conn_id: str) -> bool:
+        members = self._local_members.get(channel)
+        if members is not None:
+            members.pop(conn_id, None)
+            if not members:
+                del self._local_members[channel]
+        args = [self._member(conn_id), user]
+        last = await self._call(lambda: self._scripts["leave"](keys=self._presence_keys(channel), args=args))
+        return bool(last)
+
+    async def presence_members(self, channel: str) -> list[PresenceMember]:
+        flat = await self._call(lambda: self._scripts["members"](keys=self._presence_keys(channel)))
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        members = [PresenceMember(user.decode(), int(count)) for user, count in pairs if int(count) > 0]
+        return sorted(members, key=lambda m: m.user)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _key(self, channel: str, kind: str) -> str:
+        return f"{self._prefix}:{{{channel}}}:{kind}"
+
+    def _pubsub_key(self, channel: str) -> str:
+        return f"{self._prefix}:msg:{channel}"
+
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [self._key(channel, "pconn"), self._key(channel, "pexp"), self._key(channel, "pusers")]
+
+    def _member(self, conn_id: str) -> str:
+        return f"{self._instance}/{conn_id}"
+
+    @staticmethod
+    def _kept(options: ChannelOptions) -> int:
+        if options.history_size > 0:
+            return options.history_size
+        return DURABLE_DEFAULT_HISTORY if options.durable else 0
+
+    def _redacted_url(self) -> str:
+        _, sep, tail = self._url.rpartition("@")
+        return f"{self._url.split('://', 1)[0]}://***@{tail}" if sep else self._url
+
+    def _require_client(self) -> aioredis.Redis:
+        if self._client is None or self._closed:
+            raise BrokerUnavailable("redis broker is not started")
+        return self._client
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        self._require_client()
+        try:
+            return await op()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"redis: {exc}") from exc
+
+    async def _read_forever(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            pubsub: PubSub | None = None
+            try:
+                client = self._require_client()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                # A control channel keeps the connection (and thus health) alive with no interest.
+                await pubsub.subscribe(f"{self._prefix}:ctl", *map(self._pubsub_key, self._gate.tracked()))
+                self._pubsub = pubsub
+                await self._refill(self._gate.tracked())
+                self._connected.set()
+                delay = 0.05
+                log.info("redis broker connected (%s)", self._redacted_url())
+                while not self._closed:
+                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if raw is None:
+                        await pubsub.ping()
+                        continue
+                    if raw.get("type") == "message":
+                        await self._receive(raw["channel"], raw["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, TimeoutError, BrokerUnavailable) as exc:
+                if self._connected.is_set():
+                    log.warning("redis broker disconnected: %s", exc)
+                self._connected.clear()
+            finally:
+                self._pubsub = None
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            if not self._closed:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._reconnect_max_s)
+
+    async def _receive(self, pubsub_channel: bytes, data: bytes) -> None:
+        channel = pubsub_channel.decode()[len(self._prefix) + len(":msg:") :]
+        seq_s, ts_s, epoch, body = data.split(b":", 3)
+        message = _decode_body(channel, int(seq_s), int(ts_s), body)
+        if message.seq == 0:
+            if self._gate.is_tracked(channel):
+                self._deliver([message])
+            return
+        self._deliver(self._gate.offer(message, epoch.decode()))
+        if self._gate.gap(channel) is not None:
+            await self._refill([channel])
+
+    async def _refill(self, channels: list[str]) -> None:
+        """Fetch what pub/sub missed (reconnect, gap) from the streams; give up visibly if trimmed."""
+        for channel in channels:
+            epoch, last = self._gate.position(channel)
+            if last is None:
+                continue
+            history = await self.history(channel, last, ChannelOptions(durable=True))
+            if epoch is not None and history.epoch != epoch:
+                self._gate.reset(channel, history.epoch, 0)
+                history = await self.history(channel, 0, ChannelOptions(durable=True))
+            for message in history.messages:
+                self._deliver(self._gate.offer(message, history.epoch))
+            self._deliver(self._gate.skip(channel))
+
+    def _deliver(self, messages: list[Message]) -> None:
+        if self._on_message is None:
+            return
+        for message in messages:
+            try:
+                self._on_message(message)
+            except Exception:
+                log.exception("on_message failed for %s seq %s", message.channel, message.seq)
+
+    async def _refresh_presence_forever(self) -> None:
+        interval = self._presence_ttl_ms / 3000
+        while not self._closed:
+            await asyncio.sleep(interval)
+            try:
+                for channel, members in list(self._local_members.items()):
+                    await self._refresh_members(channel, dict(members))
+            except BrokerUnavailable:
+                continue
+
+    async def _refresh_members(self, channel: str, members: dict[str, str]) -> None:
+        args: list[Any] = [self._presence_ttl_ms]
+        for conn_id, user in members.items():
+            args += [self._member(conn_id), user]
+        keys = self._presence_keys(channel)
+        await self._call(lambda: self._scripts["refresh"](keys=keys, args=args))
+
+    async def _forget_local_members(self) -> None:
+        for channel, members in list(self._local_members.items()):
+            for conn_id, user in list(members.items()):
+                await self._scripts["leave"](
+                    keys=self._presence_keys(channel), args=[self._member(conn_id), user]
+                )
+        self._local_members.clear()
