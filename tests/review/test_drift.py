@@ -23,8 +23,8 @@ class Settings:
     host: str = "127.0.0.1"
     max_payload_bytes: int = 8192
     rate_per_s: float = 10.0
-    heartbeat_interval_s: float = 15.0
-    heartbeat_timeout_s: float = 10.0
+    ping_interval_s: float = 15.0
+    ping_timeout_s: float = 10.0
     allowed_origins: tuple[str, ...] = ("http://localhost:8000", "http://127.0.0.1:8000")
     broker_url: str = "memory://"
 '''

@@ -177,12 +177,27 @@ def _spec_scalars(dumped: dict[str, Any]) -> Iterator[tuple[str, Any]]:
                 continue
             yield f"{section}.{leaf}", value
     yield "allowed_origins", dumped.get("allowed_origins")
+    yield "transport", dumped.get("transport")
     yield "scaling.broker_url", dumped["scaling"]["broker_url"]
     yield "protocol.path", dumped["protocol"]["path"]
+    yield "channels.separator", dumped["channels"]["separator"]
+    yield "channels.max_channel_name", dumped["channels"]["max_channel_name"]
+
+
+SETTING_ALIASES = {
+    "heartbeat.interval_s": ["ping_interval_s"],
+    "heartbeat.timeout_s": ["ping_timeout_s"],
+    "protocol.path": ["path"],
+    "channels.separator": ["channel_separator"],
+    "channels.max_channel_name": ["max_channel_name"],
+}
+"""Spec keys whose generated setting is not simply named ``<section>_<leaf>`` or ``<leaf>``."""
 
 
 def _setting_names(key: str) -> list[str]:
     """Names a settings field for ``key`` may have, most specific first."""
+    if key in SETTING_ALIASES:
+        return SETTING_ALIASES[key]
     section, _, leaf = key.partition(".")
     if not leaf:
         return [section]
