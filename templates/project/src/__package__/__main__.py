@@ -1,0 +1,74 @@
+"""``python -m <package>``: run the server until SIGTERM or SIGINT, then shut down gracefully.
+
+Configuration comes from ``WS_*`` environment variables (see ``settings.py``); flags override them.
+Exit status: 0 after a graceful shutdown, 2 for unusable configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from .observability import configure_logging
+from .server import Server
+from .settings import Settings, SettingsError
+
+logger = logging.getLogger(__package__)
+
+
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__)
+    parser.add_argument("--host", help=f"listen address (WS_HOST, default {settings.host})")
+    parser.add_argument("--port", type=int, help=f"listen port, 0 for any (WS_PORT, default {settings.port})")
+    parser.add_argument("--broker-url", help=f"memory://, redis://..., nats://... (WS_BROKER_URL, default {settings.broker_url})")
+    parser.add_argument("--log-format", choices=("json", "text"), help="json or text (WS_LOG_FORMAT)")
+    args = parser.parse_args(argv)
+    changes = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("broker_url", args.broker_url),
+            ("log_format", args.log_format),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(settings, **changes)
+
+
+async def run(settings: Settings) -> None:
+    """Serve until a termination signal, then close every connection with 1001 (bounded by the grace)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    server = Server(settings)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    logger.info("stopped", extra={"event": "stopped"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = parse_args(argv, Settings.from_env())
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.auth_enabled and not settings.jwt_key:
+        print("error: JWT auth is on but no key is set (see settings.py for the variable)", file=sys.stderr)
+        return 2
+    asyncio.run(run(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

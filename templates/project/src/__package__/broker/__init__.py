@@ -1,0 +1,65 @@
+"""Message brokers behind one seam; :func:`create_broker` picks one by URL scheme.
+
+``memory://`` needs nothing. ``redis://`` and ``nats://`` import their client library only when
+chosen, so a single-instance project does not need redis or nats-py installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, cast
+
+from .base import (
+    Broker,
+    BrokerError,
+    BrokerUnavailable,
+    ChannelOptions,
+    History,
+    Message,
+    PresenceMember,
+    PublishResult,
+)
+from .memory import MemoryBroker
+
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ChannelOptions",
+    "History",
+    "MemoryBroker",
+    "Message",
+    "PresenceMember",
+    "PublishResult",
+    "create_broker",
+]
+
+_ADAPTERS = {"redis": ("redis", "RedisBroker"), "rediss": ("redis", "RedisBroker"), "nats": ("nats", "NatsBroker")}
+
+
+def create_broker(url: str, **options: Any) -> Broker:
+    """The broker for ``url``; ``options`` (such as ``idempotency_window_s``) go to its constructor.
+
+    For redis:// and nats://, ``circuit_breaker`` (a dict of :class:`.breaker.BreakerBroker`
+    arguments: ``failure_threshold``, ``reset_timeout_s``, ``half_open_max_calls``) configures the
+    breaker wrapped around the adapter.
+
+    Raises:
+        ValueError: unknown scheme.
+    """
+    scheme = url.partition("://")[0].lower()
+    breaker = options.pop("circuit_breaker", {})
+    if scheme == "memory":
+        return MemoryBroker(**options)
+    adapter = _ADAPTERS.get(scheme)
+    if adapter is None:
+        raise ValueError(f"unsupported broker URL scheme {scheme!r} (memory://, redis://, nats://)")
+    # Imported by name so the redis / nats client libraries load only when configured.
+    module = importlib.import_module(f".{adapter[0]}", __package__)
+    broker = cast(Broker, getattr(module, adapter[1])(url, **options))
+    if breaker is None:
+        return broker
+    # A remote broker is always behind a circuit breaker (pass circuit_breaker=None to opt out).
+    from .breaker import BreakerBroker
+
+    return BreakerBroker(broker, **breaker)

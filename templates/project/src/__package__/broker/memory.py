@@ -1,0 +1,140 @@
+"""The in-memory broker: one process, no dependencies. A documented twin of the real brokers.
+
+It keeps exactly what :class:`~.base.Broker` promises (per-channel ``seq``, bounded history with a
+TTL, an idempotency window for ``msg_id``, presence counts) inside this process, so a single
+instance needs no Redis and the broker contract suite runs it like any other backend. History
+does not survive a restart: ``epoch`` is random per process, which makes clients resync.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from .base import ChannelOptions, History, Message, OnMessage, PresenceMember, PublishResult
+
+MAX_IDEMPOTENCY_KEYS = 100_000
+"""Per channel; bounds memory when clients send a fresh msg_id with every publish."""
+
+
+class MemoryBroker:
+    """:class:`~.base.Broker` for one process. ``clock`` returns seconds since the epoch."""
+
+    def __init__(
+        self, *, idempotency_window_s: float = 120.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.epoch = secrets.token_hex(8)
+        self._clock = clock
+        self._window = idempotency_window_s
+        self._on_message: OnMessage | None = None
+        self._subscribed: set[str] = set()
+        self._seq: dict[str, int] = {}
+        self._history: dict[str, deque[Message]] = {}
+        self._seen: dict[str, OrderedDict[str, tuple[float, Message]]] = {}
+        self._presence: dict[str, dict[str, set[str]]] = {}
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    async def start(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+
+    async def aclose(self) -> None:
+        self._on_message = None
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    def _deliver(self, message: Message) -> None:
+        if self._on_message is not None and message.channel in self._subscribed:
+            self._on_message(message)
+
+    async def publish(
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        *,
+        sender: str | None = None,
+        msg_id: str | None = None,
+    ) -> PublishResult:
+        now = self._clock()
+        if msg_id is not None:
+            seen = self._seen.setdefault(channel, OrderedDict())
+            while seen and (next(iter(seen.values()))[0] <= now - self._window or len(seen) > MAX_IDEMPOTENCY_KEYS):
+                seen.popitem(last=False)
+            previous = seen.get(msg_id)
+            if previous is not None:
+                return PublishResult(previous[1], duplicate=True)
+        seq = self._seq.get(channel, 0) + 1
+        self._seq[channel] = seq
+        message = Message(channel, seq, int(now * 1000), payload, sender, msg_id)
+        if options.history_size > 0:
+            kept = self._history.get(channel)
+            if kept is None or kept.maxlen != options.history_size:
+                kept = deque(kept or (), maxlen=options.history_size)
+                self._history[channel] = kept
+            kept.append(message)
+        if msg_id is not None and self._window > 0:
+            self._seen[channel][msg_id] = (now, message)
+        self._deliver(message)
+        return PublishResult(message)
+
+    async def announce(self, channel: str, payload: Any) -> None:
+        self._deliver(Message(channel, 0, int(self._clock() * 1000), payload))
+
+    def _expire(self, channel: str, options: ChannelOptions) -> deque[Message] | None:
+        kept = self._history.get(channel)
+        if kept is not None and options.history_ttl_s > 0:
+            oldest_ms = int((self._clock() - options.history_ttl_s) * 1000)
+            while kept and kept[0].ts < oldest_ms:
+                kept.popleft()
+        return kept
+
+    async def history(
+        self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
+    ) -> History:
+        last_seq = self._seq.get(channel, 0)
+        kept = self._expire(channel, options) or deque()
+        first_kept = kept[0].seq if kept else last_seq + 1
+        # Recovered means nothing after since_seq was lost: the next message we still hold (or
+        # the next one to be published) directly follows what the client has.
+        recovered = since_seq <= last_seq and since_seq + 1 >= first_kept
+        messages: list[Message] = []
+        if limit > 0:
+            for message in kept:
+                if message.seq > since_seq:
+                    messages.append(message)
+                    if len(messages) >= limit:
+                        break
+        return History(messages, self.epoch, last_seq, recovered)
+
+    async def presence_join(self, channel: str, user: str, conn_id: str) -> bool:
+        users = self._presence.setdefault(channel, {})
+        connections = users.setdefault(user, set())
+        first = not connections
+        connections.add(conn_id)
+        return first
+
+    async def presence_leave(self, channel: str, user: str, conn_id: str) -> bool:
+        users = self._presence.get(channel)
+        if users is None or conn_id not in users.get(user, ()):
+            return False
+        users[user].discard(conn_id)
+        if users[user]:
+            return False
+        del users[user]
+        if not users:
+            del self._presence[channel]
+        return True
+
+    async def presence_members(self, channel: str) -> list[PresenceMember]:
+        users = self._presence.get(channel, {})
+        return [PresenceMember(user, len(conns)) for user, conns in sorted(users.items())]

@@ -1,0 +1,474 @@
+"""The sans-I/O dispatch core: frames in, effects out.
+
+One :class:`Session` per connection. Feed it every received frame with :meth:`Session.receive`
+and it returns a list of *effects* for the glue (``server.py``) to carry out, in order:
+
+* :class:`Send` - bytes to queue for this connection;
+* :class:`Close` - close the connection with a code, after the Sends before it;
+* a broker command (:class:`Subscribe`, :class:`Unsubscribe`, :class:`Publish`,
+  :class:`HistoryQuery`, :class:`PresenceQuery`) or :class:`CallRpc` - work that needs I/O. The glue
+  runs it and reports back with the matching completion method (:meth:`Session.subscribed`,
+  :meth:`Session.published`, ...) or :meth:`Session.failed`, which return the response.
+
+Pipeline: parse -> validate -> rate limit -> authorize -> route -> acknowledge. Every request
+with a readable ``id`` gets exactly one ``response`` or ``error`` carrying that id: either
+straight from :meth:`~Session.receive` or from the completion of the one command it produced.
+Nothing here raises on client input, awaits, or reads a clock: ``now`` (seconds since the epoch)
+is always an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import AuthError, Identity, JwtVerifier, Operation, authorize
+from .broker.base import History, Message, PresenceMember, PublishResult
+from .channels import InvalidChannel, NamespacePolicy, parse_channel
+from .limits import RateGuard, StrikeCounter, Verdict, payload_too_large
+from .protocol import (
+    RPC_PREFIX,
+    Action,
+    CloseCode,
+    Codec,
+    ErrorCode,
+    ProtocolError,
+    Request,
+    check_payload,
+    encode,
+    error,
+    event,
+    parse_request,
+    response,
+)
+from .settings import Settings
+
+# Frames that show a broken or hostile client; enough of them close the connection with 4400.
+_STRIKE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, ErrorCode.UNSUPPORTED_VERSION})
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Queue ``data`` (already encoded in the session's codec) for this connection."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with ``code`` once the effects before this one are done."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Work for the glue on behalf of request ``id``; its completion produces the one response."""
+
+    id: str
+    action: str
+    channel: str
+    policy: NamespacePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe(Command):
+    """Join locally (``broker.subscribe`` on the first member), presence join, then ``history``."""
+
+    since_seq: int | None
+    epoch: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe(Command):
+    """Leave locally (``broker.unsubscribe`` on the last member), presence leave."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publish(Command):
+    payload: Any
+    msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery(Command):
+    since_seq: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceQuery(Command):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CallRpc:
+    """Run the handler registered for ``name`` (``handlers.py``)."""
+
+    id: str
+    action: str
+    name: str
+    channel: str | None
+    payload: Any
+
+
+Effect = Send | Close | Command | CallRpc
+
+
+class Dispatcher:
+    """What every session shares: settings, namespaces, the JWT verifier and the RPC names."""
+
+    def __init__(
+        self, settings: Settings, *, rpc_names: Collection[str] = (), verifier: JwtVerifier | None = None
+    ) -> None:
+        self.settings = settings
+        self.fields = settings.envelope
+        self.namespaces = {ns.name: ns for ns in settings.namespaces}
+        self.rpc_names = frozenset(rpc_names)
+        self.verifier = verifier
+
+    def session(self, conn_id: str, identity: Identity, codec: Codec, now: float) -> Session:
+        return Session(self, conn_id, identity, codec, now)
+
+    def encode_message(self, codec: Codec, message: Message) -> bytes:
+        """A ``message`` event; fan-out calls this once per codec and shares the bytes."""
+        return encode(
+            codec,
+            event(
+                "message",
+                message.channel,
+                message.payload,
+                seq=message.seq,
+                ts=message.ts,
+                sender=message.sender,
+                fields=self.fields,
+            ),
+        )
+
+    def encode_notice(self, codec: Codec, action: str, channel: str, payload: Any, ts: int) -> bytes:
+        """An unsequenced event (``presence.join``, ``presence.leave``, ``resync``): ``seq`` is 0."""
+        return encode(codec, event(action, channel, payload, seq=0, ts=ts, fields=self.fields))
+
+
+def _ms(now: float) -> int:
+    return int(now * 1000)
+
+
+class Session:
+    """Protocol state of one connection. Create through :meth:`Dispatcher.session`."""
+
+    def __init__(self, dispatcher: Dispatcher, conn_id: str, identity: Identity, codec: Codec, now: float) -> None:
+        settings = dispatcher.settings
+        self.dispatcher = dispatcher
+        self.conn_id = conn_id
+        self.identity = identity
+        self.codec = codec
+        self.closed = False
+        self._rate = RateGuard(settings.rate_per_s, settings.rate_burst, settings.rate_violations_before_close, now)
+        self._strikes = StrikeCounter(settings.bad_frames_before_close)
+        self._subscriptions: dict[str, int] = {}
+        """Active channel -> last seq delivered to this connection."""
+        self._epochs: dict[str, str] = {}
+        self._pending: dict[str, list[tuple[int, bytes]]] = {}
+        """Channel being subscribed -> live events that arrived meanwhile, replayed after the response."""
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    @property
+    def channels(self) -> list[str]:
+        """Active subscriptions, for cleanup when the connection ends."""
+        return list(self._subscriptions)
+
+    @property
+    def presence_user(self) -> str:
+        """The user id shown in presence; anonymous connections appear by connection id."""
+        return self.identity.user if self.identity.user is not None else f"anonymous:{self.conn_id}"
+
+    @property
+    def expires_at(self) -> float | None:
+        return self.identity.exp
+
+    def receive(self, data: bytes | str, now: float) -> list[Effect]:
+        """Handle one frame from the client. Never raises on client input."""
+        if self.closed:
+            return []
+        settings = self.dispatcher.settings
+        if payload_too_large(len(data), settings.max_payload_bytes):
+            return self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        parsed = parse_request(data, self.codec, self.dispatcher.fields)
+        if isinstance(parsed, ProtocolError):
+            effects: list[Effect] = [self._error(parsed.id, parsed.code, parsed.message, action=parsed.action)]
+            if parsed.code in _STRIKE_CODES and self._strikes.strike():
+                effects.extend(self._close(CloseCode.PROTOCOL_VIOLATION, "too many bad frames"))
+            return effects
+        decision = self._rate.check(now)
+        if decision.verdict is not Verdict.ALLOW:
+            effects = [
+                self._error(
+                    parsed.id,
+                    ErrorCode.RATE_LIMITED,
+                    "too many messages",
+                    action=parsed.action,
+                    retry_after_ms=decision.retry_after_ms,
+                )
+            ]
+            if decision.verdict is Verdict.CLOSE:
+                effects.extend(self._close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly"))
+            return effects
+        return self._route(parsed, now)
+
+    def offer(self, channel: str, seq: int, data: bytes) -> bool:
+        """Should this live event (shared ``data``) go out now? Buffers it while subscribing.
+
+        ``seq == 0`` marks unsequenced notices (presence), which are never buffered or deduplicated.
+        Sequenced events at or below the last delivered seq are duplicates and are dropped.
+        """
+        last = self._subscriptions.get(channel)
+        if last is None:
+            pending = self._pending.get(channel)
+            if pending is not None and seq > 0:
+                pending.append((seq, data))
+            return False
+        if seq == 0:
+            return True
+        if seq <= last:
+            return False
+        self._subscriptions[channel] = seq
+        return True
+
+    def expire(self, now: float) -> list[Effect]:
+        """Close with 4001 when the token's ``exp`` has passed (the glue calls this at ``expires_at``)."""
+        exp = self.identity.exp
+        if self.closed or exp is None or now < exp:
+            return []
+        return self._close(CloseCode.TOKEN_EXPIRED, "token expired")
+
+    # -- completions ------------------------------------------------------------------------
+
+    def subscribed(
+        self, cmd: Subscribe, history: History, members: Sequence[PresenceMember] | None, now: float
+    ) -> list[Effect]:
+        """The glue joined the channel and read ``history`` (``since_seq`` or 0, limit ``max_replay``)."""
+        buffered = self._pending.pop(cmd.channel, [])
+        if self.closed:
+            return []
+        last_seq = history.last_seq
+        replay: Sequence[Message] = ()
+        reason: str | None = None
+        if cmd.since_seq is not None:
+            if cmd.epoch is not None and cmd.epoch != history.epoch:
+                reason = "epoch_changed"
+            elif cmd.since_seq > last_seq:
+                reason = "ahead_of_server"
+            elif cmd.since_seq < last_seq and not cmd.policy.history_enabled:
+                reason = "no_history"
+            elif not history.recovered:
+                reason = "history_expired"
+            else:
+                replay = [m for m in history.messages if m.seq > cmd.since_seq]
+                if (replay[-1].seq if replay else cmd.since_seq) < last_seq:
+                    reason, replay = "too_far_behind", ()
+        payload: dict[str, Any] = {
+            "seq": last_seq,
+            "epoch": history.epoch,
+            "recovered": reason is None,
+            "replayed": len(replay),
+        }
+        if members is not None:
+            payload["presence"] = [{"user": m.user, "connections": m.connections} for m in members]
+        effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now)]
+        dispatcher = self.dispatcher
+        effects.extend(Send(dispatcher.encode_message(self.codec, m)) for m in replay)
+        if reason is not None:
+            notice = {"reason": reason, "seq": last_seq, "epoch": history.epoch}
+            effects.append(Send(dispatcher.encode_notice(self.codec, "resync", cmd.channel, notice, _ms(now))))
+        last = last_seq
+        for seq, data in buffered:
+            if seq > last:
+                effects.append(Send(data))
+                last = seq
+        self._subscriptions[cmd.channel] = last
+        self._epochs[cmd.channel] = history.epoch
+        return effects
+
+    def unsubscribed(self, cmd: Unsubscribe, now: float) -> list[Effect]:
+        return [self._response(cmd.id, cmd.action, {}, now)]
+
+    def published(self, cmd: Publish, result: PublishResult, now: float) -> list[Effect]:
+        payload: dict[str, Any] = {"seq": result.message.seq}
+        if result.duplicate:
+            payload["duplicate"] = True
+        return [self._response(cmd.id, cmd.action, payload, now)]
+
+    def history_loaded(self, cmd: HistoryQuery, history: History, now: float) -> list[Effect]:
+        fields = self.dispatcher.fields
+        messages = [
+            event("message", m.channel, m.payload, seq=m.seq, ts=m.ts, sender=m.sender, fields=fields)
+            for m in history.messages
+        ]
+        payload = {"messages": messages, "epoch": history.epoch, "recovered": history.recovered}
+        return [self._response(cmd.id, cmd.action, payload, now)]
+
+    def presence_loaded(self, cmd: PresenceQuery, members: Sequence[PresenceMember], now: float) -> list[Effect]:
+        listed = [{"user": m.user, "connections": m.connections} for m in members]
+        return [self._response(cmd.id, cmd.action, {"members": listed}, now)]
+
+    def rpc_returned(self, cmd: CallRpc, result: Any, now: float) -> list[Effect]:
+        if not check_payload(result):
+            return [self._error(cmd.id, ErrorCode.INTERNAL, "handler returned non-JSON data", action=cmd.action)]
+        return [self._response(cmd.id, cmd.action, result, now)]
+
+    def failed(self, cmd: Command | CallRpc, code: ErrorCode | str, message: str) -> list[Effect]:
+        """The command could not be carried out; answers its request with an error."""
+        if isinstance(cmd, Subscribe):
+            self._pending.pop(cmd.channel, None)
+        return [self._error(cmd.id, code, message, action=cmd.action)]
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def _route(self, request: Request, now: float) -> list[Effect]:
+        action = request.action
+        if action == Action.PING.value:
+            return [self._response(request.id, action, {"ts": _ms(now)}, now)]
+        if action == Action.AUTH_REFRESH.value:
+            return self._refresh(request, now)
+        if action.startswith(RPC_PREFIX):
+            name = action[len(RPC_PREFIX) :]
+            if name not in self.dispatcher.rpc_names:
+                return [self._error(request.id, ErrorCode.UNKNOWN_ACTION, f"no handler for {action!r}")]
+            return [CallRpc(request.id, action, name, request.channel, request.payload)]
+        if action not in _CHANNEL_ACTIONS:
+            return [self._error(request.id, ErrorCode.UNKNOWN_ACTION, f"unknown action {action[:64]!r}")]
+        return self._route_channel(request, action, now)
+
+    def _route_channel(self, request: Request, action: str, now: float) -> list[Effect]:
+        settings = self.dispatcher.settings
+        if request.channel is None:
+            return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, "'channel' is required", action=action)]
+        try:
+            name, policy = parse_channel(
+                request.channel,
+                self.dispatcher.namespaces,
+                separator=settings.channel_separator,
+                max_length=settings.max_channel_name,
+            )
+        except InvalidChannel as exc:
+            return [self._error(request.id, ErrorCode.INVALID_CHANNEL, str(exc), action=action)]
+        channel = name.full
+        if action == Action.UNSUBSCRIBE.value:
+            if channel not in self._subscriptions:
+                return [self._error(request.id, ErrorCode.NOT_SUBSCRIBED, "not subscribed", action=action)]
+            del self._subscriptions[channel]
+            self._epochs.pop(channel, None)
+            return [Unsubscribe(request.id, action, channel, policy)]
+        operation = Operation.PUBLISH if action == Action.PUBLISH.value else Operation.SUBSCRIBE
+        denied = authorize(self.identity, name, policy, operation)
+        if denied is not None:
+            code = ErrorCode.UNAUTHORIZED if self.identity.user is None else ErrorCode.FORBIDDEN
+            if operation is Operation.PUBLISH and not policy.client_publish:
+                code = ErrorCode.FORBIDDEN
+            return [self._error(request.id, code, denied, action=action)]
+        payload = request.payload
+        if action == Action.PUBLISH.value:
+            return [Publish(request.id, action, channel, policy, payload, request.msg_id)]
+        if action == Action.SUBSCRIBE.value:
+            return self._subscribe(request, channel, policy, now)
+        if action == Action.HISTORY.value:
+            return self._history(request, channel, policy)
+        if not policy.presence:
+            message = f"presence is off for namespace {policy.name!r}"
+            return [self._error(request.id, ErrorCode.FORBIDDEN, message, action=action)]
+        return [PresenceQuery(request.id, action, channel, policy)]
+
+    def _subscribe(self, request: Request, channel: str, policy: NamespacePolicy, now: float) -> list[Effect]:
+        args = request.payload if request.payload is not None else {}
+        since_seq = args.get("since_seq") if isinstance(args, dict) else None
+        epoch = args.get("epoch") if isinstance(args, dict) else None
+        if (
+            not isinstance(args, dict)
+            or (since_seq is not None and not _is_seq(since_seq))
+            or (epoch is not None and not isinstance(epoch, str))
+        ):
+            message = "payload must be {since_seq?: int >= 0, epoch?: str}"
+            return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, message, action=request.action)]
+        last = self._subscriptions.get(channel)
+        if last is not None and since_seq is None:
+            # Already subscribed: idempotent, nothing to replay.
+            payload = {"seq": last, "epoch": self._epochs.get(channel, ""), "recovered": True, "replayed": 0}
+            return [self._response(request.id, request.action, payload, now)]
+        if channel in self._pending:
+            message = "a subscribe to this channel is already in progress"
+            return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, message, action=request.action)]
+        if last is None and len(self._subscriptions) + len(self._pending) >= self.dispatcher.settings.max_subscriptions_per_connection:
+            return [self._error(request.id, ErrorCode.TOO_MANY_SUBSCRIPTIONS, "subscription limit reached", action=request.action)]
+        if last is not None:
+            # Re-subscribe with since_seq: replay again from the given point.
+            del self._subscriptions[channel]
+        self._pending[channel] = []
+        return [Subscribe(request.id, request.action, channel, policy, since_seq, epoch)]
+
+    def _history(self, request: Request, channel: str, policy: NamespacePolicy) -> list[Effect]:
+        if not policy.history_enabled:
+            message = f"namespace {policy.name!r} keeps no history"
+            return [self._error(request.id, ErrorCode.HISTORY_UNAVAILABLE, message, action=request.action)]
+        max_replay = self.dispatcher.settings.max_replay
+        args = request.payload if request.payload is not None else {}
+        since_seq = args.get("since_seq", 0) if isinstance(args, dict) else None
+        limit = args.get("limit", max_replay) if isinstance(args, dict) else None
+        if not isinstance(since_seq, int) or not _is_seq(since_seq) or not isinstance(limit, int) or not 0 < limit <= max_replay:
+            message = f"payload must be {{since_seq: int >= 0, limit?: 1..{max_replay}}}"
+            return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, message, action=request.action)]
+        return [HistoryQuery(request.id, request.action, channel, policy, since_seq, limit)]
+
+    def _refresh(self, request: Request, now: float) -> list[Effect]:
+        action = request.action
+        verifier = self.dispatcher.verifier
+        if verifier is None:
+            return [self._error(request.id, ErrorCode.UNAUTHORIZED, "authentication is disabled", action=action)]
+        token = request.payload.get("token") if isinstance(request.payload, dict) else None
+        if not isinstance(token, str) or not token:
+            return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, "payload must be {token: str}", action=action)]
+        try:
+            identity = verifier.verify(token, now)
+        except AuthError as exc:
+            return [self._error(request.id, ErrorCode.UNAUTHORIZED, exc.reason, action=action)]
+        if identity.user != self.identity.user:
+            effects: list[Effect] = [self._error(request.id, ErrorCode.FORBIDDEN, "identity changed", action=action)]
+            effects.extend(self._close(CloseCode.FORBIDDEN, "identity changed"))
+            return effects
+        self.identity = identity
+        return [self._response(request.id, action, {"exp": identity.claims.get("exp")}, now)]
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _response(self, request_id: str, action: str, payload: Any, now: float) -> Send:
+        return Send(encode(self.codec, response(request_id, action, payload, _ms(now), self.dispatcher.fields)))
+
+    def _error(
+        self,
+        request_id: str | None,
+        code: ErrorCode | str,
+        message: str,
+        *,
+        action: str | None = None,
+        retry_after_ms: int | None = None,
+    ) -> Send:
+        frame = error(
+            request_id, code, message, action=action, retry_after_ms=retry_after_ms, fields=self.dispatcher.fields
+        )
+        return Send(encode(self.codec, frame))
+
+    def _close(self, code: int, reason: str) -> list[Effect]:
+        self.closed = True
+        return [Close(code, reason)]
+
+
+_CHANNEL_ACTIONS = frozenset(
+    {Action.SUBSCRIBE.value, Action.UNSUBSCRIBE.value, Action.PUBLISH.value, Action.PRESENCE.value, Action.HISTORY.value}
+)
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

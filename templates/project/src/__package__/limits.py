@@ -1,0 +1,140 @@
+"""Rate limits, payload caps and connection caps. No I/O; every clock value is an argument.
+
+The server asks these objects questions ("may this frame pass at ``now``?") and acts on the
+answers (send ``rate_limited``, close with 4008, refuse the handshake with 429/503).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+
+class TokenBucket:
+    """Classic token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens. Returns 0.0 when allowed, else the seconds until it would be."""
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = max(self._stamp, now)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return 0.0
+        return (cost - self._tokens) / self._rate
+
+
+class Verdict(enum.Enum):
+    ALLOW = "allow"
+    REJECT = "reject"
+    """Answer with an error but keep the connection."""
+    CLOSE = "close"
+    """Too many violations: close the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    verdict: Verdict
+    retry_after_ms: int = 0
+
+
+class RateGuard:
+    """A per-connection token bucket that turns repeated violations into a close (4008)."""
+
+    __slots__ = ("_bucket", "_max_violations", "violations")
+
+    def __init__(self, rate: float, burst: int, max_violations: int, now: float) -> None:
+        self._bucket = TokenBucket(rate, burst, now)
+        self._max_violations = max_violations
+        self.violations = 0
+
+    def check(self, now: float) -> RateDecision:
+        wait = self._bucket.take(now)
+        if wait == 0.0:
+            return RateDecision(Verdict.ALLOW)
+        self.violations += 1
+        verdict = Verdict.CLOSE if self.violations >= self._max_violations else Verdict.REJECT
+        return RateDecision(verdict, max(1, math.ceil(wait * 1000)))
+
+
+class StrikeCounter:
+    """Counts protocol violations (bad frames); :meth:`strike` is True when the limit is reached."""
+
+    __slots__ = ("_limit", "count")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self.count = 0
+
+    def strike(self) -> bool:
+        self.count += 1
+        return self.count >= self._limit
+
+
+def payload_too_large(size: int, max_bytes: int) -> bool:
+    """The transport enforces ``max_size`` too; this covers transports that decode before checking."""
+    return size > max_bytes
+
+
+class Refusal(enum.Enum):
+    """Why a handshake is refused before the socket opens, with its HTTP status."""
+
+    PER_IP = 429
+    TOTAL = 503
+
+    @property
+    def reason(self) -> str:
+        return "too_many_connections_per_ip" if self is Refusal.PER_IP else "server_full"
+
+
+class ConnectionLimiter:
+    """Connection caps, per client IP and in total.
+
+    :meth:`reserve` before accepting a handshake and :meth:`release` exactly once when that
+    connection is gone (or the handshake failed).
+    """
+
+    def __init__(self, max_per_ip: int, max_total: int) -> None:
+        self._max_per_ip = max_per_ip
+        self._max_total = max_total
+        self._per_ip: dict[str, int] = {}
+        self.total = 0
+
+    def check(self, ip: str) -> Refusal | None:
+        if self.total >= self._max_total:
+            return Refusal.TOTAL
+        if self._per_ip.get(ip, 0) >= self._max_per_ip:
+            return Refusal.PER_IP
+        return None
+
+    def reserve(self, ip: str) -> Refusal | None:
+        """Count one connection from ``ip`` unless a cap is reached."""
+        refusal = self.check(ip)
+        if refusal is None:
+            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+            self.total += 1
+        return refusal
+
+    def release(self, ip: str) -> None:
+        count = self._per_ip.get(ip, 0)
+        if count <= 0:
+            return
+        if count == 1:
+            del self._per_ip[ip]
+        else:
+            self._per_ip[ip] = count - 1
+        self.total -= 1
+
+    def count(self, ip: str) -> int:
+        return self._per_ip.get(ip, 0)

@@ -1,0 +1,327 @@
+"""Wire protocol v1: envelope, codecs, error codes and close codes. No I/O.
+
+Every frame on the wire is one envelope (a JSON object in a text frame, or a MessagePack map in a
+binary frame). This module turns bytes into a validated :class:`Request` or a :class:`ProtocolError`
+that says which error the client gets, and builds the ``response`` / ``error`` / ``event`` frames.
+It never raises on client input: :func:`parse_request` is total over ``bytes | str``.
+
+Field names are configurable (memory conventions): :class:`Fields` maps each logical name to its
+wire name, and the generated ``settings.py`` holds the project's mapping.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import orjson
+
+VERSION = 1
+AUTH_SUBPROTOCOL_PREFIX = "wsforge.auth."
+"""Browsers cannot set headers, so they may carry the token as a subprotocol entry; never echoed."""
+
+MAX_ID_LENGTH = 64
+MAX_MSG_ID_LENGTH = 128
+MAX_PAYLOAD_DEPTH = 64
+"""Nesting deeper than this is refused, so that every accepted payload can be re-encoded by both codecs."""
+_MAX_INT = 2**63 - 1
+_MIN_INT = -(2**63)
+
+
+class Codec(enum.Enum):
+    """How envelopes are serialized; negotiated through the subprotocol."""
+
+    JSON = "json"
+    MSGPACK = "msgpack"
+
+    @property
+    def subprotocol(self) -> str:
+        return f"wsforge.v{VERSION}.{self.value}"
+
+    @property
+    def is_text(self) -> bool:
+        """JSON travels in text frames, MessagePack in binary frames."""
+        return self is Codec.JSON
+
+
+class ErrorCode(enum.StrEnum):
+    """Values of ``error.code`` (runtime contract §3)."""
+
+    BAD_FRAME = "bad_frame"
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_ACTION = "unknown_action"
+    INVALID_CHANNEL = "invalid_channel"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_SUBSCRIBED = "not_subscribed"
+    RATE_LIMITED = "rate_limited"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    BROKER_UNAVAILABLE = "broker_unavailable"
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    INTERNAL = "internal"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses (runtime contract §3)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    TOKEN_EXPIRED = 4001
+    FORBIDDEN = 4003
+    RATE_LIMITED = 4008
+    SLOW_CONSUMER = 4009
+    PROTOCOL_VIOLATION = 4400
+
+
+class Action(enum.StrEnum):
+    """Request actions other than ``rpc.<name>``."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    PUBLISH = "publish"
+    PRESENCE = "presence"
+    HISTORY = "history"
+    PING = "ping"
+    AUTH_REFRESH = "auth.refresh"
+
+
+RPC_PREFIX = "rpc."
+CHANNEL_ACTIONS = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """Wire names of the envelope fields (logical name -> wire name)."""
+
+    v: str = "v"
+    type: str = "type"
+    action: str = "action"
+    id: str = "id"
+    channel: str = "channel"
+    payload: str = "payload"
+    seq: str = "seq"
+    ts: str = "ts"
+    sender: str = "sender"
+    error: str = "error"
+    msg_id: str = "msg_id"
+
+
+DEFAULT_FIELDS = Fields()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A well-formed request envelope. ``channel`` is still unchecked against the namespaces."""
+
+    id: str
+    action: str
+    channel: str | None
+    payload: Any
+    msg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """Why a frame was refused; ``id`` is the request id when it could be read, else ``None``."""
+
+    code: ErrorCode
+    message: str
+    id: str | None = None
+    action: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+
+class FrameError(ValueError):
+    """Raised by :func:`decode` for bytes that are not a valid JSON / MessagePack document."""
+
+
+def encode(codec: Codec, obj: Any) -> bytes:
+    """Serialize ``obj`` with ``codec``; JSON output is UTF-8 meant for a text frame."""
+    if codec is Codec.JSON:
+        return orjson.dumps(obj)
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode(codec: Codec, data: bytes | str) -> Any:
+    """Parse one frame. Text frames are always JSON, whatever was negotiated.
+
+    Raises:
+        FrameError: the data is not a document in that codec.
+    """
+    try:
+        if isinstance(data, str) or codec is Codec.JSON:
+            return orjson.loads(data)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # every decoder failure is the client's problem, never ours
+        raise FrameError(str(exc) or type(exc).__name__) from exc
+
+
+def select_codec(offered: Sequence[str], supported: Sequence[Codec]) -> tuple[Codec, str | None] | None:
+    """Pick the subprotocol for a handshake.
+
+    Returns ``(codec, subprotocol to echo)``. A client that offers no codec subprotocol gets JSON
+    with no subprotocol header, so a bare ``new WebSocket(url)`` works. ``None`` means the client
+    offered only unknown subprotocols: refuse with HTTP 400.
+    """
+    wanted = [p for p in offered if not p.startswith(AUTH_SUBPROTOCOL_PREFIX)]
+    if not wanted:
+        return Codec.JSON, None
+    for codec in supported:
+        if codec.subprotocol in wanted:
+            return codec, codec.subprotocol
+    return None
+
+
+def check_payload(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` is plain JSON data both codecs can re-encode (str keys, 64-bit ints)."""
+    if value is None or isinstance(value, (str, bool, float)):
+        return True
+    if isinstance(value, int):
+        return _MIN_INT <= value <= _MAX_INT
+    if depth >= MAX_PAYLOAD_DEPTH:
+        return False
+    if isinstance(value, list):
+        return all(check_payload(item, depth + 1) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and check_payload(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def parse_request(data: bytes | str, codec: Codec, fields: Fields = DEFAULT_FIELDS) -> Request | ProtocolError:
+    """Validate one incoming frame. Never raises.
+
+    Checks, in order: decodable object, ``id``, ``v``, ``type``, ``action``, ``channel`` and
+    ``msg_id`` types. Whether the channel exists and may be used is the dispatcher's business.
+    """
+    try:
+        obj = decode(codec, data)
+    except FrameError as exc:
+        return ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid {codec.value}: {exc}"[:200])
+    if not isinstance(obj, dict):
+        return ProtocolError(ErrorCode.BAD_FRAME, "frame is not an object")
+    return parse_envelope(obj, fields)
+
+
+def parse_envelope(obj: Mapping[Any, Any], fields: Fields = DEFAULT_FIELDS) -> Request | ProtocolError:
+    """Validate a decoded envelope; see :func:`parse_request`."""
+    raw_id = obj.get(fields.id)
+    request_id = raw_id if _valid_id(raw_id) else None
+    action = obj.get(fields.action)
+    action_name = action if isinstance(action, str) and len(action) <= 64 else None
+    if request_id is None:
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE, f"'{fields.id}' must be a string of 1..{MAX_ID_LENGTH} chars"
+        )
+    version = obj.get(fields.v)
+    if not isinstance(version, int) or isinstance(version, bool):
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE, f"'{fields.v}' must be an integer", request_id, action_name
+        )
+    if version != VERSION:
+        return ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {VERSION} is supported",
+            request_id,
+            action_name,
+        )
+    if obj.get(fields.type) != "request":
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE, f"'{fields.type}' must be 'request'", request_id, action_name
+        )
+    if action_name is None:
+        return ProtocolError(ErrorCode.INVALID_ENVELOPE, f"'{fields.action}' must be a string", request_id)
+    channel = obj.get(fields.channel)
+    if channel is not None and not isinstance(channel, str):
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE, f"'{fields.channel}' must be a string", request_id, action_name
+        )
+    msg_id = obj.get(fields.msg_id)
+    if msg_id is not None and not (isinstance(msg_id, str) and 0 < len(msg_id) <= MAX_MSG_ID_LENGTH):
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE,
+            f"'{fields.msg_id}' must be a string of 1..{MAX_MSG_ID_LENGTH} chars",
+            request_id,
+            action_name,
+        )
+    payload = obj.get(fields.payload)
+    if not check_payload(payload):
+        return ProtocolError(
+            ErrorCode.INVALID_ENVELOPE,
+            f"'{fields.payload}' must be JSON data nested at most {MAX_PAYLOAD_DEPTH} deep",
+            request_id,
+            action_name,
+        )
+    return Request(id=request_id, action=action_name, channel=channel, payload=payload, msg_id=msg_id)
+
+
+def response(
+    request_id: str, action: str, payload: Any, ts: int, fields: Fields = DEFAULT_FIELDS
+) -> dict[str, Any]:
+    """The one successful answer to a request."""
+    return {
+        fields.v: VERSION,
+        fields.type: "response",
+        fields.action: action,
+        fields.id: request_id,
+        fields.payload: payload,
+        fields.ts: ts,
+    }
+
+
+def error(
+    request_id: str | None,
+    code: ErrorCode | str,
+    message: str,
+    *,
+    action: str | None = None,
+    retry_after_ms: int | None = None,
+    fields: Fields = DEFAULT_FIELDS,
+) -> dict[str, Any]:
+    """The one failed answer to a request (``id`` is ``None`` for an unreadable frame)."""
+    body: dict[str, Any] = {"code": code.value if isinstance(code, ErrorCode) else code, "message": message}
+    if retry_after_ms is not None:
+        body["retry_after_ms"] = retry_after_ms
+    frame: dict[str, Any] = {fields.v: VERSION, fields.type: "error", fields.id: request_id, fields.error: body}
+    if action is not None:
+        frame[fields.action] = action
+    return frame
+
+
+def event(
+    action: str,
+    channel: str,
+    payload: Any,
+    *,
+    seq: int,
+    ts: int,
+    sender: str | None = None,
+    fields: Fields = DEFAULT_FIELDS,
+) -> dict[str, Any]:
+    """A server-initiated frame: ``message``, ``presence.join``, ``presence.leave`` or ``resync``."""
+    frame: dict[str, Any] = {
+        fields.v: VERSION,
+        fields.type: "event",
+        fields.action: action,
+        fields.channel: channel,
+        fields.payload: payload,
+        fields.seq: seq,
+        fields.ts: ts,
+    }
+    if action == "message":
+        frame[fields.sender] = sender
+    return frame

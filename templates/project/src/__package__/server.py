@@ -1,0 +1,500 @@
+"""Asyncio glue: feeds the sans-I/O core and carries out its effects.
+
+:class:`Server` owns the broker, the transport and one :class:`Connection` per WebSocket. For
+each frame it calls :meth:`~.dispatch.Session.receive`, queues the ``Send`` effects, awaits the
+broker for commands and queues their responses. Requests of one connection are handled in order,
+one at a time, which is what keeps a client's publishes in ``seq`` order.
+
+Fan-out (:meth:`Server.deliver`) encodes an event once per codec and hands the same ``bytes``
+object to every local subscriber's bounded :class:`~.outbox.Outbox`; a writer task per connection
+drains it into the socket. Usage::
+
+    async with Server(settings) as server:   # listening; server.port is the bound port
+        await server.wait_stopped()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import mimetypes
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
+from .broker import Broker, BrokerUnavailable, Message, create_broker
+from .channels import ChannelRegistry, NamespacePolicy
+from .dispatch import (
+    CallRpc,
+    Close,
+    Command,
+    Dispatcher,
+    Effect,
+    HistoryQuery,
+    PresenceQuery,
+    Publish,
+    Send,
+    Session,
+    Subscribe,
+    Unsubscribe,
+)
+from .handlers import HANDLERS, Handler, RpcContext, RpcError
+from .limits import ConnectionLimiter, Refusal
+from .observability import Metrics, readiness
+from .outbox import Outbox, Overflow
+from .protocol import CloseCode, Codec, ErrorCode, select_codec
+from .settings import Settings
+from .transport import (
+    Admission,
+    HandshakeRequest,
+    HttpResponse,
+    Link,
+    LinkClosed,
+    Transport,
+    create_transport,
+)
+
+logger = logging.getLogger(__name__)
+
+_CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".ts": "text/plain", ".map": "application/json"}
+
+
+class Connection:
+    """One open WebSocket: its session, outbox and writer task."""
+
+    __slots__ = ("_wakeup", "close_request", "joined", "link", "outbox", "present", "server", "session", "writer")
+
+    def __init__(self, server: Server, link: Link, session: Session) -> None:
+        self.server = server
+        self.link = link
+        self.session = session
+        self.outbox = Outbox(server.settings.outbound_queue_size)
+        self.joined: set[str] = set()
+        """Channels this connection joined in the registry (may be ahead of the session's list)."""
+        self.present: set[str] = set()
+        """Channels where this connection is counted in presence."""
+        self.close_request: tuple[int, str] | None = None
+        self._wakeup = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def closing(self) -> bool:
+        return self.close_request is not None
+
+    def push_reply(self, data: bytes) -> None:
+        if self.close_request is None:
+            self._after_push(self.outbox.push_reply(data))
+
+    def push_event(self, channel: str, data: bytes, policy: NamespacePolicy) -> None:
+        if self.close_request is None:
+            self._after_push(self.outbox.push_event(channel, data, policy.backpressure))
+
+    def _after_push(self, overflow: Overflow) -> None:
+        metrics = self.server.metrics
+        if overflow is Overflow.NONE:
+            metrics.queue_depth += 1
+        elif overflow is Overflow.SLOW_CONSUMER:
+            self.abort(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return
+        else:
+            metrics.drop(overflow.value)
+        self._wakeup.set()
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued have been sent."""
+        if self.close_request is None:
+            self.close_request = (code, reason)
+            self.server.metrics.close(code)
+            self._wakeup.set()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, discarding queued frames (slow consumer)."""
+        dropped = self.outbox.clear()
+        self.server.metrics.queue_depth -= dropped
+        self.server.metrics.drop("slow_consumer", dropped)
+        if self.close_request is None:
+            self.request_close(code, reason)
+        if self.writer is not None and not self.writer.done():
+            # The writer may be stuck in send() on a congested socket; restart it to close promptly.
+            self.writer.cancel()
+            self.writer = asyncio.create_task(self.write_loop())
+
+    async def write_loop(self) -> None:
+        link, outbox, metrics = self.link, self.outbox, self.server.metrics
+        text = self.session.codec.is_text
+        try:
+            while True:
+                if outbox:
+                    data = outbox.pop()
+                    metrics.queue_depth -= 1
+                    await link.send(data, text=text)
+                    metrics.messages_out += 1
+                elif self.close_request is not None:
+                    break
+                else:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+            code, reason = self.close_request
+            await link.close(code, reason)
+        except LinkClosed:
+            pass
+
+
+class Server:
+    """The WebSocket server: handshake policy, sessions, fan-out and shutdown."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        broker: Broker | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.broker: Broker = broker or create_broker(
+            settings.broker_url, idempotency_window_s=settings.idempotency_window_s
+        )
+        self.handlers = dict(HANDLERS if handlers is None else handlers)
+        self.verifier = (
+            JwtVerifier(
+                settings.jwt_key,
+                settings.jwt_algorithms,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway_s=settings.jwt_leeway_s,
+            )
+            if settings.auth_enabled
+            else None
+        )
+        self.dispatcher = Dispatcher(settings, rpc_names=self.handlers, verifier=self.verifier)
+        self.limiter = ConnectionLimiter(settings.max_connections_per_ip, settings.max_connections_total)
+        self.registry: ChannelRegistry[Connection] = ChannelRegistry()
+        self.connections: set[Connection] = set()
+        self.shutting_down = False
+        self.host = settings.host
+        self.port = settings.port
+        self._transport: Transport | None = None
+        self._stopped = asyncio.Event()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect the broker and start listening; ``self.port`` is then the bound port."""
+        await self.broker.start(self.deliver)
+        self._transport = create_transport(self, self.settings)
+        self.host, self.port = await self._transport.start()
+        logger.info(
+            "listening on ws://%s:%d%s",
+            self.host,
+            self.port,
+            self.settings.path,
+            extra={"event": "listening", "host": self.host, "port": self.port},
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 1001, release the broker. Bounded by the grace."""
+        if self.shutting_down:
+            await self._stopped.wait()
+            return
+        self.shutting_down = True
+        grace = self.settings.shutdown_grace_s
+        logger.info("shutting down", extra={"event": "shutdown", "connections": len(self.connections)})
+        if self._transport is not None:
+            await self._transport.stop(grace)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(grace):
+                await self.broker.aclose()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- handshake --------------------------------------------------------------------------
+
+    def handshake(self, request: HandshakeRequest) -> HttpResponse | Admission:
+        """Decide an HTTP request: plain HTTP routes, a refusal, or an admitted WebSocket."""
+        if request.path == self.settings.path:
+            return self._admit(request)
+        if request.path == "/healthz":
+            return HttpResponse(200, b"ok\n")
+        if request.path == "/readyz":
+            status, body = readiness(
+                broker_healthy=self.broker.healthy,
+                shutting_down=self.shutting_down,
+                connections=len(self.connections),
+            )
+            return HttpResponse(status, json.dumps(body).encode(), "application/json")
+        if request.path == "/metrics":
+            return HttpResponse(200, self.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if request.path == "/":
+            return self._static("index.html")
+        if request.path.startswith("/static/"):
+            return self._static(request.path[len("/static/") :])
+        return HttpResponse(404, b"not found\n")
+
+    def _refuse(self, status: int, reason: str, text: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+        self.metrics.reject(reason)
+        logger.info("handshake refused: %s", reason, extra={"event": "refused", "status": status, "reason": reason})
+        return HttpResponse(status, f"{text}\n".encode(), headers=headers)
+
+    def _admit(self, request: HandshakeRequest) -> HttpResponse | Admission:
+        s = self.settings
+        ip = request.remote_ip
+        if s.trust_forwarded_for:
+            forwarded = request.header("X-Forwarded-For")
+            if forwarded:
+                ip = forwarded.split(",")[0].strip() or ip
+        if self.shutting_down:
+            return self._refuse(503, "shutting_down", "server is shutting down", (("Retry-After", "5"),))
+        refusal = self.limiter.check(ip)
+        if refusal is Refusal.TOTAL:
+            return self._refuse(503, refusal.reason, "server is full, try later", (("Retry-After", "5"),))
+        if refusal is Refusal.PER_IP:
+            return self._refuse(429, refusal.reason, "too many connections from this address", (("Retry-After", "5"),))
+        if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
+            return self._refuse(403, "origin", "origin not allowed")
+        offered = request.header_values("Sec-WebSocket-Protocol")
+        choice = select_codec(offered, s.codecs)
+        if choice is None:
+            supported = ", ".join(c.subprotocol for c in s.codecs)
+            return self._refuse(400, "subprotocol", f"unsupported subprotocol; offer one of: {supported}")
+        codec, subprotocol = choice
+        identity = ANONYMOUS
+        if self.verifier is not None:
+            token = extract_token(
+                sources=s.token_sources,
+                authorization=request.header("Authorization"),
+                subprotocols=offered,
+                query=request.query,
+                cookie_header=request.header("Cookie"),
+                cookie_name=s.cookie_name,
+            )
+            if token is None:
+                return self._refuse(401, "missing_token", "missing token")
+            try:
+                identity = self.verifier.verify(token, self.clock())
+            except AuthError as exc:
+                return self._refuse(401, "invalid_token", exc.reason)
+        if self.limiter.reserve(ip) is not None:  # checked above; no await in between
+            return self._refuse(503, "server_full", "server is full, try later", (("Retry-After", "5"),))
+        return Admission(codec, subprotocol, identity, ip, release_slot=lambda: self.limiter.release(ip))
+
+    def _static(self, name: str) -> HttpResponse:
+        root = self.settings.static_dir.resolve()
+        try:
+            path = (root / name).resolve()
+            path.relative_to(root)
+        except (ValueError, OSError):
+            return HttpResponse(404, b"not found\n")
+        if not path.is_file():
+            return HttpResponse(404, b"not found\n")
+        content_type = _CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type == "application/json":
+            content_type += "; charset=utf-8"
+        return HttpResponse(200, path.read_bytes(), content_type, (("Cache-Control", "no-cache"),))
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def serve(self, link: Link, admission: Admission) -> None:
+        """Run one connection until it closes."""
+        conn_id = secrets.token_hex(8)
+        session = self.dispatcher.session(conn_id, admission.identity, admission.codec, self.clock())
+        conn = Connection(self, link, session)
+        conn.writer = asyncio.create_task(conn.write_loop())
+        watchdog = asyncio.create_task(self._watch_expiry(conn)) if session.expires_at is not None else None
+        self.connections.add(conn)
+        self.metrics.connections += 1
+        logger.debug("open %s user=%s", conn_id, admission.identity.user)
+        try:
+            await self._read_loop(conn)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            await self._cleanup(conn)
+            self.connections.discard(conn)
+            self.metrics.connections -= 1
+            admission.release()
+            logger.debug("closed %s code=%s", conn_id, link.close_code)
+
+    async def _read_loop(self, conn: Connection) -> None:
+        link, session, metrics, clock = conn.link, conn.session, self.metrics, self.clock
+        while not conn.closing:
+            try:
+                data = await link.recv()
+            except LinkClosed:
+                return
+            metrics.messages_in += 1
+            started = time.perf_counter()
+            await self._apply(conn, session.receive(data, clock()))
+            metrics.latency.observe(time.perf_counter() - started)
+
+    async def _watch_expiry(self, conn: Connection) -> None:
+        while not conn.closing:
+            expires_at = conn.session.expires_at
+            if expires_at is None:
+                return
+            delay = expires_at - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue  # auth.refresh may have moved the deadline meanwhile
+            await self._apply(conn, conn.session.expire(self.clock()))
+
+    async def _apply(self, conn: Connection, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                conn.push_reply(effect.data)
+            elif isinstance(effect, Close):
+                conn.request_close(effect.code, effect.reason)
+            else:
+                await self._apply(conn, await self._run(conn, effect))
+
+    async def _run(self, conn: Connection, cmd: Command | CallRpc) -> list[Effect]:
+        """Carry out one command; always returns the effects holding its one response."""
+        session = conn.session
+        try:
+            if isinstance(cmd, CallRpc):
+                ctx = RpcContext(session.identity.user, session.conn_id, cmd.channel)
+                try:
+                    result = await self.handlers[cmd.name](ctx, cmd.payload)
+                except RpcError as exc:
+                    return session.failed(cmd, exc.code, exc.message)
+                return session.rpc_returned(cmd, result, self.clock())
+            if isinstance(cmd, Publish):
+                published = await self.broker.publish(
+                    cmd.channel,
+                    cmd.payload,
+                    cmd.policy.options,
+                    sender=session.identity.user,
+                    msg_id=cmd.msg_id,
+                )
+                return session.published(cmd, published, self.clock())
+            if isinstance(cmd, Subscribe):
+                return await self._subscribe(conn, cmd)
+            if isinstance(cmd, Unsubscribe):
+                await self._leave(conn, cmd.channel, cmd.policy)
+                return session.unsubscribed(cmd, self.clock())
+            if isinstance(cmd, HistoryQuery):
+                history = await self.broker.history(cmd.channel, cmd.since_seq, cmd.policy.options, limit=cmd.limit)
+                return session.history_loaded(cmd, history, self.clock())
+            if isinstance(cmd, PresenceQuery):
+                members = await self.broker.presence_members(cmd.channel)
+                return session.presence_loaded(cmd, members, self.clock())
+        except BrokerUnavailable as exc:
+            logger.warning("broker unavailable for %s: %s", cmd.action, exc)
+            return session.failed(cmd, ErrorCode.BROKER_UNAVAILABLE, "message broker unavailable, retry later")
+        except Exception:
+            logger.exception("%s failed", cmd.action)
+            return session.failed(cmd, ErrorCode.INTERNAL, "internal error")
+        raise AssertionError(f"unhandled command {cmd!r}")
+
+    async def _subscribe(self, conn: Connection, cmd: Subscribe) -> list[Effect]:
+        session, broker, channel = conn.session, self.broker, cmd.channel
+        if channel not in conn.joined:
+            conn.joined.add(channel)
+            if self.registry.join(channel, conn):
+                try:
+                    await broker.subscribe(channel)
+                except BaseException:
+                    conn.joined.discard(channel)
+                    self.registry.leave(channel, conn)
+                    raise
+        members = None
+        if cmd.policy.presence:
+            if channel not in conn.present:
+                conn.present.add(channel)
+                user = session.presence_user
+                if await broker.presence_join(channel, user, session.conn_id):
+                    await broker.announce(channel, {"presence": "join", "user": user})
+            members = await broker.presence_members(channel)
+        replay = cmd.since_seq is not None and cmd.policy.history_enabled
+        history = await broker.history(
+            channel,
+            cmd.since_seq or 0,
+            cmd.policy.options,
+            limit=self.settings.max_replay if replay else 0,
+        )
+        return session.subscribed(cmd, history, members, self.clock())
+
+    async def _leave(self, conn: Connection, channel: str, policy: NamespacePolicy | None) -> None:
+        """Leave ``channel`` locally, then at the broker; broker trouble is logged, never raised."""
+        session = conn.session
+        conn.joined.discard(channel)
+        try:
+            if self.registry.leave(channel, conn):
+                await self.broker.unsubscribe(channel)
+            if channel in conn.present:
+                conn.present.discard(channel)
+                user = session.presence_user
+                if await self.broker.presence_leave(channel, user, session.conn_id):
+                    await self.broker.announce(channel, {"presence": "leave", "user": user})
+        except Exception as exc:
+            logger.warning("leaving %s at the broker failed: %s", channel, exc)
+
+    async def _cleanup(self, conn: Connection) -> None:
+        grace = self.settings.shutdown_grace_s
+        try:
+            async with asyncio.timeout(grace):
+                for channel in sorted(conn.joined | conn.present):
+                    await self._leave(conn, channel, None)
+        except TimeoutError:
+            logger.warning("cleanup of %s timed out", conn.session.conn_id)
+        writer = conn.writer
+        if writer is not None and not writer.done():
+            if conn.closing and conn.link.close_code is None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(grace):
+                        await asyncio.shield(writer)
+            writer.cancel()
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """Broker callback: send ``message`` to every local subscriber of its channel.
+
+        Encodes once per codec in use and shares the bytes across recipients.
+        """
+        channel = message.channel
+        members = self.registry.members(channel)
+        if not members:
+            return
+        dispatcher = self.dispatcher
+        policy = dispatcher.namespaces.get(channel.partition(self.settings.channel_separator)[0])
+        if policy is None:
+            return
+        seq = message.seq
+        encoded: dict[Codec, bytes] = {}
+        if seq == 0:
+            notice = message.payload if isinstance(message.payload, dict) else {}
+            kind = notice.get("presence")
+            if kind not in ("join", "leave"):
+                return
+            action, payload = f"presence.{kind}", {"user": notice.get("user")}
+            for conn in members:
+                codec = conn.session.codec
+                data = encoded.get(codec)
+                if data is None:
+                    data = encoded[codec] = dispatcher.encode_notice(codec, action, channel, payload, message.ts)
+                if conn.session.offer(channel, 0, data):
+                    conn.push_event(channel, data, policy)
+            return
+        for conn in members:
+            codec = conn.session.codec
+            data = encoded.get(codec)
+            if data is None:
+                data = encoded[codec] = dispatcher.encode_message(codec, message)
+            if conn.session.offer(channel, seq, data):
+                conn.push_event(channel, data, policy)

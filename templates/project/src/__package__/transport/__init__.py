@@ -1,0 +1,156 @@
+"""The seam between the server and the socket library.
+
+``server.py`` never touches sockets. A transport adapter (``websockets.py`` today, ``picows.py``
+as an added file) accepts TCP connections, speaks HTTP/WebSocket, and talks to the server through
+the small :class:`App` interface:
+
+1. For every HTTP request it builds a :class:`HandshakeRequest` and calls :meth:`App.handshake`.
+   The answer is either an :class:`HttpResponse` (health, metrics, static files, or a refusal such
+   as 401/403/400/429/503) to send instead of upgrading, or an :class:`Admission` to upgrade with
+   ``Admission.subprotocol`` echoed in ``Sec-WebSocket-Protocol`` (``None``: no header).
+2. Once the WebSocket is open it calls ``await App.serve(link, admission)`` and keeps the
+   connection until that returns. The :class:`Link` is the per-connection socket API.
+3. It calls ``admission.release()`` when the TCP connection is gone, whether or not ``serve`` ran
+   (``release`` is idempotent), so connection caps never leak.
+
+The adapter enforces ``settings.max_payload_bytes`` (close 1009), runs the ping/pong heartbeat
+with ``settings.ping_interval_s`` / ``ping_timeout_s`` (close 1011 on timeout), and on
+:meth:`Transport.stop` stops listening and closes every connection with 1001 within the grace period.
+:func:`create_transport` picks the adapter named by ``settings.transport``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, cast
+
+from ..auth import Identity
+from ..protocol import Codec
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    """An HTTP request as the server sees it; header names compare case-insensitively."""
+
+    path: str
+    query: str
+    headers: Sequence[tuple[str, str]]
+    remote_ip: str
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name``."""
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every comma-separated value of every ``name`` header (for Sec-WebSocket-Protocol)."""
+        lowered = name.lower()
+        values: list[str] = []
+        for key, value in self.headers:
+            if key.lower() == lowered:
+                values.extend(v.strip() for v in value.split(",") if v.strip())
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A plain HTTP response sent instead of the upgrade; the connection then closes."""
+
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _noop() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class Admission:
+    """A handshake the server accepts: what to echo, who connected, and how to give the slot back."""
+
+    codec: Codec
+    subprotocol: str | None
+    identity: Identity
+    remote_ip: str
+    release_slot: Callable[[], None] = field(default=_noop, repr=False)
+    released: bool = False
+
+    def release(self) -> None:
+        """Give back the connection slot; idempotent, callable from the adapter and the server."""
+        if not self.released:
+            self.released = True
+            self.release_slot()
+
+
+class LinkClosed(Exception):
+    """The WebSocket is closed; ``code`` is the close code when one was received or sent."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".strip())
+        self.code = code
+        self.reason = reason
+
+
+class Link(Protocol):
+    """One open WebSocket, as the server uses it."""
+
+    async def recv(self) -> bytes | str:
+        """The next message: ``str`` for a text frame, ``bytes`` for binary. Raises :class:`LinkClosed`."""
+        ...
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        """Send ``data`` as one text (UTF-8 already) or binary frame; waits while the socket is
+        congested (this is what makes the outbound queue fill up). Raises :class:`LinkClosed`."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Start (and wait for, bounded) the closing handshake; idempotent."""
+        ...
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code sent or received, once closed."""
+        ...
+
+
+class App(Protocol):
+    """What the server offers to a transport adapter."""
+
+    def handshake(self, request: HandshakeRequest) -> HttpResponse | Admission: ...
+
+    async def serve(self, link: Link, admission: Admission) -> None: ...
+
+
+class Transport(Protocol):
+    """A listening socket bound to an :class:`App`."""
+
+    async def start(self) -> tuple[str, int]:
+        """Listen on ``settings.host:settings.port``; returns the bound address (port 0 resolved)."""
+        ...
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting, close every connection with 1001, return within about ``grace_s``."""
+        ...
+
+
+_ADAPTERS = {"websockets": ("websockets", "WebSocketsTransport"), "picows": ("picows", "PicowsTransport")}
+
+
+def create_transport(app: App, settings: Settings) -> Transport:
+    """The adapter named by ``settings.transport``, imported only when chosen.
+
+    Raises:
+        ValueError: unknown transport name.
+    """
+    adapter = _ADAPTERS.get(settings.transport)
+    if adapter is None:
+        raise ValueError(f"unknown transport {settings.transport!r}; expected one of {sorted(_ADAPTERS)}")
+    module = importlib.import_module(f".{adapter[0]}", __package__)
+    return cast(Transport, getattr(module, adapter[1])(app, settings))
