@@ -1,0 +1,1077 @@
+"""Reconnecting asyncio client for this project's WebSocket server (wire protocol v1).
+
+Usage::
+
+    async with Client("ws://127.0.0.1:8000/ws", token=jwt) as client:
+        await client.subscribe("room:lobby")
+        await client.publish("room:lobby", {"text": "hi"})
+        async for event in client.events():
+            print(event.channel, event.seq, event.payload)
+
+The client keeps one connection open for as long as it lives. When the connection drops it
+reconnects with exponential backoff and full jitter, resubscribes every channel from the last
+``seq`` it saw (the server replays what was missed, or sends ``resync``), and sends the publishes
+that were queued while it was offline. What a close code means is decided by one pure function,
+:func:`classify_close`; the delays come from one plain generator, :func:`backoff`. Both are
+constructor arguments so that tests shrink them instead of patching ``asyncio.sleep`` (the
+websockets library's ``asyncio/client.py`` does the same with ``process_exception``).
+
+The pure parts (:func:`backoff`, :func:`classify_close`, :func:`classify_status`,
+:class:`Reconnector`, :class:`OfflineQueue`, :class:`SeqTracker`) do no I/O and are tested without
+an event loop; :class:`Client` is the asyncio glue around them.
+
+Exceptions::
+
+    ClientError
+      RequestError        the server answered a request with an ``error`` envelope
+      ConnectionLost      the connection dropped before the answer came; safe to retry
+      MessageDropped      the offline queue overflowed and dropped this publish
+      ClientStopped       the client stopped and will not reconnect
+        ServerClosed        ... because the server closed with a "don't come back" code
+        HandshakeRejected   ... because the server refused the upgrade (HTTP 401, 403, 400)
+        ClientClosed        ... because the application called :meth:`Client.aclose`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
+
+from . import protocol
+from .settings import Settings
+
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "ClientError",
+    "ClientStopped",
+    "ConnectionLost",
+    "Decision",
+    "Event",
+    "HandshakeRejected",
+    "MessageDropped",
+    "OfflineQueue",
+    "QueuedPublish",
+    "Reconnector",
+    "RequestError",
+    "SeqTracker",
+    "ServerClosed",
+    "backoff",
+    "classify_close",
+    "classify_status",
+]
+
+logger = logging.getLogger(__name__)
+
+Decision = Literal["stop", "retry", "retry_later", "reauth"]
+"""What to do after a connection ends: give up, reconnect, reconnect after a longer delay, or get
+a new token first and then reconnect."""
+
+
+# --- exceptions ---------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Root of the client's errors."""
+
+
+class RequestError(ClientError):
+    """The server answered with an ``error`` envelope (contract §3 error codes)."""
+
+    def __init__(self, code: str, message: str = "", retry_after_ms: int | None = None) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+    def __str__(self) -> str:
+        text = f"{self.code}: {self.message}" if self.message else self.code
+        if self.retry_after_ms is not None:
+            text += f" (retry after {self.retry_after_ms} ms)"
+        return text
+
+
+class ConnectionLost(ClientError):
+    """The connection dropped while a request was in flight; the request may be retried."""
+
+    def __str__(self) -> str:
+        return "connection lost before the server answered"
+
+
+class MessageDropped(ClientError):
+    """The offline queue was full; this publish (the oldest queued one) was dropped unsent."""
+
+    def __init__(self, channel: str, capacity: int) -> None:
+        super().__init__(channel, capacity)
+        self.channel = channel
+        self.capacity = capacity
+
+    def __str__(self) -> str:
+        return f"offline queue full ({self.capacity}): dropped publish to {self.channel}"
+
+
+class ClientStopped(ClientError):
+    """The client has stopped and will not reconnect; every later call raises this too."""
+
+    def __str__(self) -> str:
+        return "client stopped"
+
+
+class ServerClosed(ClientStopped):
+    """The server closed the connection with a code that means "don't come back"."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"closed by server: {self.code} {self.reason}".rstrip()
+
+
+class HandshakeRejected(ClientStopped):
+    """The server refused the WebSocket upgrade with an HTTP status."""
+
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"handshake rejected: HTTP {self.status} {self.reason}".rstrip()
+
+
+class ClientClosed(ClientStopped):
+    """The application closed the client."""
+
+    def __str__(self) -> str:
+        return "client closed"
+
+
+# --- pure policy ----------------------------------------------------------------------------------
+
+
+def backoff(
+    base_s: float,
+    cap_s: float,
+    jitter: Literal["full", "equal", "none"] = "full",
+    rng: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    """Reconnect delays in seconds: exponential from ``base_s``, capped at ``cap_s``.
+
+    With full jitter each delay is uniform in ``[0, min(cap, base * 2**n))``, which spreads a crowd
+    of clients that lost the same server over the whole window instead of bringing them back in
+    waves ("Exponential Backoff And Jitter", AWS architecture blog). Infinite; make a new one to
+    start over.
+    """
+    for attempt in itertools.count():
+        ceiling = min(cap_s, base_s * 2 ** min(attempt, 62))
+        if jitter == "full":
+            yield rng() * ceiling
+        elif jitter == "equal":
+            yield ceiling / 2 + rng() * ceiling / 2
+        else:
+            yield ceiling
+
+
+_STOP_CODES = frozenset({1000, 1008, 4003, 4400})
+
+
+def classify_close(code: int) -> Decision:
+    """What the close code table of the contract (§3) tells a client to do.
+
+    1000 (normal), 1008 (policy), 4003 (forbidden) and 4400 (protocol violations) mean the server
+    does not want this client back as it is: reconnecting would only repeat the refusal. 1013 means
+    overloaded: come back, but later. 4001 means the token expired. Everything else, including
+    1006 (no close frame: the network dropped), is worth a reconnect with backoff.
+    """
+    if code in _STOP_CODES:
+        return "stop"
+    if code == 1013:
+        return "retry_later"
+    if code == 4001:
+        return "reauth"
+    return "retry"
+
+
+def classify_status(status: int) -> Decision:
+    """What an HTTP status refusing the upgrade tells a client to do.
+
+    401 is "reauth": the client stops unless it has a ``token_provider`` that can supply a new
+    token. 403 (origin), 400 (unknown subprotocol) and other 4xx would be refused again. 429 and
+    503 are capacity refusals (per-IP and total connection caps): come back later. Other 5xx are
+    treated as transient.
+    """
+    if status == 401:
+        return "reauth"
+    if status in (429, 503):
+        return "retry_later"
+    if status >= 500:
+        return "retry"
+    return "stop"
+
+
+class Reconnector:
+    """Turns connection outcomes into delays; no I/O, the clock is passed in.
+
+    Call :meth:`opened` when a connection opens and :meth:`delay` when an attempt fails or a
+    connection ends. The backoff starts over only after a connection stayed open for
+    ``reset_after_s``: a server that accepts and then drops every connection at once must not be
+    hammered at the base delay forever.
+    """
+
+    def __init__(
+        self,
+        delays: Callable[[], Iterator[float]],
+        *,
+        reset_after_s: float,
+        retry_later_s: float,
+    ) -> None:
+        self._new_delays = delays
+        self._delays = delays()
+        self._reset_after_s = reset_after_s
+        self._retry_later_s = retry_later_s
+        self._opened_at: float | None = None
+
+    def opened(self, now: float) -> None:
+        self._opened_at = now
+
+    def delay(self, decision: Decision, now: float, retry_after_s: float | None = None) -> float:
+        """Seconds to wait before the next attempt.
+
+        ``retry_later`` adds ``retry_after_s`` (the server's ``Retry-After``) or ``retry_later_s``
+        to the jittered backoff, so an overloaded server gets a longer pause without every client
+        coming back at the same instant.
+        """
+        if self._opened_at is not None and now - self._opened_at >= self._reset_after_s:
+            self._delays = self._new_delays()
+        self._opened_at = None
+        delay = next(self._delays)
+        if decision == "retry_later":
+            delay += self._retry_later_s if retry_after_s is None else retry_after_s
+        return delay
+
+
+@dataclass(slots=True)
+class QueuedPublish:
+    """A publish waiting to be sent (offline) or acknowledged (in flight)."""
+
+    channel: str
+    payload: Any
+    msg_id: str
+    future: asyncio.Future[int] | None = None
+
+
+class OfflineQueue:
+    """Bounded FIFO of publishes made while disconnected; the oldest is dropped when full.
+
+    Dropping the oldest keeps the newest state (a typing indicator, a position) and bounds memory
+    when the server stays away for long. Each drop is counted in :attr:`dropped`.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.dropped = 0
+        self._items: deque[QueuedPublish] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: QueuedPublish) -> QueuedPublish | None:
+        """Append ``item``; return the item that was dropped to make room, if any."""
+        if self.capacity <= 0:
+            self.dropped += 1
+            return item
+        victim = self._items.popleft() if len(self._items) >= self.capacity else None
+        self._items.append(item)
+        if victim is not None:
+            self.dropped += 1
+        return victim
+
+    def requeue(self, items: Sequence[QueuedPublish]) -> list[QueuedPublish]:
+        """Put in-flight items back at the front, in order; return those that no longer fit."""
+        for item in reversed(items):
+            self._items.appendleft(item)
+        victims: list[QueuedPublish] = []
+        while len(self._items) > max(self.capacity, 0):
+            victims.append(self._items.popleft())
+            self.dropped += 1
+        return victims
+
+    def popleft(self) -> QueuedPublish | None:
+        """Remove and return the oldest item, or None when empty."""
+        return self._items.popleft() if self._items else None
+
+    def drain(self) -> list[QueuedPublish]:
+        """Remove and return every queued item, oldest first."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+@dataclass(slots=True)
+class _Position:
+    last_seq: int = 0
+    epoch: str | None = None
+
+
+class SeqTracker:
+    """The last ``seq`` seen per channel: resume points and duplicate detection; no I/O.
+
+    Sequence numbers are per channel, start at 1 and have no gaps (contract §3), so an event with
+    ``seq <= last_seq`` was already delivered (a replay overlapping live delivery) and a jump shows
+    how many events were missed.
+    """
+
+    def __init__(self) -> None:
+        self._positions: dict[str, _Position] = {}
+
+    def resume_point(self, channel: str) -> dict[str, Any]:
+        """The ``subscribe`` payload: empty the first time, then ``since_seq`` and ``epoch``."""
+        pos = self._positions.get(channel)
+        if pos is None or pos.epoch is None:
+            return {}
+        return {"since_seq": pos.last_seq, "epoch": pos.epoch}
+
+    def last_seq(self, channel: str) -> int:
+        pos = self._positions.get(channel)
+        return 0 if pos is None else pos.last_seq
+
+    def subscribed(self, channel: str, reply: Mapping[str, Any], *, resumed: bool) -> None:
+        """Record a ``subscribe`` response.
+
+        After a successful resume the missed events follow the response, so the position must not
+        jump ahead of them. Otherwise (first subscribe, or history lost) the channel starts at the
+        server's current ``seq``.
+        """
+        pos = self._positions.setdefault(channel, _Position())
+        epoch = reply.get("epoch")
+        seq = reply.get("seq")
+        if not (resumed and reply.get("recovered")) and isinstance(seq, int):
+            # Within one epoch seq only grows; a new epoch is a new numbering.
+            pos.last_seq = max(pos.last_seq, seq) if pos.epoch == epoch else seq
+        if isinstance(epoch, str):
+            pos.epoch = epoch
+
+    def resync(self, channel: str, seq: int, epoch: str | None) -> None:
+        """The server could not replay: start again from its current position."""
+        self._positions[channel] = _Position(last_seq=seq, epoch=epoch)
+
+    def accept(self, channel: str, seq: int) -> int | None:
+        """Record event ``seq``; None for a duplicate, else how many events were skipped (>= 0)."""
+        pos = self._positions.setdefault(channel, _Position())
+        if seq <= pos.last_seq:
+            return None
+        missed = seq - pos.last_seq - 1 if pos.last_seq else 0
+        pos.last_seq = seq
+        return missed
+
+    def forget(self, channel: str) -> None:
+        self._positions.pop(channel, None)
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One server-pushed event.
+
+    ``action`` is ``message``, ``presence.join``, ``presence.leave`` or ``resync``. On ``resync``
+    the application must refetch the channel's state: events were lost for good (history
+    retention exceeded, or the server's history restarted with a new epoch).
+    """
+
+    action: str
+    channel: str | None
+    payload: Any
+    seq: int | None = None
+    ts: int | None = None
+    sender: str | None = None
+    missed: int = 0
+    """How many events were skipped just before this one (a visible gap); normally 0."""
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters an application can export to its own metrics."""
+
+    connects: int = 0
+    offline_dropped: int = 0
+    duplicates: int = 0
+    events_dropped: int = 0
+    gaps: int = 0
+
+
+_END: Any = object()
+_DEFAULT: Any = object()
+
+
+@dataclass(slots=True)
+class _Subscription:
+    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[Any] | None
+    """Awaited by the caller of :meth:`Client.request`; None when nobody waits for it."""
+    action: str
+    channel: str | None = None
+    resumed: bool = False
+    outgoing: QueuedPublish | None = None
+
+
+# --- the client -----------------------------------------------------------------------------------
+
+
+class Client:
+    """A WebSocket client that stays connected; see the module docstring.
+
+    Args:
+        url: ``ws://host:port/ws`` (``settings.path``).
+        token: JWT sent as ``Authorization: Bearer``.
+        token_provider: async callable returning a fresh token; called after close 4001 (token
+            expired) and after HTTP 401, then the client reconnects. Without it those stop.
+        codec: ``"json"`` or ``"msgpack"`` to offer only that codec; default: every codec the
+            server supports, in its preference order.
+        settings: defaults for the reconnect policy, offline queue and subprotocols.
+        reconnect_delays: zero-argument factory of reconnect delays (default :func:`backoff`
+            with the settings' base, cap and jitter), as in ``websockets.asyncio.client.connect``.
+        classify_close: close code -> :data:`Decision` (default :func:`classify_close`).
+        classify_status: HTTP status at the handshake -> :data:`Decision`.
+        request_timeout: default seconds :meth:`request` waits for the answer.
+        event_buffer: events kept for :meth:`events`; when full the oldest is dropped and counted
+            (``stats.events_dropped``), so an application that never reads events cannot stall the
+            answers to its requests.
+        connect_kwargs: passed to ``websockets.asyncio.client.connect`` (``ping_interval``,
+            ``max_size``, ``open_timeout``, ...).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        token_provider: Callable[[], Awaitable[str]] | None = None,
+        codec: Literal["json", "msgpack"] | None = None,
+        settings: Settings | None = None,
+        reconnect_delays: Callable[[], Iterator[float]] | None = None,
+        classify_close: Callable[[int], Decision] = classify_close,
+        classify_status: Callable[[int], Decision] = classify_status,
+        retry_later_s: float | None = None,
+        request_timeout: float = 10.0,
+        event_buffer: int = 10_000,
+        connect_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        settings = settings if settings is not None else Settings()
+        self.url = url
+        self._token = token
+        self._token_provider = token_provider
+        self._subprotocols = [
+            Subprotocol(c.subprotocol) for c in settings.codecs if codec is None or c.value == codec
+        ]
+        jitter: Literal["full", "equal", "none"] = "full"
+        if settings.reconnect_jitter in ("equal", "none"):
+            jitter = "equal" if settings.reconnect_jitter == "equal" else "none"
+        self._reconnect_delays = reconnect_delays or functools.partial(
+            backoff, settings.reconnect_base_s, settings.reconnect_cap_s, jitter
+        )
+        self._classify_close = classify_close
+        self._classify_status = classify_status
+        self._reset_after_s = settings.reconnect_reset_after_s
+        self._retry_later_s = settings.reconnect_cap_s if retry_later_s is None else retry_later_s
+        self.request_timeout = request_timeout
+        self._connect_kwargs = dict(connect_kwargs or {})
+
+        self.stats = ClientStats()
+        self._offline = OfflineQueue(settings.offline_queue_size)
+        self._positions = SeqTracker()
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._event_buffer = event_buffer
+
+        self._conn: ClientConnection | None = None
+        self._fields: protocol.Fields = settings.envelope
+        self._codec = protocol.Codec.JSON
+        self._open = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stop_error: ClientStopped | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        """Begin connecting in the background; idempotent. Calls made before the first connection
+        wait for it (requests) or are queued (publishes)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"wsforge-client {self.url}")
+
+    @property
+    def connected(self) -> bool:
+        return self._open.is_set()
+
+    @property
+    def stopped(self) -> ClientStopped | None:
+        """Why the client stopped, or None while it is running."""
+        return self._stop_error
+
+    async def wait_connected(self) -> None:
+        """Wait until a connection is open and resubscribed.
+
+        Raises:
+            ClientStopped: the client stopped instead (refused handshake, fatal close code).
+        """
+        await self._wait_open()
+
+    async def aclose(self) -> None:
+        """Close the connection with 1000 and stop reconnecting; idempotent.
+
+        Pending requests and queued publishes fail with :class:`ClientClosed`; :meth:`events`
+        ends after the events already received.
+        """
+        if self._stop_error is None:
+            self._stop(ClientClosed())
+        conn, task = self._conn, self._task
+        if conn is not None:
+            await conn.close(1000, "client closing")
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- application API -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        action: str,
+        channel: str | None = None,
+        payload: Any = None,
+        *,
+        timeout: float | None = _DEFAULT,
+    ) -> Any:
+        """Send one request and return the ``payload`` of its ``response``.
+
+        Waits for a connection first (inside the same timeout).
+
+        Raises:
+            RequestError: the server answered with an ``error`` envelope.
+            TimeoutError: no answer within ``timeout`` seconds (default ``request_timeout``).
+            ConnectionLost: the connection dropped first; nothing says whether the server acted.
+            ClientStopped: the client has stopped.
+        """
+        timeout = self.request_timeout if timeout is _DEFAULT else timeout
+        async with asyncio.timeout(timeout):
+            conn = await self._wait_open()
+            return await self._send_request(conn, _Pending(self._future(), action, channel), payload)
+
+    async def subscribe(self, channel: str, *, timeout: float | None = _DEFAULT) -> Any:
+        """Join ``channel``; it is resubscribed on every reconnect until :meth:`unsubscribe`.
+
+        Returns the subscribe response ``{seq, epoch, recovered, replayed, presence?}``.
+
+        Raises:
+            RequestError: refused (``forbidden``, ``invalid_channel``, ...); not kept for later.
+        """
+        timeout = self.request_timeout if timeout is _DEFAULT else timeout
+        self._raise_if_stopped()
+        sub = self._subscriptions.get(channel)
+        waiter = self._future()
+        if sub is None:
+            sub = self._subscriptions[channel] = _Subscription()
+            sub.waiters.append(waiter)
+            if self._conn is not None and self._open.is_set():
+                await self._send_subscribe(self._conn, channel)
+        else:
+            sub.waiters.append(waiter)
+            if self._open.is_set():
+                # Already subscribed on this connection: subscribing again is idempotent.
+                sub.waiters.remove(waiter)
+                return await self.request("subscribe", channel, {}, timeout=timeout)
+        async with asyncio.timeout(timeout):
+            return await waiter
+
+    async def unsubscribe(self, channel: str, *, timeout: float | None = _DEFAULT) -> None:
+        """Leave ``channel`` and stop resubscribing it."""
+        sub = self._subscriptions.pop(channel, None)
+        self._positions.forget(channel)
+        if sub is not None:
+            for waiter in sub.waiters:
+                if not waiter.done():
+                    waiter.cancel()
+        if self._open.is_set():
+            await self.request("unsubscribe", channel, timeout=timeout)
+
+    async def publish(
+        self,
+        channel: str,
+        payload: Any,
+        *,
+        msg_id: str | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Publish ``payload`` to ``channel`` and return the ``seq`` the server gave it.
+
+        While disconnected the publish waits in the offline queue and is sent after the next
+        reconnect. Every publish carries a ``msg_id`` (generated when not given) so that a resend
+        after a lost acknowledgement is not delivered twice (server idempotency window).
+        Cancelling the wait before the publish is sent withdraws it.
+
+        Raises:
+            MessageDropped: the offline queue overflowed before this publish could be sent.
+            RequestError: refused (``forbidden``, ``rate_limited``, ``payload_too_large``, ...).
+        """
+        self._raise_if_stopped()
+        item = QueuedPublish(channel, payload, msg_id or uuid.uuid4().hex, self._future())
+        assert item.future is not None
+        if self._conn is not None and self._open.is_set():
+            await self._send_publish(self._conn, item)
+        else:
+            victim = self._offline.push(item)
+            if victim is not None:
+                self._drop(victim)
+        async with asyncio.timeout(timeout):
+            return await item.future
+
+    async def presence(self, channel: str, *, timeout: float | None = _DEFAULT) -> list[Any]:
+        """Who is in ``channel``: ``[{"user": ..., "connections": n}, ...]``."""
+        reply = await self.request("presence", channel, {}, timeout=timeout)
+        members = reply.get("members", []) if isinstance(reply, dict) else []
+        return list(members)
+
+    async def history(
+        self,
+        channel: str,
+        since_seq: int = 0,
+        *,
+        limit: int | None = None,
+        timeout: float | None = _DEFAULT,
+    ) -> list[Event]:
+        """Kept events of ``channel`` with ``seq > since_seq``, oldest first."""
+        body: dict[str, Any] = {"since_seq": since_seq}
+        if limit is not None:
+            body["limit"] = limit
+        reply = await self.request("history", channel, body, timeout=timeout)
+        messages = reply.get("messages", []) if isinstance(reply, dict) else []
+        return [self._event_from(m) for m in messages if isinstance(m, dict)]
+
+    async def rpc(self, name: str, payload: Any = None, *, timeout: float | None = _DEFAULT) -> Any:
+        """Call the server-side handler registered as ``rpc.<name>``."""
+        return await self.request(f"rpc.{name}", None, payload, timeout=timeout)
+
+    async def ping(self, *, timeout: float | None = _DEFAULT) -> float:
+        """Application-level round trip in seconds (WebSocket pings are separate)."""
+        started = time.perf_counter()
+        await self.request("ping", timeout=timeout)
+        return time.perf_counter() - started
+
+    async def refresh_token(self, token: str, *, timeout: float | None = _DEFAULT) -> Any:
+        """Send ``auth.refresh`` before the current token expires; later reconnects use ``token``."""
+        reply = await self.request("auth.refresh", None, {"token": token}, timeout=timeout)
+        self._token = token
+        return reply
+
+    def last_seq(self, channel: str) -> int:
+        """The last ``seq`` delivered on ``channel`` (0 before any)."""
+        return self._positions.last_seq(channel)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Events in the order they arrived, duplicates removed.
+
+        Ends after :meth:`aclose`. When the client stopped for another reason, raises that
+        :class:`ClientStopped` after the buffered events.
+        """
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                self._events.put_nowait(_END)  # let other iterators end too
+                if self._stop_error is not None and not isinstance(self._stop_error, ClientClosed):
+                    raise self._stop_error
+                return
+            yield item
+
+    # -- connection loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            async for conn in self._connections():
+                await self._serve(conn)
+        except ClientStopped as exc:
+            self._stop(exc)
+        except asyncio.CancelledError:
+            self._stop(ClientClosed())
+            raise
+        except Exception as exc:  # a bug: stop loudly rather than spin
+            logger.exception("client loop crashed")
+            stop = ClientStopped()
+            stop.__cause__ = exc
+            self._stop(stop)
+
+    async def _connections(self) -> AsyncIterator[ClientConnection]:
+        """Open connections forever, sleeping per policy between them; yields each live one.
+
+        After a yielded connection ends, ``self._outcome`` says how. Raises
+        :class:`ClientStopped` when the policy says to give up.
+        """
+        reconnector = Reconnector(
+            self._reconnect_delays, reset_after_s=self._reset_after_s, retry_later_s=self._retry_later_s
+        )
+        refreshed = False
+        while self._stop_error is None:
+            retry_after: float | None = None
+            try:
+                conn = await connect(
+                    self.url,
+                    subprotocols=self._subprotocols,
+                    additional_headers=self._headers(),
+                    **self._connect_kwargs,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                body = exc.response.body.decode("utf-8", "replace").strip()[:200]
+                error: ClientStopped = HandshakeRejected(status, body)
+                decision = self._classify_status(status)
+                retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+                if decision == "reauth" and refreshed:
+                    decision = "stop"  # a brand-new token was refused too
+            except InvalidURI as exc:
+                raise ClientStopped() from exc
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                logger.info("connect to %s failed: %s", self.url, exc)
+                error, decision = ClientStopped(), "retry"
+            else:
+                reconnector.opened(time.monotonic())
+                self.stats.connects += 1
+                refreshed = False
+                yield conn
+                code, reason = conn.close_code or 1006, conn.close_reason or ""
+                error, decision = ServerClosed(code, reason), self._classify_close(code)
+                logger.info("connection closed: %s -> %s", error, decision)
+            if self._stop_error is not None:
+                return
+            if decision == "reauth":
+                if self._token_provider is None:
+                    decision = "stop"
+                else:
+                    self._token = await self._token_provider()
+                    refreshed = True
+            if decision == "stop":
+                raise error
+            await asyncio.sleep(reconnector.delay(decision, time.monotonic(), retry_after))
+
+    async def _serve(self, conn: ClientConnection) -> None:
+        """Run one connection: resubscribe, flush the offline queue, read until it closes."""
+        self._conn = conn
+        self._codec = _codec_for(conn.subprotocol)
+        reader = asyncio.create_task(self._read(conn))
+        try:
+            # Subscribes go first so that our own queued publishes come back to us as events.
+            # Calls made while this runs see the connection as not open yet and queue up, so
+            # loop until nothing is left; `_open` is set with no await after the last check.
+            sent: set[str] = set()
+            while True:
+                if todo := [c for c in self._subscriptions if c not in sent]:
+                    sent.update(todo)
+                    for channel in todo:
+                        await self._send_subscribe(conn, channel, resume=True)
+                elif (item := self._offline.popleft()) is not None:
+                    await self._send_publish(conn, item)
+                else:
+                    break
+            self._open.set()
+            await reader
+        finally:
+            reader.cancel()
+            self._open.clear()
+            self._conn = None
+            self._connection_ended()
+
+    async def _read(self, conn: ClientConnection) -> None:
+        try:
+            async for data in conn:
+                try:
+                    self._receive(data)
+                except Exception:  # one odd frame must not take the connection down
+                    logger.exception("failed to handle a frame from the server")
+        except ConnectionClosed:
+            pass
+
+    def _connection_ended(self) -> None:
+        """Fail what cannot survive the connection; keep publishes and subscriptions for the next."""
+        inflight: list[QueuedPublish] = []
+        for pending in self._pending.values():
+            if pending.outgoing is not None:
+                inflight.append(pending.outgoing)
+            elif pending.future is not None:
+                _fail(pending.future, ConnectionLost())
+        self._pending.clear()
+        for victim in self._offline.requeue(inflight):
+            self._drop(victim)
+
+    def _stop(self, error: ClientStopped) -> None:
+        if self._stop_error is not None:
+            return
+        self._stop_error = error
+        self._stopped.set()
+        for pending in self._pending.values():
+            if pending.future is not None:
+                _fail(pending.future, error)
+        self._pending.clear()
+        for item in self._offline.drain():
+            if item.future is not None:
+                _fail(item.future, error)
+        for sub in self._subscriptions.values():
+            for waiter in sub.waiters:
+                _fail(waiter, error)
+            sub.waiters.clear()
+        self._events.put_nowait(_END)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def _wait_open(self) -> ClientConnection:
+        while True:
+            self._raise_if_stopped()
+            conn = self._conn
+            if conn is not None and self._open.is_set():
+                return conn
+            opened = asyncio.ensure_future(self._open.wait())
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            try:
+                await asyncio.wait({opened, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                opened.cancel()
+                stopped.cancel()
+
+    async def _send_request(self, conn: ClientConnection, pending: _Pending, payload: Any) -> Any:
+        assert pending.future is not None
+        request_id = str(next(self._ids))
+        self._pending[request_id] = pending
+        try:
+            await self._send(conn, self._encode(request_id, pending.action, pending.channel, payload))
+            return await pending.future
+        except ConnectionClosed as exc:
+            raise ConnectionLost() from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _send_subscribe(self, conn: ClientConnection, channel: str, resume: bool = False) -> None:
+        body = self._positions.resume_point(channel) if resume else {}
+        pending = _Pending(None, "subscribe", channel, resumed=bool(body))
+        request_id = str(next(self._ids))
+        self._pending[request_id] = pending
+        # On failure the subscription stays wanted: the next connection resubscribes.
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(conn, self._encode(request_id, "subscribe", channel, body))
+
+    async def _send_publish(self, conn: ClientConnection, item: QueuedPublish) -> None:
+        if item.future is not None and item.future.done():
+            return  # withdrawn by a cancelled publish()
+        request_id = str(next(self._ids))
+        self._pending[request_id] = _Pending(None, "publish", item.channel, outgoing=item)
+        frame = self._encode(request_id, "publish", item.channel, item.payload, msg_id=item.msg_id)
+        # On failure it is still pending: requeued when the connection's end is handled.
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(conn, frame)
+
+    def _drop(self, victim: QueuedPublish) -> None:
+        self.stats.offline_dropped += 1
+        logger.warning(
+            "offline queue full (%d): dropped the oldest publish to %s (%d dropped so far)",
+            self._offline.capacity,
+            victim.channel,
+            self._offline.dropped,
+        )
+        if victim.future is not None:
+            _fail(victim.future, MessageDropped(victim.channel, self._offline.capacity))
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def _receive(self, data: str | bytes) -> None:
+        try:
+            frame = protocol.decode(self._codec, data)
+        except protocol.FrameError as exc:
+            logger.warning("undecodable frame from server: %s", exc)
+            return
+        if not isinstance(frame, dict):
+            logger.warning("frame from server is not an object")
+            return
+        f = self._fields
+        kind = frame.get(f.type)
+        if kind == "event":
+            self._on_event(frame)
+            return
+        request_id = frame.get(f.id)
+        pending = self._pending.pop(request_id, None) if isinstance(request_id, str) else None
+        if pending is None:
+            if kind == "error":
+                logger.warning("server error without request: %s", frame.get(f.error))
+            return
+        if kind == "error":
+            error = frame.get(f.error)
+            error = error if isinstance(error, dict) else {}
+            retry_after_ms = error.get("retry_after_ms")
+            failure = RequestError(
+                str(error.get("code", "internal")),
+                str(error.get("message", "")),
+                retry_after_ms if isinstance(retry_after_ms, int) else None,
+            )
+            self._answered(pending, exc=failure)
+        else:
+            self._answered(pending, result=frame.get(f.payload))
+
+    def _answered(self, pending: _Pending, *, result: Any = None, exc: RequestError | None = None) -> None:
+        if pending.action == "subscribe" and pending.channel is not None:
+            sub = self._subscriptions.get(pending.channel)
+            if exc is not None:
+                # Refused: don't retry it on every reconnect.
+                self._subscriptions.pop(pending.channel, None)
+                logger.warning("subscribe %s refused: %s", pending.channel, exc)
+            elif isinstance(result, dict):
+                self._positions.subscribed(pending.channel, result, resumed=pending.resumed)
+            if sub is not None:
+                for waiter in sub.waiters:
+                    _settle(waiter, result, exc)
+                sub.waiters.clear()
+        elif pending.outgoing is not None and pending.outgoing.future is not None:
+            seq = result.get("seq") if isinstance(result, dict) else None
+            _settle(pending.outgoing.future, seq, exc)
+        if pending.future is not None:
+            _settle(pending.future, result, exc)
+
+    def _on_event(self, frame: Mapping[str, Any]) -> None:
+        event = self._event_from(frame)
+        channel = event.channel
+        if channel is not None and channel not in self._subscriptions:
+            return  # a late event for a channel we left
+        if event.action == "resync" and channel is not None:
+            body = event.payload if isinstance(event.payload, dict) else {}
+            seq = body.get("seq")
+            epoch = body.get("epoch")
+            self._positions.resync(
+                channel, seq if isinstance(seq, int) else 0, epoch if isinstance(epoch, str) else None
+            )
+        elif event.seq is not None and channel is not None:
+            missed = self._positions.accept(channel, event.seq)
+            if missed is None:
+                self.stats.duplicates += 1
+                return
+            if missed:
+                self.stats.gaps += 1
+                logger.warning("gap of %d events on %s before seq %d", missed, channel, event.seq)
+                event = Event(
+                    event.action, channel, event.payload, event.seq, event.ts, event.sender, missed
+                )
+        if self._events.qsize() >= self._event_buffer > 0:
+            self._events.get_nowait()
+            self.stats.events_dropped += 1
+        self._events.put_nowait(event)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _event_from(self, frame: Mapping[str, Any]) -> Event:
+        f = self._fields
+        seq, ts, sender = frame.get(f.seq), frame.get(f.ts), frame.get(f.sender)
+        channel = frame.get(f.channel)
+        return Event(
+            action=str(frame.get(f.action, "")),
+            channel=channel if isinstance(channel, str) else None,
+            payload=frame.get(f.payload),
+            seq=seq if isinstance(seq, int) else None,
+            ts=ts if isinstance(ts, int) else None,
+            sender=sender if isinstance(sender, str) else None,
+        )
+
+    def _encode(
+        self,
+        request_id: str,
+        action: str,
+        channel: str | None,
+        payload: Any,
+        *,
+        msg_id: str | None = None,
+    ) -> bytes:
+        f = self._fields
+        frame: dict[str, Any] = {
+            f.v: protocol.VERSION,
+            f.type: "request",
+            f.action: action,
+            f.id: request_id,
+        }
+        if channel is not None:
+            frame[f.channel] = channel
+        if payload is not None:
+            frame[f.payload] = payload
+        if msg_id is not None:
+            frame[f.msg_id] = msg_id
+        return protocol.encode(self._codec, frame)
+
+    async def _send(self, conn: ClientConnection, frame: bytes) -> None:
+        # JSON goes in text frames, MessagePack in binary ones (contract §3).
+        await conn.send(frame, text=self._codec.is_text)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    def _raise_if_stopped(self) -> None:
+        if self._stop_error is not None:
+            raise self._stop_error
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+        # Nobody may await a fire-and-forget publish; don't warn about it at garbage collection.
+        future.exception()
+
+
+def _codec_for(subprotocol: str | None) -> protocol.Codec:
+    """The codec the server chose; no subprotocol in the answer means JSON (contract §3)."""
+    for codec in protocol.Codec:
+        if codec.subprotocol == subprotocol:
+            return codec
+    return protocol.Codec.JSON
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header (the delta-seconds form only)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
