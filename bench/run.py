@@ -1,0 +1,219 @@
+"""Run the whole benchmark with one command and write RESULTS.md and the plots.
+
+    python bench/run.py --setup            # install the peers from PyPI/npm (once per machine)
+    python bench/run.py --quick            # smoke sizes, one repeat: checks that everything works
+    python bench/run.py --repeats 5 --publish   # full sizes; copies RESULTS.md + plots into bench/
+
+Each measurement starts fresh servers pinned to one core (``taskset``) and runs the load generator
+pinned to another; repeats interleave the subjects so that a noisy minute hits all of them alike,
+and the report takes medians. Raw results stay in ``bench/.work/results/<stamp>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import report  # noqa: E402
+from subjects import NODE_DIR, PEERS, WORK, Subject, generated  # noqa: E402
+from workloads import Workload, build  # noqa: E402
+
+UNIT = float(os.environ.get("BENCH_UNIT", "1"))
+JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"  # noqa: S105 - loopback only; >= 32 bytes
+SERVER_CORE, LOADGEN_CORE = 0, 1
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# setup ----------------------------------------------------------------------------------------
+def setup(force: bool) -> None:
+    """Install the peers from their registries: pip for Python, npm into bench/.work/node."""
+    if force:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-r", str(BENCH / "requirements.txt")], check=True
+        )
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    manifest = BENCH / "peers" / "ws_node" / "package.json"
+    if force or not (NODE_DIR / "node_modules" / "ws").exists():
+        shutil.copy(manifest, NODE_DIR / "package.json")
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
+
+
+# processes ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port} after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5 * UNIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def started(argv: list[str], env: dict[str, str], cwd: Path, port: int, log_path: Path) -> Iterator[int]:
+    """Run ``argv`` pinned to the server core until the block ends; yields its PID."""
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            ["taskset", "-c", str(SERVER_CORE), *argv],
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_listening(port, proc, 15 * UNIT)
+            yield proc.pid  # taskset execs the command, so this is the server's own PID
+        finally:
+            stop(proc)
+
+
+@contextlib.contextmanager
+def redis_server(log_path: Path) -> Iterator[str]:
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with started(argv, {}, WORK, port, log_path):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def run_pass(subject: Subject, workload: Workload, index: int, logs: Path) -> dict[str, Any]:
+    passed = workload.passes[index]
+    log_path = logs / f"{workload.name}.{subject.name}.log"
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(log_path)) if passed.redis else ""
+        ports, pids = [], []
+        for _ in range(passed.instances):
+            port = free_port()
+            argv = subject.command(
+                port, jwt_secret=JWT_SECRET, heartbeat=workload.heartbeat, redis_url=redis_url
+            )
+            pids.append(stack.enter_context(started(argv, subject.env, subject.cwd, port, log_path)))
+            ports.append(port)
+        cmd = [
+            "taskset", "-c", str(LOADGEN_CORE), sys.executable, str(BENCH / "loadgen" / "main.py"),
+            *passed.args,
+            "--urls", ",".join(f"127.0.0.1:{p}" for p in ports),
+            "--server-pids", ",".join(map(str, pids)),
+            "--cores", f"{SERVER_CORE},{LOADGEN_CORE}",
+            "--dialect", subject.dialect, "--path", subject.path, "--jwt-secret", JWT_SECRET,
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, timeout=300 * UNIT, check=False)
+        if proc.returncode != 0:
+            with open(log_path, "ab") as f:
+                f.write(proc.stderr)
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"load generator exited {proc.returncode}: {' '.join(tail)}")
+        result: dict[str, Any] = json.loads(proc.stdout)
+        result["command"] = " ".join(cmd[3:])
+        return result
+
+
+# main -----------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--setup", action="store_true", help="pip install -r bench/requirements.txt and npm install"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke sizes (seconds per pass), one repeat by default"
+    )
+    p.add_argument("--repeats", type=int, default=0, help="default: 1 with --quick, else 5")
+    p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}")
+    p.add_argument("--project", type=Path, help="a generated project to bench as the main subject")
+    p.add_argument("--workloads", default="", help="comma list (default: all)")
+    p.add_argument("--out", type=Path, help="results folder (default bench/.work/results/<stamp>)")
+    p.add_argument("--publish", action="store_true", help="also write bench/RESULTS.md and bench/plots/")
+    p.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="rebuild the report, run nothing")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    if args.report_only:
+        saved = json.loads(args.report_only.read_text())
+        report.write(saved, args.report_only.parent, publish_to=BENCH if args.publish else None)
+        return 0
+    setup(args.setup)
+    subjects = [generated(args.project.resolve())] if args.project else []
+    subjects += [PEERS[name] for name in args.peers.split(",") if name]
+    all_workloads = build(args.quick)
+    chosen = [all_workloads[w] for w in (args.workloads.split(",") if args.workloads else all_workloads)]
+    repeats = args.repeats or (1 if args.quick else 5)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or WORK / "results" / stamp
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    argv = ["python", "bench/run.py", *sys.argv[1:]]
+    data: dict[str, Any] = {
+        "command": " ".join(argv),
+        "quick": args.quick,
+        "repeats": repeats,
+        "started": stamp,
+        "environment": report.environment(),
+        "subjects": [{"name": s.name, "title": s.title, "dialect": s.dialect} for s in subjects],
+        "workloads": [{"name": w.name, "title": w.title, "notes": w.notes} for w in chosen],
+        "runs": [],
+    }
+    failures = 0
+    for workload in chosen:
+        for rep in range(repeats):
+            for subject in subjects:
+                for index, passed in enumerate(workload.passes):
+                    log(f"{workload.name} [{passed.label}] {subject.name} repeat {rep + 1}/{repeats}")
+                    run: dict[str, Any] = {
+                        "workload": workload.name, "pass": passed.label, "subject": subject.name, "repeat": rep,
+                    }  # fmt: skip
+                    try:
+                        run["result"] = run_pass(subject, workload, index, logs)
+                    except (
+                        RuntimeError,
+                        TimeoutError,
+                        subprocess.TimeoutExpired,
+                        json.JSONDecodeError,
+                    ) as exc:
+                        failures += 1
+                        run["error"] = str(exc)
+                        log(f"  FAILED: {exc}")
+                    data["runs"].append(run)
+                    (out / "results.json").write_text(json.dumps(data, indent=1))
+    report.write(data, out, publish_to=BENCH if args.publish else None)
+    log(f"results: {out / 'results.json'}; report: {out / 'RESULTS.md'}; failures: {failures}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The workloads of issue 7, as load-generator invocations with full and ``--quick`` sizes.
+
+Each :class:`Pass` is one run of ``loadgen/main.py`` against freshly started servers; a workload is
+one pass, except scale-out, which compares one instance with two instances bridged by Redis at the
+same publish rate so that the broker hop's added latency is a difference of two medians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Pass:
+    label: str
+    args: list[str]
+    instances: int = 1
+    redis: bool = False
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    """Stable key for ``--workloads``; ``--quick`` keeps the key and shrinks the sizes (see title)."""
+    title: str
+    passes: list[Pass]
+    heartbeat: float = 20.0
+    """Server ping interval; only the idle workload holds connections long enough to see pings."""
+    notes: list[str] = field(default_factory=list)
+
+
+def build(quick: bool) -> dict[str, Workload]:
+    q = quick
+    win = ["--warmup", "0.5", "--measure", "1.5"] if q else ["--warmup", "2", "--measure", "8"]
+    big, small = (50, 20) if q else (1000, 100)
+    clients = 10 if q else 50
+    conns, hold, hb = (300, 2.5, 1.0) if q else (10_000, 12.0, 5.0)
+    fixed = "20" if q else "10"
+    fan = [
+        "fanout",
+        "--publishers",
+        "4",
+        "--window",
+        "64",
+        "--latency-fracs",
+        "0.5",
+        "--slow-rate",
+        "20",
+        *win,
+    ]
+    return {
+        w.name: w
+        for w in [
+            Workload(
+                "fanout-1000",
+                f"Fan-out to {big} subscribers in one channel",
+                [Pass("main", [*fan, "--subs", str(big)])],
+            ),
+            Workload(
+                "fanout-100",
+                f"Fan-out to {small} subscribers in one channel",
+                [Pass("main", [*fan, "--subs", str(small)])],
+            ),
+            Workload(
+                "reqrep",
+                f"Request/ack, {clients} clients in a closed loop, then paced at 10 % and 50 %",
+                [Pass("main", ["reqrep", "--clients", str(clients), "--paced-fracs", "0.1,0.5", *win])],
+            ),
+            Workload(
+                "idle",
+                f"Idle capacity: {conns} JWT-verified connections held {hold:g} s with {hb:g} s heartbeats",
+                [Pass("main", ["idle", "--conns", str(conns), "--hold", str(hold), "--concurrency", "100"])],
+                heartbeat=hb,
+            ),
+            Workload(
+                "scaleout",
+                f"Scale-out: {big} subscribers over two instances + Redis, publishers on the first",
+                [
+                    Pass("single", ["fanout", "--subs", str(big), "--fixed-rate", fixed, *win]),
+                    Pass(
+                        "two-saturated",
+                        [*fan[:5], "--latency-fracs", "", "--slow-rate", "0", *win, "--subs", str(big)],
+                        instances=2,
+                        redis=True,
+                    ),
+                    Pass("two-fixed", ["fanout", "--subs", str(big), "--fixed-rate", fixed, *win], 2, True),
+                ],
+                notes=[
+                    f"latency passes publish {fixed} messages/s; the hop is two-instance p50 minus single p50"
+                ],
+            ),
+        ]
+    }
