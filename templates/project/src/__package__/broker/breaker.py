@@ -31,8 +31,8 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .base import (
     Broker,
@@ -46,6 +46,8 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class CircuitState(enum.IntEnum):
@@ -118,6 +120,8 @@ class BreakerBroker:
         self._interest: set[str] = set()
         self._last_seq: dict[str, int] = {}
         self._offset: dict[str, int] = {}
+        self._keeps: dict[str, bool] = {}
+        """Whether a channel keeps history, as learnt from the options of publish/history calls."""
         """Local-only messages per channel, added to the broker's ``seq`` (see module docstring)."""
         self._members: dict[str, dict[str, str]] = {}
         self._pending_leaves: dict[str, dict[str, str]] = {}
@@ -164,6 +168,7 @@ class BreakerBroker:
         self._interest.discard(channel)
         self._offset.pop(channel, None)
         self._last_seq.pop(channel, None)
+        self._keeps.pop(channel, None)
         if self.circuit.state is CircuitState.CLOSED:
             with contextlib.suppress(BrokerUnavailable):
                 await self._guarded(self.inner.unsubscribe(channel))
@@ -177,6 +182,7 @@ class BreakerBroker:
         sender: str | None = None,
         msg_id: str | None = None,
     ) -> PublishResult:
+        self._learn(channel, options)
         if self._allow():
             try:
                 result = await self._guarded(
@@ -187,7 +193,6 @@ class BreakerBroker:
                     raise
             else:
                 shifted = self._shift(result.message)
-                self._note(shifted)
                 return PublishResult(shifted, duplicate=result.duplicate, extra=result.extra)
         if _keeps_history(options):
             raise BrokerUnavailable(f"broker circuit open; {channel} keeps history")
@@ -212,6 +217,7 @@ class BreakerBroker:
     async def history(
         self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
     ) -> History:
+        self._learn(channel, options)
         if not self._allow():
             raise BrokerUnavailable("broker circuit open")
         offset = self._offset.get(channel, 0)
@@ -261,7 +267,7 @@ class BreakerBroker:
     def _allow(self) -> bool:
         return not self._closed and self.circuit.allow(self._clock())
 
-    async def _guarded(self, call: Any) -> Any:
+    async def _guarded(self, call: Awaitable[T]) -> T:
         """Await one backend call, feeding the outcome to the circuit."""
         try:
             result = await call
@@ -305,6 +311,10 @@ class BreakerBroker:
                 with contextlib.suppress(BrokerUnavailable):
                     await self._guarded(self.inner.presence_members(_PROBE_CHANNEL))
 
+    def _learn(self, channel: str, options: ChannelOptions) -> None:
+        if channel in self._interest:
+            self._keeps[channel] = _keeps_history(options)
+
     def _shift(self, message: Message) -> Message:
         offset = self._offset.get(message.channel, 0)
         if not offset or message.seq == 0:
@@ -320,6 +330,14 @@ class BreakerBroker:
 
     def _receive(self, message: Message) -> None:
         shifted = self._shift(message)
+        channel = message.channel
+        last = self._last_seq.get(channel, 0)
+        if message.seq and shifted.seq <= last and self._keeps.get(channel) is False:
+            # The backend lost the channel's counter (e.g. Redis restarted empty) and numbers it
+            # from 1 again; keep this instance's numbering increasing instead of feeding clients
+            # "duplicates" they would drop.
+            self._offset[channel] = last - message.seq + 1
+            shifted = self._shift(message)
         self._note(shifted)
         self._deliver(shifted)
 

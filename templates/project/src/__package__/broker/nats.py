@@ -34,7 +34,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import nats
 import nats.errors
@@ -117,7 +117,7 @@ class NatsBroker:
         url: str,
         *,
         prefix: str = "wsforge",
-        idempotency_window_s: int = 120,
+        idempotency_window_s: float = 120,
         presence_ttl_s: float = 30.0,
         op_timeout_s: float = 2.0,
         max_history: int = DURABLE_DEFAULT_HISTORY,
@@ -194,7 +194,7 @@ class NatsBroker:
                     self._url,
                     connect_timeout=max(1, int(self._op_timeout_s)),
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.2,  # type: ignore[arg-type]
+                    reconnect_time_wait=0.2,
                     allow_reconnect=True,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
@@ -470,7 +470,7 @@ class NatsBroker:
                     keys.append(entry.key)
         finally:
             with contextlib.suppress(*_BACKEND_ERRORS):
-                await watcher.stop()
+                await cast(Any, watcher).stop()  # untyped in nats-py
         return keys
 
     @staticmethod
@@ -488,10 +488,13 @@ class NatsBroker:
             try:
                 for channel, members in list(self._local_members.items()):
                     for conn_id, user in list(members.items()):
-                        key = self._member_key(channel, user, conn_id)
-                        await self._call(lambda k=key, u=user: self._require_kv().put(k, u.encode()))
+                        await self._call(self._put_member(channel, user, conn_id))
             except BrokerUnavailable:
                 continue
+
+    def _put_member(self, channel: str, user: str, conn_id: str) -> Callable[[], Awaitable[int]]:
+        key = self._member_key(channel, user, conn_id)
+        return lambda: self._require_kv().put(key, user.encode())
 
     async def _forget_local_members(self) -> None:
         kv = self._require_kv()

@@ -30,10 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -219,7 +220,7 @@ class RedisBroker:
         url: str,
         *,
         prefix: str = "wsforge",
-        idempotency_window_s: int = 120,
+        idempotency_window_s: float = 120,
         presence_ttl_s: float = 30.0,
         op_timeout_s: float = 2.0,
         reconnect_max_s: float = 2.0,
@@ -227,7 +228,8 @@ class RedisBroker:
     ) -> None:
         self._url = url
         self._prefix = prefix
-        self._idempotency_window_s = idempotency_window_s
+        # SET EX takes whole seconds; round up so a retry at the window's edge is still caught.
+        self._idempotency_window_s = math.ceil(idempotency_window_s)
         self._presence_ttl_ms = max(1, int(presence_ttl_s * 1000))
         self._op_timeout_s = op_timeout_s
         self._reconnect_max_s = reconnect_max_s
@@ -479,7 +481,7 @@ class RedisBroker:
                 self._pubsub = None
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await pubsub.aclose()
+                        await cast(Any, pubsub).aclose()  # untyped in redis-py
             if not self._closed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._reconnect_max_s)
