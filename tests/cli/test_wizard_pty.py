@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,7 @@ DOWN = "\x1b[B"
 ENTER = "\r"
 CTRL_C = "\x03"
 CTRL_U = "\x15"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 DRIVER = textwrap.dedent(
     """
@@ -70,11 +72,11 @@ CPR_REQUEST = "\x1b\\[6n"
 class Terminal:
     """A pexpect child plus the one terminal reply prompt_toolkit needs (cursor position)."""
 
-    def __init__(self, defaults: dict[str, object]) -> None:
+    def __init__(self, args: list[str], cwd: Path = REPO) -> None:
         self.child = pexpect.spawn(
             sys.executable,
-            ["-c", DRIVER, json.dumps(defaults)],
-            cwd=str(REPO),
+            args,
+            cwd=str(cwd),
             env=_env(),
             encoding="utf-8",
             timeout=10 * UNIT,
@@ -99,7 +101,7 @@ def wizard() -> Iterator[Callable[[dict[str, object]], Terminal]]:
     terminals: list[Terminal] = []
 
     def start(defaults: dict[str, object]) -> Terminal:
-        terminals.append(Terminal(defaults))
+        terminals.append(Terminal(["-c", DRIVER, json.dumps(defaults)]))
         return terminals[-1]
 
     yield start
@@ -193,3 +195,59 @@ def test_no_terminal_points_to_answers_file() -> None:
     assert proc.returncode == 1
     assert "use --answers FILE or --non-interactive" in proc.stderr
     assert "RESULT=" not in proc.stdout
+
+
+def test_wsforge_new_runs_the_wizard(tmp_path: Path) -> None:
+    """The real command: answers typed in the TUI reach step 2 (a dry run, so nothing is written)."""
+    terminal = Terminal(
+        ["-m", "wsforge", "new", "--output", str(tmp_path / "out"), "--dry-run", "--format", "json"],
+        cwd=tmp_path,
+    )
+    try:
+        terminal.expect("Project name")
+        terminal.send("pty-demo" + ENTER)
+        terminal.expect("real-time traffic")
+        terminal.send(" " + ENTER)
+        terminal.expect("Who sends")
+        terminal.send(ENTER)
+        terminal.expect("concurrent connections")
+        terminal.send(CTRL_U + "2M" + ENTER)  # far beyond one instance: step 2 must scale out
+        for prompt in ("messages per second", "payload size", "latency target"):
+            terminal.expect(prompt)
+            terminal.send(ENTER)
+        terminal.expect("Where do clients run")
+        terminal.send(" " + DOWN + DOWN + DOWN + " " + ENTER)  # browser off, server on
+        # No browser: the origins question is skipped.
+        for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel"):
+            terminal.expect(prompt)
+            terminal.send(ENTER)
+        assert terminal.finish() == 0
+    finally:
+        if terminal.child.isalive():
+            terminal.child.terminate(force=True)
+    # rich styles the JSON (bold keys) even with NO_COLOR; strip the escapes before parsing.
+    output = ANSI.sub("", terminal.child.before or "")
+    summary = json.loads(output[output.index("\n{") :])
+    assert summary["project"] == "pty-demo"
+    assert summary["dry_run"] is True
+    assert "src/pty_demo/settings.py" in summary["files"]
+    step1, step2 = summary["checklist"][0], summary["checklist"][1]
+    assert step1["detail"] == "answers from <wizard>"
+    instances = int(re.search(r"(\d+) instance", step2["detail"]).group(1))  # type: ignore[union-attr]
+    assert instances > 1, step2["detail"]
+    assert list(tmp_path.iterdir()) == [], "a dry run writes nothing"
+
+
+def test_wsforge_new_ctrl_c_writes_nothing(tmp_path: Path) -> None:
+    terminal = Terminal(["-m", "wsforge", "new", "--output", str(tmp_path / "out")], cwd=tmp_path)
+    try:
+        terminal.expect("Project name")
+        terminal.send("pty-demo" + ENTER)
+        terminal.expect("real-time traffic")
+        terminal.send(CTRL_C)
+        # typer turns KeyboardInterrupt into Exit(130) itself, so only the status is asserted here.
+        assert terminal.finish() == 130
+    finally:
+        if terminal.child.isalive():
+            terminal.child.terminate(force=True)
+    assert list(tmp_path.iterdir()) == [], "nothing was written"
