@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -66,6 +67,22 @@ _WRONG_LAST_SEQUENCE = 10071
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
 _H_SEQ, _H_TS = "Wsf-Seq", "Wsf-Ts"
 _EPHEMERAL, _KEPT = "e", "h"
+
+
+_URL_OPTIONS = ("prefix", "presence_ttl_s", "op_timeout_s")
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, str]]:
+    """Take this adapter's options out of the URL query (``?presence_ttl_s=10&prefix=app``).
+
+    They are deployment configuration like the address itself, so ``WS_BROKER_URL`` carries them;
+    the client library never sees them.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _URL_OPTIONS}
+    rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
 
 
 def encode_token(text: str) -> str:
@@ -104,6 +121,8 @@ class NatsBroker:
 
     Args:
         url: ``nats://host:port`` (comma-separated for a cluster).
+            ``prefix``, ``presence_ttl_s`` and ``op_timeout_s`` may also be given as URL query
+            parameters; those win over the arguments.
         prefix: subject prefix and stream/bucket name stem, so several projects share a server.
         idempotency_window_s: JetStream ``duplicate_window``; 0 disables deduplication.
         presence_ttl_s: how long a member survives without a refresh from its instance.
@@ -124,6 +143,10 @@ class NatsBroker:
         reorder_wait_s: float = 0.05,
         instance_id: str | None = None,
     ) -> None:
+        url, from_url = split_url_options(url)
+        prefix = from_url.get("prefix", prefix)
+        presence_ttl_s = float(from_url.get("presence_ttl_s", presence_ttl_s))
+        op_timeout_s = float(from_url.get("op_timeout_s", op_timeout_s))
         self._url = url
         self._prefix = encode_token(prefix).replace("-", "_")
         self._idempotency_window_s = idempotency_window_s

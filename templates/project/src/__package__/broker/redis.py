@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -60,6 +61,23 @@ T = TypeVar("T")
 
 DURABLE_DEFAULT_HISTORY = 10_000
 """Kept messages for a durable channel that sets no ``history_size``: replay needs *some* bound."""
+
+
+_URL_OPTIONS = ("prefix", "presence_ttl_s", "op_timeout_s")
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, str]]:
+    """Take this adapter's options out of the URL query (``?presence_ttl_s=10&prefix=app``).
+
+    They are deployment configuration like the address itself, so ``WS_BROKER_URL`` carries them;
+    the client library never sees them.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _URL_OPTIONS}
+    rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
 
 # KEYS: seq, epoch, stream, idem. ARGV: new_epoch, body, keep, stream_ttl_ms, idem_window_s,
 # has_msg_id, pubsub channel. Returns {duplicate, "seq:ts:epoch"}.
@@ -208,6 +226,8 @@ class RedisBroker:
 
     Args:
         url: ``redis://[:password@]host:port/db`` or ``rediss://`` (redis-py URL syntax).
+            ``prefix``, ``presence_ttl_s`` and ``op_timeout_s`` may also be given as URL query
+            parameters; those win over the arguments.
         prefix: namespace of every key and pub/sub channel, so several projects share a Redis.
         idempotency_window_s: how long a ``msg_id`` is remembered; 0 disables deduplication.
         presence_ttl_s: how long a member survives without a refresh from its instance.
@@ -226,6 +246,10 @@ class RedisBroker:
         reconnect_max_s: float = 2.0,
         instance_id: str | None = None,
     ) -> None:
+        url, from_url = split_url_options(url)
+        prefix = from_url.get("prefix", prefix)
+        presence_ttl_s = float(from_url.get("presence_ttl_s", presence_ttl_s))
+        op_timeout_s = float(from_url.get("op_timeout_s", op_timeout_s))
         self._url = url
         self._prefix = prefix
         # SET EX takes whole seconds; round up so a retry at the window's edge is still caught.
