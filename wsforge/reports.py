@@ -52,7 +52,7 @@ def render_reports(result: RunResult) -> dict[str, str]:
             raise TemplateError(f"templates/reports/{name}: {exc}") from exc
     from .review.formats import to_markdown
 
-    compliance = [record.as_memory() for record in result.checklist]
+    compliance = [{**record.as_memory(), "status": record.result} for record in result.checklist]
     out[f"websocket_review_{project}.md"] = to_markdown(result.review, extra={"compliance": compliance})
     return out
 
