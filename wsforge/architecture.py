@@ -367,12 +367,14 @@ def _decide_scaling(
         strategy = ScalingStrategy.REDIS_PUBSUB
         why = "several instances and ephemeral messages: Redis pub/sub fans out between them with no storage"
     source = Source.TABLE
-    if preferred_broker == "nats" and strategy != ScalingStrategy.SINGLE:
+    if preferred_broker is not None and strategy == ScalingStrategy.SINGLE:
+        why += f"; memory prefers {preferred_broker}, which applies once the project scales out"
+    elif preferred_broker == "nats":
         strategy = ScalingStrategy.NATS
-        why = "memory prefers NATS: core subjects for fan-out, JetStream for durable history"
+        why = "memory convention `preferred_broker` = 'nats': core subjects for fan-out, JetStream for durable history"
         source = Source.MEMORY
-    elif preferred_broker == "redis" and strategy == ScalingStrategy.NATS:  # pragma: no cover - symmetric
-        strategy = ScalingStrategy.REDIS_STREAMS
+    elif preferred_broker == "redis":
+        why = f"memory convention `preferred_broker` = 'redis' ({why})"
         source = Source.MEMORY
     spec = ScalingSpec(
         strategy=strategy,
@@ -382,7 +384,7 @@ def _decide_scaling(
         deliveries_per_instance=cap.deliveries_per_s,
         expected_deliveries_per_second=deliveries,
     )
-    if not quiet or source == Source.MEMORY:
+    if not quiet or preferred_broker is not None:
         d.add(
             "scaling.instances",
             instances,
@@ -636,6 +638,9 @@ def _apply_conventions(conv: Conventions, d: _Decisions) -> dict[str, Any]:
                 f"memory asks for transport {value}, which this wsforge does not ship yet; kept websockets.",
                 Source.MEMORY,
             )
+            continue
+        if name == "preferred_broker":
+            overrides[name] = value  # recorded by _decide_scaling, which knows whether it applies
             continue
         if name == "envelope_fields":
             value = {k: v for k, v in value.items() if v is not None}

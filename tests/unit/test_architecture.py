@@ -135,3 +135,11 @@ def test_known_issues_flow_into_spec() -> None:
 def test_design_is_deterministic() -> None:
     """Same input, same spec."""
     assert design(_req()).model_dump() == design(_req()).model_dump()
+
+
+def test_preferred_broker_waits_for_scale_out() -> None:
+    """A broker preference does not force a broker on a project one instance carries."""
+    spec = design(_req(), _memory(preferred_broker="redis"))
+    assert spec.scaling.strategy == ScalingStrategy.SINGLE
+    row = spec.decision("scaling.strategy")
+    assert row is not None and "applies once the project scales out" in row.rationale

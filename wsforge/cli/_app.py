@@ -1,7 +1,8 @@
 """The typer application and the one place where errors become exit codes.
 
 Exit codes (STYLE.md §4): 0 ok; 1 :class:`UserError` (one red line on stderr, no traceback);
-2 usage (click); 3 a review or probe found problems (:class:`ReviewFailed`); 130 interrupted.
+2 usage (click); 3 a review or probe found problems (:class:`ReviewFailed`); 4 ``regenerate`` left
+conflicts to resolve; 130 interrupted.
 Anything else is a bug and shows a traceback with locals off.
 """
 
@@ -48,6 +49,7 @@ EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_FINDINGS = 3
+EXIT_CONFLICTS = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         stderr.print("interrupted; nothing was written")
         return EXIT_INTERRUPTED
     except click.exceptions.Exit as exc:
+        if exc.exit_code == EXIT_INTERRUPTED:
+            stderr.print("interrupted; nothing was written")
         return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
