@@ -29,6 +29,8 @@ from .spec import ArchitectureSpec, Codec, ScalingStrategy, dump_spec
 PACKAGE_SEGMENT = "__package__"
 TEMPLATE_SUFFIX = ".jinja"
 MANIFEST = ".wsforge/manifest.json"
+PRISTINE_DIR = ".wsforge/pristine"
+"""The last render's bytes, one file per sha256 of the manifest: the base of ``wsforge regenerate``."""
 SPEC_FILE = "wsforge.yaml"
 
 Condition = Callable[[ArchitectureSpec], bool]
@@ -200,6 +202,8 @@ def write_project(
     try:
         all_files = dict(files)
         all_files[MANIFEST] = (json.dumps(manifest(files, spec), indent=2, sort_keys=True) + "\n").encode()
+        for content in files.values():
+            all_files[f"{PRISTINE_DIR}/{hashlib.sha256(content).hexdigest()}"] = content
         for path, content in all_files.items():
             out = staging / path
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -163,8 +163,18 @@ def run_new(
     return result
 
 
-def _remember(result: RunResult, store: MemoryStore, config: AgentConfig) -> None:
-    """Update memory after a successful run: decisions, scaling, answers, checklist, history."""
+def _remember(
+    result: RunResult,
+    store: MemoryStore,
+    config: AgentConfig,
+    *,
+    event: str = "generated",
+    changes: list[str] | None = None,
+) -> None:
+    """Update memory after a successful run: decisions, scaling, answers, checklist, history.
+
+    ``changes`` (regenerate: what changed and why) replaces the default list of memory overrides.
+    """
     spec = result.spec
     project = spec.project
     store.update(
@@ -188,12 +198,21 @@ def _remember(result: RunResult, store: MemoryStore, config: AgentConfig) -> Non
         project,
         {
             "at": now_iso(),
-            "event": "generated",
+            "event": event,
             "wsforge_version": __version__,
-            "changes": [f"{d.key} <- memory" for d in spec.decisions if d.source.value == "memory"],
+            "changes": changes
+            if changes is not None
+            else [f"{d.key} <- memory" for d in spec.decisions if d.source.value == "memory"],
         },
         section="history",
     )
+
+
+def run_regenerate(target: Path, **kwargs: Any) -> Any:
+    """Steps 1-5 over an existing project, merged three ways: see :mod:`wsforge.update.run`."""
+    from .update.run import run_regenerate as _run
+
+    return _run(target, **kwargs)
 
 
 def plan_summary(spec: ArchitectureSpec, target: Path) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ import typer
 from ..config import load_config
 from ..errors import InteractiveSessionRequired, RequirementsError
 from ..memory import YamlMemoryStore
+from ..render import MANIFEST
 from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
 from ..workflow import plan_summary, run_new
 from ._app import app, stderr, stdout
@@ -98,6 +99,20 @@ def new(
     )
     requirements = build_requirements(merged, source=source, lines=lines)
     target = (output or cwd / requirements.project_name).resolve()
+    if not force and (target / MANIFEST).is_file():
+        # An existing wsforge project: merge three ways like `wsforge regenerate` (--force overwrites).
+        from .regenerate_cmd import merge_existing
+
+        merge_existing(
+            target,
+            requirements,
+            source,
+            store=store,
+            config=config,
+            dry_run=dry_run,
+            output_format=output_format,
+        )
+        return
     result = run_new(
         requirements,
         store=store,

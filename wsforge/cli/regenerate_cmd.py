@@ -1,0 +1,138 @@
+"""``wsforge regenerate [PATH]``: apply memory and spec edits to a project you have changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import AgentConfig, load_config
+from ..memory import MemoryStore, YamlMemoryStore
+from ..requirements import Requirements
+from ..update.merge import Action, ConflictStyle, FilePlan, unified_diff
+from ..update.run import RegenerateResult, run_regenerate
+from ._app import EXIT_CONFLICTS, app, stderr, stdout
+
+
+def _diff(plan: FilePlan) -> str:
+    """What the run does to the working file (or, for a ``.rej``, the patch it writes)."""
+    text = ""
+    if plan.write is not None or plan.action == Action.DELETE:
+        text += unified_diff(plan.working, plan.write, plan.path)
+    if plan.extra is not None:
+        text += unified_diff(None, plan.extra[1], plan.extra[0])
+    return text
+
+
+def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_format: str) -> None:
+    """Print the plan (and diffs); raise ``typer.Exit(4)`` when conflicts remain."""
+    root = result.run.target
+    conflicts = [p.path for p in result.conflicts]
+    if output_format == "json":
+        summary = {
+            "project": result.run.spec.project,
+            "target": str(root),
+            "dry_run": dry_run,
+            "wrote": result.wrote,
+            "plan": [{"path": p.path, "action": p.action.value, "reason": p.reason} for p in result.plans],
+            "changes": [str(c) for c in result.changes],
+            "conflicts": conflicts,
+            "checklist": [r.as_memory() for r in result.run.checklist],
+        }
+        stdout.print_json(json.dumps(summary))
+    else:
+        for record in result.run.checklist:
+            stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+        head = (
+            "dry run: nothing written. Plan for"
+            if dry_run
+            else ("regenerated" if result.wrote else "up to date:")
+        )
+        stdout.print(f"{head} {root}", highlight=False)
+        for change in result.changes:
+            stdout.print(f"  change    {change}", highlight=False, markup=False)
+        for plan in result.plans:
+            if plan.action != Action.UNCHANGED:
+                stdout.print(
+                    f"  {plan.action.value:9} {plan.path}  ({plan.reason})", highlight=False, markup=False
+                )
+        if show_diff:
+            for plan in result.plans:
+                text = _diff(plan)
+                if text:
+                    stdout.out(text, end="", highlight=False)
+        for doc in result.run.documents:
+            stdout.print(f"  doc       {doc}", highlight=False)
+    if conflicts:
+        verb = "would remain" if dry_run else "remain"
+        stderr.print(
+            f"[red]{len(conflicts)} conflict(s) {verb}:[/red] {', '.join(conflicts)}. "
+            "Resolve the <<<<<<< yours / >>>>>>> wsforge markers (or apply the .rej patches), "
+            "then run `wsforge regenerate` again.",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_CONFLICTS)
+
+
+def merge_existing(
+    target: Path,
+    requirements: Requirements,
+    source: str,
+    *,
+    store: MemoryStore,
+    config: AgentConfig,
+    dry_run: bool,
+    output_format: str,
+) -> None:
+    """``wsforge new`` over an existing project: the same merge, with the answers just gathered."""
+    result = run_regenerate(
+        target,
+        store=store,
+        config=config,
+        dry_run=dry_run,
+        requirements=requirements,
+        requirements_source=source,
+    )
+    report(result, dry_run=dry_run, show_diff=dry_run, output_format=output_format)
+
+
+@app.command("regenerate")
+def regenerate(
+    path: Annotated[
+        Path, typer.Argument(help="The generated project (default: the current directory).")
+    ] = Path(),
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and a unified diff; write nothing.")
+    ] = False,
+    conflict: Annotated[
+        ConflictStyle,
+        typer.Option(
+            "--conflict", help="inline: conflict markers in the file; rej: keep your file, write <file>.rej."
+        ),
+    ] = ConflictStyle.INLINE,
+    show_diff: Annotated[
+        bool | None,
+        typer.Option("--diff/--no-diff", help="Print unified diffs (default: on with --dry-run)."),
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json (summary on stdout).")
+    ] = "text",
+) -> None:
+    """Re-run steps 1-5 with the current memory and wsforge.yaml; merge into your edited project.
+
+    Files you did not touch are updated, files only you changed are kept, files both changed are
+    merged line by line (git merge-file), overlaps are written as conflicts and listed (exit 4).
+    Files no longer generated are removed only if unmodified. A hand edit of wsforge.yaml wins
+    over memory conventions; delete the line to hand the field back to wsforge.
+    """
+    config = load_config(Path.cwd())
+    store = YamlMemoryStore(config.memory_dir)
+    result = run_regenerate(path, store=store, config=config, dry_run=dry_run, conflict=conflict)
+    report(
+        result,
+        dry_run=dry_run,
+        show_diff=dry_run if show_diff is None else show_diff,
+        output_format=output_format,
+    )
