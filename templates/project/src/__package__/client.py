@@ -411,10 +411,15 @@ class ClientStats:
     """Counters an application can export to its own metrics."""
 
     connects: int = 0
+    """Connections opened so far."""
     offline_dropped: int = 0
     duplicates: int = 0
     events_dropped: int = 0
     gaps: int = 0
+    last_decision: Decision | None = None
+    """What the last connection end or failed attempt led to."""
+    last_delay: float = 0.0
+    """Seconds the client waited (or is waiting) before its latest attempt."""
 
 
 _END: Any = object()
@@ -776,11 +781,17 @@ class Client:
                 if self._token_provider is None:
                     decision = "stop"
                 else:
-                    self._token = await self._token_provider()
-                    refreshed = True
+                    try:
+                        self._token = await self._token_provider()
+                        refreshed = True
+                    except Exception:  # an auth service outage is transient: back off, ask again
+                        logger.exception("token_provider failed; retrying with backoff")
+                        decision = "retry"
+            self.stats.last_decision = decision
             if decision == "stop":
                 raise error
-            await asyncio.sleep(reconnector.delay(decision, time.monotonic(), retry_after))
+            self.stats.last_delay = reconnector.delay(decision, time.monotonic(), retry_after)
+            await asyncio.sleep(self.stats.last_delay)
 
     async def _serve(self, conn: ClientConnection) -> None:
         """Run one connection: resubscribe, flush the offline queue, read until it closes."""
