@@ -291,6 +291,7 @@ def markdown(data: dict[str, Any], plots: dict[str, str]) -> str:
         "|---|---|" + "---:|" * len(others),
         *ratio_rows,
         "",
+        *targets(data),
         METHOD,
     ]
     return "\n".join(lines) + "\n"
@@ -315,6 +316,57 @@ def _ratio_row(
         else:
             cells.append(f"{(ours / theirs if better else theirs / ours):.2f}x")
     return f"| {workload} | {label} | " + " | ".join(cells) + " |"
+
+
+# (workload, metric label, peer or None for an absolute bound, kind, bound, text)
+TARGETS: list[tuple[str, str, str | None, str, float, str]] = [
+    *[
+        (w, "deliveries per server-CPU-second", peer, "ratio>=", k, f"{k:g}x {peer}")
+        for w in ("fanout-1000", "fanout-100")
+        for peer, k in (("picows", 2.0), ("ws-node", 3.0))
+    ],
+    *[
+        (w, "p50 ms, one slow publisher (20/s)", "picows", "within_ms", 0.2, "within 0.2 ms of raw picows")
+        for w in ("fanout-1000", "fanout-100")
+    ],
+    ("reqrep", "round trips per server-CPU-second", "picows", "ratio>=", 0.9, "0.9x picows"),
+    ("reqrep", "p50 ms at 50 % load", None, "<=", 1.2, "<= 1.2 ms"),
+    ("idle", "server RSS per idle connection, KiB", None, "<=", 16_000 / 1024, "<= 16 KB"),
+    ("idle", "JWT-verified handshakes/s", "picows", "ratio>=", 0.7, "0.7x picows"),
+]
+
+
+def targets(data: dict[str, Any]) -> list[str]:
+    """Issue 7's targets for the generated server, checked against this run's medians."""
+    names = {s["name"] for s in data["subjects"]}
+    ran = {w["name"] for w in data["workloads"]}
+    lines = ["## Targets of issue 7 (generated server, every feature on)", ""]
+    if "wsforge" not in names:
+        return [
+            *lines,
+            "_Not evaluated: the generated server was not part of this run (`--project DIR`)._",
+            "",
+        ]
+    lines += ["| workload | metric | target | measured | verdict |", "|---|---|---|---:|---|"]
+    cache = {w: medians(data, w) for w in ran}
+    for workload, label, peer, kind, bound, text in TARGETS:
+        if workload not in ran or (peer is not None and peer not in names):
+            continue
+        ours, theirs = cache[workload]["wsforge"][label], cache[workload][peer][label] if peer else None
+        if ours is None or (peer is not None and theirs is None):
+            lines.append(f"| {workload} | {label} | {text} | — | no data |")
+            continue
+        if kind == "ratio>=":
+            value, met = ours / theirs, ours / theirs >= bound  # type: ignore[operator]
+            shown = f"{value:.2f}x"
+        elif kind == "within_ms":
+            value, met = ours - theirs, ours - theirs <= bound  # type: ignore[operator]
+            shown = f"{value:+.2f} ms"
+        else:
+            value, met = ours, ours <= bound
+            shown = f"{value:.2f}"
+        lines.append(f"| {workload} | {label} | {text} | {shown} | {'met' if met else '**not met**'} |")
+    return [*lines, ""]
 
 
 DESCRIPTIONS = {

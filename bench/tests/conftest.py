@@ -1,0 +1,45 @@
+"""Fixtures for the bench's own checks: real peers on loopback, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH / "loadgen"))
+
+from run import JWT_SECRET, free_port, stop, wait_listening  # noqa: E402
+from subjects import NODE_DIR, PEERS  # noqa: E402
+
+UNIT = float(os.environ.get("BENCH_UNIT", "1"))
+
+
+def node_ready() -> bool:
+    return (NODE_DIR / "node_modules" / "ws").exists()
+
+
+@pytest.fixture
+def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
+    """Start the peer named by the test's parameter; yields (name, port, pid)."""
+    name = request.param
+    if name == "ws-node" and not node_ready():
+        if os.environ.get("CI") == "true":
+            pytest.fail("Node ws peer not installed: run `python bench/run.py --setup` first")
+        pytest.skip("Node ws peer not installed (python bench/run.py --setup)")
+    subject = PEERS[name]
+    port = free_port()
+    argv = subject.command(port, jwt_secret=JWT_SECRET, heartbeat=0.5)
+    proc = subprocess.Popen(
+        argv, cwd=subject.cwd, env={**os.environ, **subject.env}, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(port, proc, 15 * UNIT)
+        yield name, port, proc.pid
+    finally:
+        stop(proc)
