@@ -41,7 +41,22 @@ DERIVED = frozenset(
         "package",
     }
 )
-MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<absent>"})()
+
+
+class _Missing:
+    """An absent key or item (a singleton, also through ``copy.deepcopy``)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+    def __copy__(self) -> _Missing:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Missing:
+        return self
+
+
+MISSING: Any = _Missing()
 # A decision key that names a field by another name.
 ALIASES = {"protocol.codecs": "serialization"}
 
@@ -161,12 +176,13 @@ def _get(data: Any, path: Path) -> Any:
     return data
 
 
-def _set(data: Any, path: Path, value: Any, source: Any) -> None:
-    """Set ``path`` in ``data``; when a parent is missing, copy it whole from ``source``."""
+def _set(root: Any, path: Path, value: Any, source: Any) -> None:
+    """Set ``path`` in ``root``; when a parent is missing, copy it whole from ``source``."""
+    data = root
     for depth, step in enumerate(path[:-1]):
         nxt = _get(data, (step,))
         if nxt is MISSING or not isinstance(nxt, dict | list):
-            _set(data, path[: depth + 1], copy.deepcopy(_get(source, path[: depth + 1])), source)
+            _set(root, path[: depth + 1], copy.deepcopy(_get(source, path[: depth + 1])), source)
             return
         data = nxt
     last = path[-1]
