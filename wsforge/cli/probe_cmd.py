@@ -29,6 +29,10 @@ def probe(
     origin: Annotated[
         str | None, typer.Option(help="An allowed Origin to send as a legitimate client.")
     ] = None,
+    subprotocol: Annotated[
+        list[str] | None,
+        typer.Option("--subprotocol", help="Subprotocol a legitimate client offers (repeatable)."),
+    ] = None,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Run only this probe (repeatable).")
     ] = None,
@@ -61,6 +65,7 @@ def probe(
         jwt_audience=jwt_audience,
         jwt_issuer=jwt_issuer,
         origin=origin,
+        subprotocols=subprotocol or [],
         timeout_s=timeout,
         ping_wait_s=ping_wait,
         oversize_bytes=oversize,

@@ -68,9 +68,12 @@ class RawWebSocket:
     writer: asyncio.StreamWriter
     handshake: Handshake
     received: list[Frame] = field(default_factory=list)
+    close_sent: bool = False
 
     async def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True) -> None:
         """Write one frame exactly as given (no validation of the payload)."""
+        if opcode == OP_CLOSE:
+            self.close_sent = True
         self.writer.write(encode_frame(opcode, payload, fin=fin, mask=mask))
         await self.writer.drain()
 
@@ -87,6 +90,11 @@ class RawWebSocket:
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise ProbeConnectionError("connection closed by the server") from exc
         self.received.append(frame)
+        if frame.opcode == OP_CLOSE and not self.close_sent:
+            # The one automatic reply: completing the close handshake lets the server free the
+            # connection at once instead of waiting out its close timeout.
+            self.close_sent = True
+            self.writer.write(encode_frame(OP_CLOSE, frame.payload[:2]))
         return frame
 
     async def wait_close(self, timeout: float) -> Frame | None:
@@ -107,7 +115,12 @@ class RawWebSocket:
                 return frame
 
     async def close_transport(self) -> None:
-        self.writer.close()
+        """Close TCP now. Unsent data is discarded: a probe never waits on a server that stopped reading."""
+        transport = self.writer.transport
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            self.writer.close()
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 

@@ -22,7 +22,7 @@ BASELINE_RULE = Rule(
     "Well-formed handshake refused",
     why="The probe first connects like a legitimate client (with the given token and Origin). If "
     "that fails, the other probes cannot tell a defence from a refusal, so none of them ran.",
-    fix="Check the URL, path, --token/--jwt-secret and --origin; then probe again.",
+    fix="Check the URL, path, --token/--jwt-secret, --origin and --subprotocol; then probe again.",
     check=lambda spec: iter(()),
 )
 
