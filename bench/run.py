@@ -30,7 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
-from subjects import NODE_DIR, PEERS, WORK, Subject, generated  # noqa: E402
+from subjects import NODE_DIR, PEERS, WORK, Subject, generated, render_chat  # noqa: E402
 from workloads import Workload, build  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
@@ -118,10 +118,10 @@ def run_pass(subject: Subject, workload: Workload, index: int, logs: Path) -> di
         ports, pids = [], []
         for _ in range(passed.instances):
             port = free_port()
-            argv = subject.command(
+            argv, env = subject.command(
                 port, jwt_secret=JWT_SECRET, heartbeat=workload.heartbeat, redis_url=redis_url
             )
-            pids.append(stack.enter_context(started(argv, subject.env, subject.cwd, port, log_path)))
+            pids.append(stack.enter_context(started(argv, env, subject.cwd, port, log_path)))
             ports.append(port)
         cmd = [
             "taskset", "-c", str(LOADGEN_CORE), sys.executable, str(BENCH / "loadgen" / "main.py"),
@@ -142,6 +142,24 @@ def run_pass(subject: Subject, workload: Workload, index: int, logs: Path) -> di
         return result
 
 
+def generated_subjects(args: argparse.Namespace) -> list[Subject]:
+    """The generated chat server, once per transport adapter it ships; none if it cannot be rendered."""
+    project = args.project
+    if project is None:
+        try:
+            project = render_chat(BENCH.parent, WORK / "chat-demo")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            stderr = getattr(exc, "stderr", b"") or b""
+            log(
+                f"could not render the chat example, benching peers only: {stderr.decode(errors='replace')[-300:]}"
+            )
+            return []
+    project = project.resolve()
+    package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
+    names = [t for t in args.transports.split(",") if t and (package / "transport" / f"{t}.py").exists()]
+    return [generated(project, t) for t in names]
+
+
 # main -----------------------------------------------------------------------------------------
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,7 +171,17 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--repeats", type=int, default=0, help="default: 1 with --quick, else 5")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}")
-    p.add_argument("--project", type=Path, help="a generated project to bench as the main subject")
+    p.add_argument(
+        "--project",
+        type=Path,
+        help="generated project to bench (default: render examples/chat.yaml into .work)",
+    )
+    p.add_argument("--no-generated", action="store_true", help="bench the peers only")
+    p.add_argument(
+        "--transports",
+        default="websockets,picows",
+        help="transport adapters of the generated server to bench",
+    )
     p.add_argument("--workloads", default="", help="comma list (default: all)")
     p.add_argument("--out", type=Path, help="results folder (default bench/.work/results/<stamp>)")
     p.add_argument("--publish", action="store_true", help="also write bench/RESULTS.md and bench/plots/")
@@ -168,7 +196,7 @@ def main() -> int:
         report.write(saved, args.report_only.parent, publish_to=BENCH if args.publish else None)
         return 0
     setup(args.setup)
-    subjects = [generated(args.project.resolve())] if args.project else []
+    subjects = [] if args.no_generated else generated_subjects(args)
     subjects += [PEERS[name] for name in args.peers.split(",") if name]
     all_workloads = build(args.quick)
     chosen = [all_workloads[w] for w in (args.workloads.split(",") if args.workloads else all_workloads)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +28,43 @@ class Subject:
     """Command without the per-run flags (``--port``, ``--jwt-secret``, ``--redis``, ``--heartbeat``)."""
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = BENCH
+    generated: bool = False
+    """Configured through ``WS_*`` variables (settings.py) instead of the peers' flags."""
 
-    def command(self, port: int, *, jwt_secret: str, heartbeat: float, redis_url: str = "") -> list[str]:
+    def command(
+        self, port: int, *, jwt_secret: str, heartbeat: float, redis_url: str = ""
+    ) -> tuple[list[str], dict[str, str]]:
+        """The argv and extra environment of one instance listening on ``127.0.0.1:port``."""
+        if self.generated:
+            argv = [*self.argv, "--host", "127.0.0.1", "--port", str(port)]
+            if redis_url:
+                argv += ["--broker-url", redis_url]
+            return argv, {**self.env, **generated_env(jwt_secret, heartbeat)}
         argv = [*self.argv, "--port", str(port), "--heartbeat", str(heartbeat)]
         if jwt_secret:
             argv += ["--jwt-secret", jwt_secret]
         if redis_url:
             argv += ["--redis", redis_url]
-        return argv
+        return argv, dict(self.env)
+
+
+def generated_env(jwt_secret: str, heartbeat: float) -> dict[str, str]:
+    """Every feature stays on; only the limits a load generator trips by design are raised.
+
+    The per-connection rate limit still runs its token bucket on every frame (its cost is measured),
+    but with a bucket a saturating publisher never empties; all connections come from 127.0.0.1,
+    so the per-IP cap is lifted to the global one. JWT verification and Origin checks are unchanged.
+    """
+    return {
+        "WS_JWT_SECRET": jwt_secret,
+        "WS_PING_INTERVAL_S": str(heartbeat),
+        "WS_PING_TIMEOUT_S": str(heartbeat),
+        "WS_RATE_PER_S": "10000000",
+        "WS_RATE_BURST": "10000000",
+        "WS_MAX_CONNECTIONS_PER_IP": "100000",
+        "WS_MAX_CONNECTIONS_TOTAL": "100000",
+        "WS_LOG_LEVEL": "WARNING",
+    }
 
 
 def _py(script: str) -> list[str]:
@@ -56,10 +86,23 @@ PEERS: dict[str, Subject] = {
 }
 
 
-def generated(project: Path) -> Subject:
-    """The generated chat project (part 2 of issue 7): run with ``python -m <package>``."""
+def generated(project: Path, transport: str = "websockets") -> Subject:
+    """The generated chat project, run with ``python -m <package>`` on the named transport adapter."""
     package = next(p.name for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
-    env = {"PYTHONPATH": str(project / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return Subject(
-        "wsforge", "wsforge (generated)", "wsforge", "/ws", [sys.executable, "-m", package], env, project
-    )
+    env = {
+        "PYTHONPATH": str(project / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "WS_TRANSPORT": transport,
+    }
+    name = "wsforge" if transport == "websockets" else f"wsforge-{transport}"
+    title = f"wsforge/{transport} (generated)"
+    argv = [sys.executable, "-m", package]
+    return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True)
+
+
+def render_chat(repo: Path, out: Path) -> Path:
+    """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced)."""
+    answers = repo / "examples" / "chat.yaml"
+    cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
+           "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
+    subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
+    return out

@@ -29,7 +29,8 @@ from wire import DIALECTS, Dialect, publish_payload
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
 """Scales every timeout (not the measurement windows): raise it on a slow or busy machine."""
-CHANNEL = "chat:bench"
+CHANNEL = "room:bench"
+"""In the chat example's ``room`` namespace (authenticated, members publish, presence on)."""
 
 
 def tokens(secret: str, n: int) -> list[str | None]:
@@ -253,7 +254,7 @@ async def reqrep(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     def send(c: Conn) -> None:
         state["rid"] += 1
         c.intended.append(time.monotonic_ns())
-        c.send(dialect.request(f"rr:{id(c)}", state["rid"]))
+        c.send(dialect.request(f"room:rr{id(c)}", state["rid"]))
 
     def closed_loop(c: Conn) -> None:
         sent_at = c.intended.popleft()
