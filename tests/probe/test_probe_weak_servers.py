@@ -135,3 +135,11 @@ async def test_probe_report_validates_as_json_and_sarif() -> None:
 def test_verdict_values_are_the_schema_enum() -> None:
     """Verdict names match the JSON schema's enum."""
     assert {"pass", "fail", "warn", "skip", "error"} == {v.value for v in Verdict}
+
+
+def test_probe_rules_are_documented() -> None:
+    """Every probe rule id has a section in docs/review-rules.md."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "review-rules.md").read_text(encoding="utf-8")
+    assert [] == [r.rule_id for r in probe_rules() if f"### {r.rule_id}" not in docs]
