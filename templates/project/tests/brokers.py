@@ -58,11 +58,16 @@ def unavailable(backend: str, request: pytest.FixtureRequest, why: str) -> NoRet
 
 
 class RedisServer:
-    """A ``redis-server`` without persistence on a fixed free port; restartable on the same port."""
+    """A ``redis-server`` on a fixed free port; restartable on the same port.
 
-    def __init__(self, workdir: Path) -> None:
+    Without persistence by default (a restart loses everything, like a cache); ``persistent=True``
+    keeps an AOF in ``workdir`` (a stop flushes it), as a production Redis holding durable history should.
+    """
+
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,7 +85,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "everysec",
                 "--dir",
                 str(self.workdir),
             ],
@@ -199,6 +206,17 @@ def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
     if shutil.which("redis-server") is None:
         unavailable("redis", request, "the redis-server binary is needed to stop and restart Redis")
     server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def persistent_redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """Like ``redis_server``, but what was written survives a restart (AOF)."""
+    if shutil.which("redis-server") is None:
+        unavailable("redis", request, "the redis-server binary is needed to stop and restart Redis")
+    server = RedisServer(tmp_path, persistent=True)
     server.start()
     yield server
     server.stop()
