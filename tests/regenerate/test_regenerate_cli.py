@@ -321,3 +321,21 @@ def test_not_a_wsforge_project(workdir: Path, capsys: pytest.CaptureFixture[str]
     """A directory without .wsforge/manifest.json: exit 1 with the fix."""
     assert regenerate(workdir) == 1
     assert "wsforge new" in capsys.readouterr().err
+
+
+def test_missing_pristine_copies_update_untouched_files_and_never_overwrite_yours(workdir: Path) -> None:
+    """Without .wsforge/pristine: untouched files (hash = manifest) update; a changed one conflicts."""
+    import shutil
+
+    project = generate(workdir)
+    shutil.rmtree(project / ".wsforge/pristine")
+    edit(project / SETTINGS, "port: int = 8765", "port: int = 9000  # ours")
+    add_conventions(workdir, "  max_payload_bytes: 65536\n")
+
+    assert regenerate(project) == EXIT_CONFLICTS
+
+    text = (project / SETTINGS).read_text()
+    assert "port: int = 9000  # ours" in text and "<<<<<<< yours" in text
+    assert _spec(project)["limits"]["max_payload_bytes"] == 65536
+    manifest = json.loads((project / ".wsforge/manifest.json").read_text())
+    assert {p.name for p in (project / ".wsforge/pristine").iterdir()} == set(manifest["files"].values())

@@ -180,7 +180,10 @@ def run_regenerate(
         )
         plans = [
             FilePlan(
-                p.path, p.action, "the last render's pristine copy is missing and you changed it", *_rest(p)
+                p.path,
+                p.action,
+                "the last render's pristine copy is missing and you changed it; " + p.reason.split("; ")[-1],
+                *_rest(p),
             )
             if p.path in state.missing_base and p.action == Action.CONFLICT
             else p
