@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CLOSE_TIMEOUT_S = 5.0
-"""How long to wait for the peer's close frame before dropping TCP."""
-
-
 class WebSocketsLink:
     """:class:`~.Link` over a ``websockets`` server connection."""
 
@@ -84,7 +80,7 @@ class WebSocketsTransport:
             max_size=s.max_payload_bytes,
             ping_interval=s.ping_interval_s,
             ping_timeout=s.ping_timeout_s,
-            close_timeout=CLOSE_TIMEOUT_S,
+            close_timeout=s.close_timeout_s,
             server_header=None,
         )
         host, port = self._server.sockets[0].getsockname()[:2]
