@@ -47,6 +47,7 @@ from .limits import ConnectionLimiter, Refusal
 from .observability import Metrics, readiness
 from .outbox import Outbox, Overflow
 from .protocol import CloseCode, Codec, ErrorCode, select_codec
+from .recorder import Recorder
 from .settings import Settings
 from .transport import (
     Admission,
@@ -131,6 +132,8 @@ class Connection:
                 if outbox:
                     data = outbox.pop()
                     metrics.queue_depth -= 1
+                    if self.server.recorder is not None:
+                        self.server.recorder.outbound(self.session.conn_id, data)
                     await link.send(data, text=text)
                     metrics.messages_out += 1
                 elif self.close_request is not None:
@@ -182,6 +185,8 @@ class Server:
         self.port = settings.port
         self._transport: Transport | None = None
         self._stopped = asyncio.Event()
+        self.recorder = Recorder.from_env()
+        """Opt-in message-flow recording (``WS_RECORD_PATH``); None when off."""
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -319,6 +324,8 @@ class Server:
         self.connections.add(conn)
         self.metrics.connections += 1
         logger.debug("open %s user=%s", conn_id, admission.identity.user)
+        if self.recorder is not None:
+            self.recorder.opened(conn_id, admission.identity.user, admission.subprotocol)
         try:
             await self._read_loop(conn)
         finally:
@@ -328,6 +335,8 @@ class Server:
             self.connections.discard(conn)
             self.metrics.connections -= 1
             admission.release()
+            if self.recorder is not None:
+                self.recorder.closed(conn_id, link.close_code)
             logger.debug("closed %s code=%s", conn_id, link.close_code)
 
     async def _read_loop(self, conn: Connection) -> None:
@@ -338,6 +347,8 @@ class Server:
             except LinkClosed:
                 return
             metrics.messages_in += 1
+            if self.recorder is not None:
+                self.recorder.inbound(session.conn_id, data)
             started = time.perf_counter()
             await self._apply(conn, session.receive(data, clock()))
             metrics.latency.observe(time.perf_counter() - started)
