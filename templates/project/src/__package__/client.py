@@ -240,8 +240,10 @@ class Reconnector:
         *,
         reset_after_s: float,
         retry_later_s: float,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._new_delays = delays
+        self._rng = rng
         self._delays = delays()
         self._reset_after_s = reset_after_s
         self._retry_later_s = retry_later_s
@@ -253,16 +255,19 @@ class Reconnector:
     def delay(self, decision: Decision, now: float, retry_after_s: float | None = None) -> float:
         """Seconds to wait before the next attempt.
 
-        ``retry_later`` adds ``retry_after_s`` (the server's ``Retry-After``) or ``retry_later_s``
-        to the jittered backoff, so an overloaded server gets a longer pause without every client
-        coming back at the same instant.
+        ``retry_later`` waits the server's ``Retry-After`` (HTTP 429/503) plus the jittered
+        backoff, or without one (close 1013) a random time in ``[retry_later_s / 2,
+        retry_later_s)``, like the browser client: an overloaded server gets a long pause without
+        every client coming back at the same instant.
         """
         if self._opened_at is not None and now - self._opened_at >= self._reset_after_s:
             self._delays = self._new_delays()
         self._opened_at = None
         delay = next(self._delays)
         if decision == "retry_later":
-            delay += self._retry_later_s if retry_after_s is None else retry_after_s
+            if retry_after_s is None:
+                return self._retry_later_s * (0.5 + 0.5 * self._rng())
+            delay += retry_after_s
         return delay
 
 
