@@ -105,4 +105,10 @@ def render_chat(repo: Path, out: Path) -> Path:
     cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
            "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
     subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
+    # The chat example's spec picks the websockets transport, so the render leaves the picows
+    # adapter out; copy it in so the same project can also be benched with WS_TRANSPORT=picows.
+    adapter = repo / "templates" / "project" / "src" / "__package__" / "transport" / "picows.py"
+    package = next(p for p in sorted((out / "src").iterdir()) if (p / "__main__.py").exists())
+    if adapter.exists() and not (package / "transport" / "picows.py").exists():
+        shutil.copy(adapter, package / "transport" / "picows.py")
     return out

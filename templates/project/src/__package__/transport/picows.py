@@ -1,0 +1,458 @@
+"""Transport adapter over ``picows`` (Cython WebSocket frames on asyncio). Touches sockets.
+
+Same contract as ``transport/websockets.py`` (see ``transport/__init__.py``); picked by
+``WS_TRANSPORT=picows`` when the throughput targets call for it. What makes it faster, and why
+each shortcut stays RFC 6455-correct:
+
+* Fan-out frames are built **once per message**: a server frame is unmasked, so its header
+  depends only on the payload length and opcode and the same ``bytes`` are valid for every
+  subscriber. :func:`frame` builds it; a per-loop-iteration cache keyed by the event object shares
+  it between recipients.
+* :meth:`PicowsLink.send_batch` writes every frame queued for a connection in one
+  ``transport.write`` call: a concatenation of complete frames is itself a valid byte stream.
+  The writer task drains a whole outbox per wake-up, so events of one loop iteration coalesce.
+* A congested socket (``pause_writing``) makes senders wait for ``resume_writing``; nothing is
+  written past the high-water mark, so the outbox and its backpressure policy do the dropping.
+* Frames from the client go through picows' parser (masking, lengths, control-frame rules,
+  close codes); this module adds what picows leaves to the application: reserved bits,
+  fragmentation order, UTF-8 of text messages, the payload cap (1009) and the heartbeat (1011).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSProtocolError,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
+
+from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+READ_BUFFER_BYTES = 2048
+"""picows' initial read buffer per connection (its default is 16 KiB, most of an idle
+connection's memory); it grows on demand for larger frames."""
+_TEXT, _BINARY = 0x1, 0x2
+_PACK16 = struct.Struct("!BBH").pack
+_PACK64 = struct.Struct("!BBQ").pack
+_ABNORMAL = 1006
+_NO_STATUS = 0
+"""What picows reports for a CLOSE frame without a status code."""
+
+
+def frame(data: bytes, *, text: bool) -> bytes:
+    """One complete, unmasked, unfragmented server frame (RFC 6455 §5.2) carrying ``data``.
+
+    The three payload-length encodings: 7-bit up to 125 bytes, 16-bit up to 65535, else 64-bit.
+    """
+    first = 0x80 | (_TEXT if text else _BINARY)
+    size = len(data)
+    if size < 126:
+        return bytes((first, size)) + data
+    if size < 65536:
+        return _PACK16(first, 126, size) + data
+    return _PACK64(first, 127, size) + data
+
+
+def close_frame(code: int | None, reason: str) -> bytes:
+    """A server CLOSE frame; any code the contract uses (picows' enum lacks the 4xxx ones)."""
+    if code is None:
+        return b"\x88\x00"
+    payload = code.to_bytes(2, "big") + reason.encode()[:123]
+    return bytes((0x88, len(payload))) + payload
+
+
+class _FrameCache:
+    """Frames built during one loop iteration, shared by every recipient of the same event."""
+
+    __slots__ = ("_entries", "_loop", "_scheduled")
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[bytes, bytes]] = {}
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self, data: bytes, text: bool) -> bytes:
+        entry = self._entries.get(id(data))
+        if entry is not None and entry[0] is data:
+            return entry[1]
+        framed = frame(data, text=text)
+        if len(data) >= 64:  # small replies are unique per connection; caching them costs more
+            self._entries[id(data)] = (data, framed)  # holding ``data`` keeps its id unique
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._clear)
+        return framed
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._scheduled = False
+
+
+_FRAMES = _FrameCache()
+
+
+class PicowsLink:
+    """:class:`~.Link` over one picows connection; fed by :class:`_Listener`'s callbacks."""
+
+    __slots__ = (
+        "_close_code",
+        "_close_waiter",
+        "_closing",
+        "_drain",
+        "_inbox",
+        "_raw",
+        "_recv_waiter",
+        "awaiting_pong",
+        "closed",
+        "ping_due",
+        "transport",
+    )
+
+    def __init__(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self._raw = transport.underlying_transport
+        self._inbox: deque[bytes | str] = deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._close_waiter: asyncio.Future[None] | None = None
+        self._close_code: int | None = None
+        self._closing = False
+        self.closed = False
+        self.awaiting_pong = False
+        self.ping_due = asyncio.get_running_loop().time()
+
+    # -- fed by the listener ------------------------------------------------------------
+    def feed(self, message: bytes | str) -> None:
+        self._inbox.append(message)
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def lost(self, code: int | None) -> None:
+        if self._close_code is None:
+            self._close_code = code if code is not None else _ABNORMAL
+        self.closed = True
+        for fut in (self._recv_waiter, self._drain, self._close_waiter):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def pause(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- Link ---------------------------------------------------------------------------
+    async def recv(self) -> bytes | str:
+        while not self._inbox:
+            if self.closed or self._closing:
+                raise LinkClosed(self._close_code)
+            self._recv_waiter = asyncio.get_running_loop().create_future()
+            await self._recv_waiter
+        return self._inbox.popleft()
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        await self._writable()
+        self._raw.write(frame(data, text=text))
+
+    async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
+        """Send every message of ``batch`` in order, as whole frames, with one write."""
+        await self._writable()
+        get = _FRAMES.get
+        if len(batch) == 1:
+            self._raw.write(get(batch[0], text))
+        else:
+            self._raw.write(b"".join([get(data, text) for data in batch]))
+
+    async def _writable(self) -> None:
+        if self.closed or self._closing:
+            raise LinkClosed(self._close_code)
+        drain = self._drain
+        if drain is not None and not drain.done():
+            await drain
+            if self.closed:
+                raise LinkClosed(self._close_code)
+
+    async def close(self, code: int, reason: str, timeout: float = 5.0) -> None:
+        if self.closed:
+            return
+        if not self._closing:
+            self._closing = True
+            self._close_code = code
+            self._raw.write(close_frame(code, reason))
+            self._close_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._close_waiter
+        if waiter is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(waiter)
+        self.transport.disconnect()
+
+    @property
+    def close_code(self) -> int | None:
+        return self._close_code
+
+
+class _Listener(WSListener):
+    """Per-connection picows callbacks: frames -> link inbox, lifecycle -> server."""
+
+    def __init__(self, owner: PicowsTransport, admission: Admission) -> None:
+        self.owner = owner
+        self.admission = admission
+        self.link: PicowsLink | None = None
+        self.parts: list[bytes] = []
+        self.part_type = WSMsgType.TEXT
+        self.part_size = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        link = self.link = PicowsLink(transport)
+        self.owner.opened(link, self.admission)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        link = self.link
+        if link is not None:
+            close = transport.close_handshake
+            received = close.recv.code if close is not None and close.recv is not None else None
+            link.lost(None if received is None else received.value)
+            self.owner.links.discard(link)
+        self.admission.release()
+
+    def pause_writing(self) -> None:
+        if self.link is not None:
+            self.link.pause()
+
+    def resume_writing(self) -> None:
+        if self.link is not None:
+            self.link.resume()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        link = self.link
+        if link is None:
+            return
+        link.awaiting_pong = False  # any frame proves the peer is alive
+        kind = frame.msg_type
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
+        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            if self.parts:
+                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+            size = frame.payload_size
+            if size > self.owner.max_size:
+                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            if frame.fin:
+                link.feed(_message(kind, frame.get_payload_as_bytes()))
+            else:
+                self.part_type, self.part_size = kind, size
+                self.parts.append(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.CONTINUATION:
+            if not self.parts:
+                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+            self.part_size += frame.payload_size
+            if self.part_size > self.owner.max_size:
+                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            self.parts.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                data, self.parts = b"".join(self.parts), []
+                link.feed(_message(self.part_type, data))
+        elif kind == WSMsgType.CLOSE:
+            self._on_close(transport, frame, link)
+        # PING is answered by picows (enable_auto_pong); PONG only cleared awaiting_pong above.
+
+    def _on_close(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:
+        waiter = link._close_waiter
+        if waiter is not None:  # our close was answered: the closing handshake is complete
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        code: int = frame.get_close_code().value
+        if code != _NO_STATUS and not _valid_close_code(code):
+            raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
+        link.lost(None if code == _NO_STATUS else code)
+        link._raw.write(close_frame(None if code == _NO_STATUS else code, ""))
+        transport.disconnect()
+
+
+def _valid_close_code(code: int) -> bool:
+    """Codes a peer may send (RFC 6455 §7.4; 1004-1006 and 1015 are reserved, never on the wire)."""
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def _message(kind: WSMsgType, data: bytes) -> bytes | str:
+    if kind == WSMsgType.BINARY:
+        return data
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
+
+
+def _is_upgrade(request: WSUpgradeRequest) -> bool:
+    headers = request.headers
+    return (
+        headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in headers.get("Connection", "").lower()
+        and bool(headers.get("Sec-WebSocket-Key"))
+        and headers.get("Sec-WebSocket-Version") == "13"
+    )
+
+
+class PicowsTransport:
+    """:class:`~.Transport` on ``picows``: one asyncio server, one heartbeat task for all links."""
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+        self.max_size = settings.max_payload_bytes
+        self.links: set[PicowsLink] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def start(self) -> tuple[str, int]:
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, s.host, s.port, backlog=4096)
+        self._heartbeat = asyncio.create_task(self._beat())
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def _protocol(self) -> WSProtocol:
+        """picows' own protocol, built as ``ws_create_server`` builds it, but with a listener
+        factory that also knows the peer address (needed for per-IP caps at the handshake)."""
+        holder: list[Any] = []
+        s = self._settings
+        proto = WSProtocol(
+            None,  # host:port (client side only)
+            None,  # path (client side only)
+            False,  # is_client_side
+            lambda request: self._on_request(request, holder[0]),
+            logging.getLogger("picows.server"),
+            True,  # disconnect_on_exception: WSProtocolError from a callback closes with its code
+            s.close_timeout_s,  # handshake timeout
+            False,  # auto ping: off, the heartbeat task pings and closes with 1011
+            s.ping_interval_s,
+            s.ping_interval_s,
+            1,  # auto ping strategy (unused)
+            True,  # auto pong
+            self.max_size,  # larger frames: picows closes with 1009 before buffering them
+            None,  # extra headers (client side only)
+            READ_BUFFER_BYTES,
+        )
+        holder.append(proto)
+        return proto
+
+    def _on_request(self, request: WSUpgradeRequest, proto: WSProtocol) -> WSUpgradeResponseWithListener:
+        raw_path = request.path.decode("latin-1")
+        path, _, query = raw_path.partition("?")
+        if path == self._settings.path and not _is_upgrade(request):
+            return _http(
+                HttpResponse(426, b"WebSocket upgrade required\n", headers=(("Upgrade", "websocket"),))
+            )
+        peer = proto.transport.underlying_transport.get_extra_info("peername")
+        handshake = HandshakeRequest(
+            path=path,
+            query=query,
+            headers=tuple(request.headers.items()),
+            remote_ip=str(peer[0]) if peer else "",
+        )
+        result = self._app.handshake(handshake)
+        if isinstance(result, HttpResponse):
+            return _http(result)
+        extra = [("Sec-WebSocket-Protocol", result.subprotocol)] if result.subprotocol else []
+        response = WSUpgradeResponse.create_101_response(extra_headers=extra)
+        return WSUpgradeResponseWithListener(response, _Listener(self, result))
+
+    def opened(self, link: PicowsLink, admission: Admission) -> None:
+        self.links.add(link)
+        task = asyncio.get_running_loop().create_task(self._serve(link, admission))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, link: PicowsLink, admission: Admission) -> None:
+        try:
+            await self._app.serve(link, admission)
+        except Exception:
+            logger.exception("connection handler failed")
+            await link.close(1011, "internal error", self._settings.close_timeout_s)
+        finally:
+            if not link.closed:
+                await link.close(1000, "", self._settings.close_timeout_s)
+            admission.release()
+
+    async def _beat(self) -> None:
+        """Ping every link each ``ping_interval_s``; close 1011 when no frame came back in time."""
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        tick = min(s.ping_interval_s, s.ping_timeout_s) / 2
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for link in list(self.links):
+                if link.closed:
+                    continue
+                if link.awaiting_pong:
+                    if now >= link.ping_due + s.ping_timeout_s:
+                        link.awaiting_pong = False
+                        task = loop.create_task(link.close(1011, "keepalive ping timeout", s.close_timeout_s))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                elif now >= link.ping_due + s.ping_interval_s:
+                    link.transport.send_ping()
+                    link.awaiting_pong = True
+                    link.ping_due = now
+
+    async def stop(self, grace_s: float) -> None:
+        server = self._server
+        if server is None:
+            return
+        server.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        closing = [
+            asyncio.create_task(link.close(1001, "server shutting down", grace_s))
+            for link in list(self.links)
+        ]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                if closing:
+                    await asyncio.gather(*closing, return_exceptions=True)
+                if self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for link in list(self.links):
+            link.transport.disconnect(graceful=False)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _http(result: HttpResponse) -> WSUpgradeResponseWithListener:
+    headers = [("Content-Type", result.content_type), *result.headers]
+    if result.status >= 400:
+        response = WSUpgradeResponse.create_error_response(result.status, result.body, extra_headers=headers)
+    elif result.status == 200:
+        response = WSUpgradeResponse.create_ok_response(result.body, extra_headers=headers)
+    else:  # 3xx and other 2xx: build it by hand, picows only has helpers for the common cases
+        response = WSUpgradeResponse.create_ok_response(result.body, extra_headers=headers)
+        response.status = http.HTTPStatus(result.status)
+    return WSUpgradeResponseWithListener(response, None)
