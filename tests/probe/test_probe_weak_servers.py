@@ -142,4 +142,4 @@ def test_probe_rules_are_documented() -> None:
     from pathlib import Path
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "review-rules.md").read_text(encoding="utf-8")
-    assert [] == [r.rule_id for r in probe_rules() if f"### {r.rule_id}" not in docs]
+    assert [r.rule_id for r in probe_rules() if f"### {r.rule_id}" not in docs] == []

@@ -1,3 +1,3 @@
 """Imports every command module so that each registers itself on the app."""
 
-from . import memory_cmd, new_cmd, probe_cmd, regenerate_cmd, review_cmd  # noqa: F401
+from . import memory_cmd, new_cmd, probe_cmd, regenerate_cmd, replay_cmd, review_cmd  # noqa: F401
