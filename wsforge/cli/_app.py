@@ -16,6 +16,22 @@ from rich.console import Console
 
 from ..errors import ReviewFailed, UserError
 
+
+def _typer_click_errors() -> tuple[type[Exception], type[Exception]]:
+    """Recent typer raises usage errors from its vendored click copy, older typer from click."""
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # pragma: no cover - older typer
+        return click.ClickException, click.UsageError
+    return vendored.ClickException, vendored.UsageError
+
+
+_TyperClickException, _TyperUsageError = _typer_click_errors()
+_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+_INTERRUPT: tuple[type[BaseException], ...] = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
+_CLICK_ERROR: tuple[type[BaseException], ...] = (click.ClickException, _TyperClickException)
+_USAGE_ERROR: tuple[type[BaseException], ...] = (click.UsageError, _TyperUsageError)
+
 app = typer.Typer(
     name="wsforge",
     help="Turn real-time requirements into a WebSocket system you own: spec, code, docs, review.",
@@ -65,16 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     except ReviewFailed as exc:
         stderr.print(f"[red]{exc}[/red]", highlight=False)
         return EXIT_FINDINGS
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except _INTERRUPT:
         stderr.print("interrupted; nothing was written")
         return EXIT_INTERRUPTED
-    except click.exceptions.Exit as exc:
-        if exc.exit_code == EXIT_INTERRUPTED:
+    except _EXIT as exc:
+        code = int(getattr(exc, "exit_code", 0))
+        if code == EXIT_INTERRUPTED:
             stderr.print("interrupted; nothing was written")
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+        return code
+    except _CLICK_ERROR as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return EXIT_USAGE if isinstance(exc, _USAGE_ERROR) else int(getattr(exc, "exit_code", 1))
     return int(result) if isinstance(result, int) else EXIT_OK
 
 
