@@ -127,9 +127,20 @@ class Connection:
     async def write_loop(self) -> None:
         link, outbox, metrics = self.link, self.outbox, self.server.metrics
         text = self.session.codec.is_text
+        # Optional Link method (transport/picows.py): everything queued goes out in one write, so
+        # the events of one loop iteration reach each subscriber as one buffer of frames.
+        send_batch = getattr(link, "send_batch", None)
         try:
             while True:
-                if outbox:
+                if outbox and send_batch is not None:
+                    batch = [outbox.pop() for _ in range(len(outbox))]
+                    metrics.queue_depth -= len(batch)
+                    if self.server.recorder is not None:
+                        for data in batch:
+                            self.server.recorder.outbound(self.session.conn_id, data)
+                    await send_batch(batch, text=text)
+                    metrics.messages_out += len(batch)
+                elif outbox:
                     data = outbox.pop()
                     metrics.queue_depth -= 1
                     if self.server.recorder is not None:
