@@ -342,9 +342,11 @@ class NatsBroker:
             message, duplicate = await self._call(lambda: self._append(subject, channel, body, msg_id))
             epoch = self._epochs.get(kind, "")
             frame = b"%d:%d:%s:%s:" % (message.seq, message.ts, epoch.encode(), kind.encode()) + body
-            # Re-sent for duplicates too: the first attempt may have died before its fan-out,
-            # and every instance's gate drops what it already delivered.
-            await self._call(lambda: self._require_nc().publish(self._live_subject(channel), frame))
+            # Not for duplicates: an instance that subscribed since would take the old message as
+            # its starting point. If the first attempt died between the stream's ack and its
+            # fan-out, subscribers see the gap at the next message and refill it from the stream.
+            if not duplicate:
+                await self._call(lambda: self._require_nc().publish(self._live_subject(channel), frame))
         return PublishResult(
             Message(channel, message.seq, message.ts, payload, sender, msg_id), duplicate=duplicate
         )
@@ -433,7 +435,11 @@ class NatsBroker:
                     seq = int(headers.get(_H_SEQ, 0))
                     seen = max(seen, seq)
                     ts = int(headers.get(_H_TS, 0))
-                    if seq < start or (cutoff is not None and ts < cutoff) or len(messages) >= limit:
+                    # Messages published after the tail was read belong to the live path: a
+                    # replay past last_seq would be delivered twice by a subscribing server.
+                    if seq < start or seq > last or (cutoff is not None and ts < cutoff):
+                        continue
+                    if len(messages) >= limit:
                         continue
                     messages.append(self._decode(channel, seq, ts, msg.data))
         finally:
