@@ -321,7 +321,10 @@ function main() {
     client.connect();
     show(first);
   }
-  $("connect")?.addEventListener("click", connect);
+  $("auth")?.addEventListener("submit", (event) => {
+    event.preventDefault();
+    connect();
+  });
   window.wsforge = { client, config, state, show };
   if (config.authMode !== "jwt" || state.token) connect();
   else notice("paste a token and press Connect");
