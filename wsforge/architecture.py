@@ -568,7 +568,15 @@ def _apply_durability(
         if req.durability == Durability.EPHEMERAL:
             ns = ns.model_copy(update={"history_size": 0, "durable": False, "history_ttl_s": 0})
         elif req.durability == Durability.PERSISTENT and ns.backpressure != Backpressure.COALESCE:
-            ns = ns.model_copy(update={"durable": True, "history_ttl_s": ns.history_ttl_s or 7 * 24 * 3600})
+            # A durable channel must not drop: a slow consumer is disconnected (4009) and resumes from history.
+            ns = ns.model_copy(
+                update={
+                    "durable": True,
+                    "backpressure": Backpressure.DISCONNECT,
+                    "history_size": ns.history_size or 100,
+                    "history_ttl_s": ns.history_ttl_s or 7 * 24 * 3600,
+                }
+            )
         elif ns.history_size and not ns.history_ttl_s:
             ns = ns.model_copy(update={"history_ttl_s": 3600})
         out.append(ns)

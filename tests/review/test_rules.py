@@ -114,20 +114,11 @@ def test_findings_are_sorted_by_severity_then_rule(tmp_path: Path) -> None:
 
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-KNOWN_DESIGN_BUGS = {
-    "notifications": "design() marks the broadcast namespace durable but keeps backpressure drop_oldest "
-    "(WSF-INT-003); durable channels must disconnect slow consumers (DESIGN.md section 2)",
-}
 
 
 @pytest.mark.parametrize(
     "answers",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_DESIGN_BUGS[p.stem], strict=True))
-        if p.stem in KNOWN_DESIGN_BUGS
-        else p
-        for p in EXAMPLES
-    ],
+    list(EXAMPLES),
     ids=[p.stem for p in EXAMPLES],
 )
 def test_examples_derive_specs_without_errors(answers: Path) -> None:

@@ -143,3 +143,12 @@ def test_preferred_broker_waits_for_scale_out() -> None:
     assert spec.scaling.strategy == ScalingStrategy.SINGLE
     row = spec.decision("scaling.strategy")
     assert row is not None and "applies once the project scales out" in row.rationale
+
+
+def test_durable_namespaces_disconnect_slow_consumers() -> None:
+    """Durable channels never drop: their backpressure class is disconnect, and they keep history."""
+    spec = design(load_requirements(EXAMPLES / "notifications.yaml"))
+    for ns in spec.channels.namespaces:
+        if ns.durable:
+            assert ns.backpressure.value == "disconnect", ns.name
+            assert ns.history_size > 0
