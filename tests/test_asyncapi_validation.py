@@ -1,4 +1,5 @@
-"""Every example's generated ``asyncapi.yaml`` passes the real AsyncAPI tooling.
+"""Every example's generated ``asyncapi.yaml`` passes the real AsyncAPI tooling, and the other
+project-level documents (README, .env.example, Dockerfile) match the generated code.
 
 The AsyncAPI CLI (``@asyncapi/cli``, Node) is installed with npm into a cache directory the first
 time (about two minutes) and reused afterwards. Without Node/npm or a reachable npm registry the
@@ -8,7 +9,10 @@ hide a broken template. The structural tests below need no Node at all.
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,26 +86,33 @@ def _validate(cli: Path, document: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@functools.cache
 def _spec(example: Path) -> ArchitectureSpec:
     return design(load_requirements(example))
 
 
-def _asyncapi_text(spec: ArchitectureSpec) -> str:
-    return render_project(spec)["asyncapi.yaml"].decode()
+@functools.cache
+def _files(example: Path) -> dict[str, str]:
+    """The rendered project, once per example (rendering runs ruff format: seconds, not ms)."""
+    return {path: data.decode() for path, data in render_project(_spec(example)).items()}
+
+
+def _asyncapi_text(example: Path) -> str:
+    return _files(example)["asyncapi.yaml"]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_generated_asyncapi_validates(example: Path, asyncapi_cli: Path, tmp_path: Path) -> None:
     """`asyncapi validate` finds no error or warning in the example's generated document."""
     document = tmp_path / "asyncapi.yaml"
-    document.write_text(_asyncapi_text(_spec(example)))
+    document.write_text(_asyncapi_text(example))
     result = _validate(asyncapi_cli, document)
     assert result.returncode == 0, f"{example.name}:\n{result.stdout}\n{result.stderr}"
 
 
 def test_validator_rejects_a_broken_document(asyncapi_cli: Path, tmp_path: Path) -> None:
     """The harness can fail: a dangling message reference is reported as an error."""
-    data = yaml.safe_load(_asyncapi_text(_spec(REPO / "examples" / "chat.yaml")))
+    data = yaml.safe_load(_asyncapi_text(REPO / "examples" / "chat.yaml"))
     del data["components"]["messages"]["PingRequest"]
     document = tmp_path / "asyncapi.yaml"
     document.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -114,8 +125,7 @@ def test_validator_rejects_a_broken_document(asyncapi_cli: Path, tmp_path: Path)
 
 
 def _document(example: Path) -> tuple[ArchitectureSpec, dict[str, Any]]:
-    spec = _spec(example)
-    return spec, yaml.safe_load(_asyncapi_text(spec))
+    return _spec(example), yaml.safe_load(_asyncapi_text(example))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -161,3 +171,63 @@ def test_envelope_uses_the_specs_wire_names(example: Path) -> None:
         event["properties"]
     )
     assert spec.auth.mode == "none" or doc["servers"]["local"]["security"]
+
+
+# --- the other project-level files: README, .env.example, Dockerfile ------------------------------
+# (kept here, next to the AsyncAPI checks, because they are the same kind of promise: the generated
+# documentation says what the generated code does.)
+
+_WS_VAR = re.compile(r"\bWS_[A-Z0-9_]+\b")
+
+
+def _rendered(example: Path) -> tuple[ArchitectureSpec, dict[str, str]]:
+    return _spec(example), _files(example)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_readme_and_env_example_document_every_environment_variable(example: Path) -> None:
+    """Every WS_* variable the server code reads appears in README.md and .env.example."""
+    spec, files = _rendered(example)
+    code = "\n".join(text for path, text in files.items() if path.startswith("src/") and path.endswith(".py"))
+    variables = set(_WS_VAR.findall(code)) | {spec.auth.secret_env}
+    assert variables, "no WS_* variables found in the generated code"
+    for name in ("README.md", ".env.example"):
+        missing = sorted(v for v in variables if v not in files[name])
+        assert missing == [], f"{name} does not mention {missing}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_readme_quickstart_is_two_commands(example: Path) -> None:
+    """The quickstart is one command that installs and runs the server and one that runs the tests."""
+    spec, files = _rendered(example)
+    section = files["README.md"].split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    commands = [block.strip() for block in blocks]
+    assert len(commands) == 2 and all("\n" not in c for c in commands), commands
+    assert commands[0].endswith(f".venv/bin/python -m {spec.package}")
+    assert commands[1] == ".venv/bin/pytest"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_readme_python_example_compiles(example: Path) -> None:
+    """The Python client example in the README is valid Python importing the real package."""
+    spec, files = _rendered(example)
+    (snippet,) = re.findall(r"```python\n(.*?)```", files["README.md"], flags=re.S)
+    ast.parse(snippet)
+    assert f"from {spec.package}.client import Client" in snippet
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_dockerfile_runs_the_package_unprivileged_with_a_healthcheck(example: Path) -> None:
+    """python:3.11-slim base, a non-root USER before CMD, a HEALTHCHECK on /healthz."""
+    spec, files = _rendered(example)
+    lines = [line.strip() for line in files["Dockerfile"].splitlines()]
+    assert "FROM python:3.11-slim" in lines
+    user = next(i for i, line in enumerate(lines) if line.startswith("USER "))
+    cmd = max(i for i, line in enumerate(lines) if line.startswith("CMD "))  # not HEALTHCHECK's
+    assert lines[user] != "USER root" and user < cmd
+    assert f'CMD ["python", "-m", "{spec.package}"]' == lines[cmd]
+    healthcheck = files["Dockerfile"].split("HEALTHCHECK", 1)[1].split("\nCMD", 1)[0]
+    assert "/healthz" in healthcheck
+    for path in ("pyproject.toml", "README.md", "static"):
+        assert any(path in line for line in lines if line.startswith("COPY ")), path
