@@ -1,10 +1,11 @@
 // Demo page logic. Reads the rendered config from index.html, picks a view from the project's use
 // cases and drives it with client.js. Everything user-supplied goes through textContent.
-import { WsforgeClient } from "./client.js";
+import { WsforgeClient, decodeEnvelope } from "./client.js";
 
 const config = JSON.parse(document.getElementById("wsforge-config").textContent);
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
+const envelopeNames = { ...config.envelope };
 
 const VIEW_FOR_USE_CASE = {
   chat: "chat",
@@ -63,6 +64,7 @@ function chatView(client, state) {
   if (!ns) return null;
   let channel = null;
   const members = new Map();
+  const shown = new Set(); // seqs rendered in the current history epoch
 
   function renderPresence() {
     const list = $("presence");
@@ -75,6 +77,10 @@ function chatView(client, state) {
   }
 
   function addMessage({ seq, sender, payload, ts }) {
+    if (typeof seq === "number") {
+      if (shown.has(seq)) return;
+      shown.add(seq);
+    }
     const li = document.createElement("li");
     li.className = "message";
     if (typeof seq === "number") li.dataset.seq = String(seq);
@@ -91,11 +97,22 @@ function chatView(client, state) {
     li.scrollIntoView({ block: "end" });
   }
 
+  async function showRecent(upToSeq) {
+    if (ns.history_size === 0 || !(upToSeq > 0)) return;
+    const since = Math.max(0, upToSeq - 50);
+    const history = await client.history(channel, since, 50);
+    for (const wire of history.messages) {
+      const m = decodeEnvelope(wire, envelopeNames);
+      if (m && m.seq <= upToSeq) addMessage(m);
+    }
+  }
+
   async function join(room) {
     if (channel) client.unsubscribe(channel).catch(() => {});
     channel = channelName(ns.name, room);
     $("room-channel").textContent = channel;
     $("messages").replaceChildren();
+    shown.clear();
     members.clear();
     renderPresence();
     try {
@@ -106,12 +123,8 @@ function chatView(client, state) {
         for (const m of list) members.set(m.user, m.connections ?? 1);
         renderPresence();
       }
-      if (ns.history_size > 0 && result.seq > 0 && !result.recovered) {
-        // A fresh page shows the recent past too; the server keeps `history_size` messages.
-        const since = Math.max(0, result.seq - 50);
-        const history = await client.history(channel, since, 50);
-        for (const m of history.messages) addMessage(m);
-      }
+      // A fresh page shows the recent past too; the server keeps `history_size` messages.
+      await showRecent(result.seq);
     } catch (error) {
       notice(`cannot join ${channel}: ${error.message}`);
     }
@@ -135,7 +148,17 @@ function chatView(client, state) {
     else members.delete(p.user);
     renderPresence();
   });
-  client.on("resync", (r) => r.channel === channel && notice(`history lost (${r.reason}); older messages may be missing`));
+  client.on("resync", (r) => {
+    if (r.channel !== channel) return;
+    // The server lost the history we were resuming from (restart, retention): refetch what it has.
+    notice(`history lost (${r.reason}); older messages may be missing`);
+    const divider = document.createElement("li");
+    divider.className = "divider";
+    divider.textContent = "history was reset";
+    $("messages").append(divider);
+    shown.clear();
+    showRecent(r.seq).catch((error) => notice(`cannot load history: ${error.message}`));
+  });
   return { start: () => join($("room").value.trim() || "lobby") };
 }
 
