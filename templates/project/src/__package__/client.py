@@ -630,8 +630,7 @@ class Client:
         self._positions.forget(channel)
         if sub is not None:
             for waiter in sub.waiters:
-                if not waiter.done():
-                    waiter.cancel()
+                _fail(waiter, ClientError(f"unsubscribed from {channel} before the subscription completed"))
         if self._open.is_set():
             await self.request("unsubscribe", channel, timeout=timeout)
 
@@ -997,9 +996,7 @@ class Client:
             if missed:
                 self.stats.gaps += 1
                 logger.warning("gap of %d events on %s before seq %d", missed, channel, event.seq)
-                event = Event(
-                    event.action, channel, event.payload, event.seq, event.ts, event.sender, missed
-                )
+                event = Event(event.action, channel, event.payload, event.seq, event.ts, event.sender, missed)
         if self._events.qsize() >= self._event_buffer > 0:
             self._events.get_nowait()
             self.stats.events_dropped += 1
