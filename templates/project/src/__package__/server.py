@@ -67,7 +67,7 @@ _CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".ts": "t
 class Connection:
     """One open WebSocket: its session, outbox and writer task."""
 
-    __slots__ = ("_wakeup", "close_request", "joined", "link", "outbox", "present", "server", "session", "writer")
+    __slots__ = ("_drained", "_wakeup", "close_request", "joined", "link", "outbox", "present", "server", "session", "writer")
 
     def __init__(self, server: Server, link: Link, session: Session) -> None:
         self.server = server
@@ -80,6 +80,8 @@ class Connection:
         """Channels where this connection is counted in presence."""
         self.close_request: tuple[int, str] | None = None
         self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.writer: asyncio.Task[None] | None = None
 
     @property
@@ -104,6 +106,13 @@ class Connection:
         else:
             metrics.drop(overflow.value)
         self._wakeup.set()
+
+    async def wait_drained(self) -> None:
+        """Pause reading requests while the outbox is full, so a client that pipelines requests
+        faster than it reads replies is slowed down by TCP instead of being cut off."""
+        if len(self.outbox) >= self.outbox.capacity:
+            self._drained.clear()
+            await self._drained.wait()
 
     def request_close(self, code: int, reason: str) -> None:
         """Close after the frames already queued have been sent."""
@@ -130,6 +139,7 @@ class Connection:
         # Optional Link method (transport/picows.py): everything queued goes out in one write, so
         # the events of one loop iteration reach each subscriber as one buffer of frames.
         send_batch = getattr(link, "send_batch", None)
+        low_water = outbox.capacity // 2
         try:
             while True:
                 if outbox and send_batch is not None:
@@ -150,12 +160,18 @@ class Connection:
                 elif self.close_request is not None:
                     break
                 else:
+                    self._drained.set()
                     self._wakeup.clear()
                     await self._wakeup.wait()
+                    continue
+                if len(outbox) <= low_water:
+                    self._drained.set()
             code, reason = self.close_request
             await link.close(code, reason)
         except LinkClosed:
             pass
+        finally:
+            self._drained.set()  # never leave the reader waiting on a dead writer
 
 
 class Server:
@@ -353,6 +369,9 @@ class Server:
     async def _read_loop(self, conn: Connection) -> None:
         link, session, metrics, clock = conn.link, conn.session, self.metrics, self.clock
         while not conn.closing:
+            await conn.wait_drained()
+            if conn.closing:
+                return
             try:
                 data = await link.recv()
             except LinkClosed:
