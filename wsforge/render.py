@@ -44,6 +44,8 @@ def _browser(spec: ArchitectureSpec) -> bool:
 CONDITIONAL_FILES: dict[str, Condition] = {
     "src/__package__/transport/picows.py": lambda s: s.transport.value == "picows",
     "tests/test_browser_e2e.py": _browser,
+    # Two server processes on a real broker: only when the project scales out over one.
+    "tests/test_multi_instance.py": lambda s: s.scaling.strategy.value != "single",
 }
 
 # Files that are never part of a generated project.
