@@ -233,8 +233,11 @@ function notificationsView(client, state) {
     $("notifications").prepend(li);
   });
   return {
-    start: () =>
-      Promise.all(channels.map((ch) => client.subscribe(ch).catch((e) => notice(`${ch}: ${e.message}`)))),
+    start: async () => {
+      const results = await Promise.allSettled(channels.map((ch) => client.subscribe(ch)));
+      const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
+      notice(failed.length ? `cannot subscribe: ${failed.join("; ")}` : `subscribed to ${channels.length} channel(s)`);
+    },
   };
 }
 
