@@ -409,7 +409,15 @@ METHOD = """## Method
 - **Scale-out**: subscribers alternate between two instances, publishers use the first; the raw peers
   bridge rooms over Redis pub/sub, python-socketio uses its `AsyncRedisManager`. The broker hop is the
   two-instance p50 minus the one-instance p50 at the same publish rate, from the same repeat.
+- **The generated server** is the chat example (`examples/chat.yaml`) rendered by this checkout, run
+  with `python -m chat_demo`: JWT and Origin checks at the upgrade, envelope validation, namespace
+  authorization, per-channel seq, presence, bounded outboxes, all on. Only the limits a load generator
+  trips by design are raised through `WS_*` variables (`bench/subjects.py::generated_env`): the rate
+  limiter still runs its token bucket on every frame, but with a bucket no publisher empties, and the
+  per-IP cap is lifted because every connection comes from 127.0.0.1. Its channel is `room:bench`.
 - Each repeat starts fresh servers; subjects are interleaved within a repeat; tables show medians.
+- Profiles: `python bench/profile.py --transport picows --workload fanout -- --subs 1000` (py-spy);
+  summaries in `bench/profiles/`.
 """
 
 

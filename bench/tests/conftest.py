@@ -15,7 +15,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "loadgen"))
 
 from run import JWT_SECRET, free_port, stop, wait_listening  # noqa: E402
-from subjects import NODE_DIR, PEERS  # noqa: E402
+from subjects import NODE_DIR, PEERS, Subject, generated, render_chat  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
 
@@ -24,20 +24,29 @@ def node_ready() -> bool:
     return (NODE_DIR / "node_modules" / "ws").exists()
 
 
+@pytest.fixture(scope="session")
+def chat_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chat example rendered by this checkout (with the picows adapter copied in)."""
+    return render_chat(BENCH.parent, tmp_path_factory.mktemp("render") / "chat-demo")
+
+
 @pytest.fixture
 def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
-    """Start the peer named by the test's parameter; yields (name, port, pid)."""
+    """Start the subject named by the test's parameter; yields (name, port, pid)."""
     name = request.param
     if name == "ws-node" and not node_ready():
         if os.environ.get("CI") == "true":
             pytest.fail("Node ws peer not installed: run `python bench/run.py --setup` first")
         pytest.skip("Node ws peer not installed (python bench/run.py --setup)")
-    subject = PEERS[name]
+    subject: Subject
+    if name.startswith("wsforge"):
+        project = request.getfixturevalue("chat_project")
+        subject = generated(project, "picows" if name == "wsforge-picows" else "websockets")
+    else:
+        subject = PEERS[name]
     port = free_port()
-    argv = subject.command(port, jwt_secret=JWT_SECRET, heartbeat=0.5)
-    proc = subprocess.Popen(
-        argv, cwd=subject.cwd, env={**os.environ, **subject.env}, stdout=subprocess.DEVNULL
-    )
+    argv, env = subject.command(port, jwt_secret=JWT_SECRET, heartbeat=0.5)
+    proc = subprocess.Popen(argv, cwd=subject.cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     try:
         wait_listening(port, proc, 15 * UNIT)
         yield name, port, proc.pid

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import BENCH, JWT_SECRET, UNIT
 
-PEER_NAMES = ["picows", "websockets", "socketio", "ws-node"]
+PEER_NAMES = ["wsforge", "wsforge-picows", "picows", "websockets", "socketio", "ws-node"]
 
 
 def loadgen(
@@ -63,7 +63,9 @@ def test_idle_connections_survive_heartbeats(peer: tuple[str, int, int]) -> None
     assert (out["conns"], out["alive_after_hold"]) == (40, 40)
 
 
-@pytest.mark.parametrize("peer", ["picows", "websockets", "ws-node"], indirect=True)
+@pytest.mark.parametrize(
+    "peer", ["wsforge", "wsforge-picows", "picows", "websockets", "ws-node"], indirect=True
+)
 def test_a_bad_token_is_refused_at_the_upgrade(peer: tuple[str, int, int]) -> None:
     """Every peer verifies the JWT before the socket opens, so the handshake cost is comparable."""
     proc = loadgen(peer, "idle", "--conns", "1", "--hold", "0", secret="another-secret-0123456789abcdef-0123")  # noqa: S106
@@ -75,7 +77,7 @@ def test_run_py_quick_writes_results_and_report(tmp_path: Path) -> None:
     """The one command, with one peer and one workload, leaves results.json, RESULTS.md and a plot."""
     proc = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--quick", "--peers", "picows", "--workloads", "reqrep",
-         "--out", str(tmp_path)],
+         "--no-generated", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=180 * UNIT, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
