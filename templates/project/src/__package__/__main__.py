@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .observability import configure_logging
 from .server import Server
-from .settings import Settings, SettingsError
+from .settings import ENV_VARS, Settings, SettingsError
 
 logger = logging.getLogger(__package__)
 
@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     if settings.auth_enabled and not settings.jwt_key:
-        print("error: JWT auth is on but no key is set (see settings.py for the variable)", file=sys.stderr)
+        variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
+        print(f"error: JWT auth is on but no key is set; set {variable}", file=sys.stderr)
         return 2
     asyncio.run(run(settings))
     return 0
