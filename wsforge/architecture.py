@@ -68,7 +68,7 @@ CAPACITY: dict[Transport, Capacity] = {
 HEADROOM = 0.7
 
 # Transport: picows when one websockets instance would need more than this many instances' worth.
-TRANSPORTS_AVAILABLE: frozenset[Transport] = frozenset({Transport.WEBSOCKETS})
+TRANSPORTS_AVAILABLE: frozenset[Transport] = frozenset({Transport.WEBSOCKETS, Transport.PICOWS})
 
 # (latency class) -> heartbeat interval, timeout. Kept below common proxy idle timeouts (60 s).
 HEARTBEAT_TABLE: dict[LatencyClass, tuple[float, float]] = {
@@ -326,12 +326,13 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
                 "transport",
                 Transport.PICOWS,
                 f"{deliveries} deliveries/s and {req.concurrent_connections} connections would need "
-                f"{needed:.1f} websockets instances; picows carries about 2-3x per core.",
+                f"{needed:.1f} websockets instances; the picows adapter carries several times more per core "
+                "(bench/RESULTS.md, fan-out per server-CPU-second).",
             )
         )
     why = "the websockets library is the familiar default and carries the targets"
     if wants_fast:
-        why = "picows would carry more per core, but this wsforge ships only the websockets transport yet"
+        why = "picows would carry more per core, but memory or this installation keeps websockets"
     return Transport(
         d.add(
             "transport",

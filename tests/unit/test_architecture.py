@@ -53,7 +53,7 @@ def test_many_connections_scale_out_over_pubsub() -> None:
     """Ephemeral traffic beyond one instance goes over Redis pub/sub."""
     spec = design(_req(concurrent_connections=100_000, durability="ephemeral"))
     assert spec.scaling.strategy == ScalingStrategy.REDIS_PUBSUB
-    assert spec.scaling.instances >= 5
+    assert spec.scaling.instances > 1
     assert all(ns.history_size == 0 for ns in spec.channels.namespaces)
 
 
