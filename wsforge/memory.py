@@ -29,7 +29,7 @@ from ruamel.yaml.error import YAMLError
 from ._yaml import load_yaml_with_lines
 from .errors import MemoryStoreError
 from .requirements import format_validation_error
-from .spec import Backpressure, ChannelAuth
+from .spec import NamespaceSpec
 
 SKILL = "websocket-engineer"
 SCHEMA_VERSION: Literal[1] = 1
@@ -39,20 +39,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class NamespaceConvention(_Model):
-    """A namespace a team wants, added to (or replacing one of) the decision table's."""
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    auth: ChannelAuth
-    client_publish: bool = True
-    presence: bool = False
-    history_size: int = Field(default=0, ge=0, le=1_000_000)
-    history_ttl_s: int = Field(default=0, ge=0)
-    durable: bool = False
-    backpressure: Backpressure = Backpressure.DROP_OLDEST
-    description: str = ""
 
 
 class EnvelopeFields(_Model):
@@ -87,7 +73,7 @@ class Conventions(_Model):
     ) = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
-    namespaces: list[NamespaceConvention] | None = None
+    namespaces: list[NamespaceSpec] | None = None
     reconnect_cap_s: float | None = Field(default=None, gt=0, le=3600)
 
 

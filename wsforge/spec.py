@@ -96,7 +96,9 @@ class EnvelopeSpec(_Model):
 
 
 class NamespaceSpec(_Model):
-    name: str
+    """One channel namespace and its policy (also the shape of a memory ``namespaces`` convention)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     auth: ChannelAuth
     client_publish: bool = True
     presence: bool = False

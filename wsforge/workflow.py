@@ -20,9 +20,10 @@ from .config import AgentConfig
 from .context import PackagedContextProvider
 from .errors import WsforgeError
 from .memory import MemoryEntry, MemoryStore, now_iso
-from .render import plan_files, render_project, write_project
+from .render import SPEC_FILE, plan_files, render_project, write_project
 from .reports import write_reports
 from .requirements import Requirements
+from .review import ReviewReport, review_spec
 from .spec import ArchitectureSpec
 
 STEP_NAMES = {1: "requirements", 2: "architecture", 3: "memory", 4: "implement", 5: "review"}
@@ -137,30 +138,32 @@ def run_new(
     )
     result = RunResult(requirements, spec, memory, files, target, checklist.records, dry_run=dry_run)
 
-    def step5() -> Any:
-        from .review import review_spec
-
-        report = review_spec(
-            spec,
-            spec_path=target / "wsforge.yaml",
-            project_dir=None if dry_run else target,
-            known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues],
-        )
+    def step5() -> ReviewReport:
+        report = review_step(spec, memory, target, code=not dry_run)
         result.review = report
         return report
 
-    def step5_detail(report: Any) -> str:
-        counts: dict[str, int] = {}
-        for finding in report.findings:
-            sev = getattr(finding.severity, "value", str(finding.severity))
-            counts[sev] = counts.get(sev, 0) + 1
-        return "findings: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
-
-    checklist.run(5, step5, step5_detail)
+    checklist.run(5, step5, findings_summary)
     if not dry_run:
         result.documents = write_reports(result, config)
         _remember(result, store, config)
     return result
+
+
+def review_step(spec: ArchitectureSpec, memory: MemoryEntry, target: Path, *, code: bool) -> ReviewReport:
+    """Step 5's audit: the spec always, the generated code too when ``code`` (it exists and parses)."""
+    return review_spec(
+        spec,
+        spec_path=target / SPEC_FILE,
+        project_dir=target if code else None,
+        known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues],
+    )
+
+
+def findings_summary(report: ReviewReport) -> str:
+    """``findings: 1 warning, 2 note`` for the checklist."""
+    counts = {severity: n for severity, n in report.counts().items() if n}
+    return "findings: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
 
 
 def _remember(

@@ -24,8 +24,9 @@ from ..memory import MemoryEntry, MemoryStore
 from ..render import SPEC_FILE, manifest, render_project
 from ..reports import write_reports
 from ..requirements import Requirements, format_validation_error
+from ..review import ReviewReport
 from ..spec import ArchitectureSpec, dump_spec
-from ..workflow import Checklist, RunResult, _remember
+from ..workflow import Checklist, RunResult, _remember, findings_summary, review_step
 from .merge import Action, ConflictStyle, FilePlan, MergeFn, git_merge_file, plan_merge
 from .project import ProjectState, apply_plan, needs_writing, plan_spec_file, read_state, read_working, sha256
 from .spec_edits import Change, Edit, diff, explain, overlay
@@ -215,26 +216,15 @@ def run_regenerate(
     wrote = bool(result_box.get("wrote"))
     run = RunResult(req, spec, memory, result_box["files"], root, checklist.records, dry_run=dry_run)
 
-    def step5() -> Any:
-        from ..review import review_spec
-
+    def step5() -> ReviewReport:
         # Code with conflict markers does not parse: review the spec alone until it is resolved.
-        report = review_spec(
-            spec,
-            spec_path=root / SPEC_FILE,
-            project_dir=None if dry_run or conflicts_now else root,
-            known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues],
-        )
+        report = review_step(spec, memory, root, code=not (dry_run or conflicts_now))
         run.review = report
         return report
 
-    def step5_detail(report: Any) -> str:
-        counts: dict[str, int] = {}
-        for finding in report.findings:
-            sev = getattr(finding.severity, "value", str(finding.severity))
-            counts[sev] = counts.get(sev, 0) + 1
-        found = "findings: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
-        return found + ("; code checks skipped until the conflicts are resolved" if conflicts_now else "")
+    def step5_detail(report: ReviewReport) -> str:
+        skipped = "; code checks skipped until the conflicts are resolved" if conflicts_now else ""
+        return findings_summary(report) + skipped
 
     conflicts_now = any(p.action == Action.CONFLICT for p in plans)
     checklist.run(5, step5, step5_detail)
