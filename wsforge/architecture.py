@@ -481,10 +481,16 @@ def _decide_limits(
     if req.message_patterns == [MessagePattern.SERVER_PUSH]:
         rate = min(rate, 5.0)
     burst = int(max(10, rate * 2))
+    push_only = (
+        " (server push only: clients send just control messages)"
+        if req.message_patterns == [MessagePattern.SERVER_PUSH]
+        else ""
+    )
     d.add(
         "limits.rate_per_s",
         rate,
-        f"per-connection token bucket sized for {_uc(req)} clients (burst {burst}); pure server-push clients only send control messages.",
+        f"per-connection token bucket sized for {_uc(req)} clients, burst {burst}{push_only}; excess gets "
+        "rate_limited errors, then close 4008.",
     )
     per_ip = min(CONNECTIONS_PER_IP[e] for e in req.client_environments)
     if ClientEnvironment.SERVER in req.client_environments and len(req.client_environments) == 1:

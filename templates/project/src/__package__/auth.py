@@ -163,11 +163,20 @@ class JwtVerifier:
         return Identity(user=sub, exp=float(exp) + self._leeway, claims=claims)
 
 
-def check_origin(origin: str | None, allowed: Sequence[str], *, allow_missing: bool) -> bool:
-    """Exact-match Origin allowlist; ``*`` allows any. Browsers always send Origin, other clients rarely."""
+def check_origin(
+    origin: str | None, allowed: Sequence[str], *, allow_missing: bool, host: str | None = None
+) -> bool:
+    """Exact-match Origin allowlist; ``*`` allows any. Browsers always send Origin, other clients rarely.
+
+    A page served by this server itself (Origin ``http(s)://<Host header>``) is same-origin and
+    always allowed: cross-site WebSocket hijacking needs a *foreign* origin, and the demo page
+    must work by opening the server's URL.
+    """
     if origin is None:
         return allow_missing
-    return "*" in allowed or origin in allowed
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
 
 
 class Operation(enum.StrEnum):

@@ -297,7 +297,9 @@ class Server:
             return self._refuse(503, refusal.reason, "server is full, try later", (("Retry-After", "5"),))
         if refusal is Refusal.PER_IP:
             return self._refuse(429, refusal.reason, "too many connections from this address", (("Retry-After", "5"),))
-        if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
+        if not check_origin(
+            request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin, host=request.header("Host")
+        ):
             return self._refuse(403, "origin", "origin not allowed")
         offered = request.header_values("Sec-WebSocket-Protocol")
         choice = select_codec(offered, s.codecs)
