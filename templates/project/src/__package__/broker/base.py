@@ -37,6 +37,14 @@ class Message:
     payload: Any
     sender: str | None = None
     msg_id: str | None = None
+    epoch: str | None = None
+    """The channel's epoch when the message was sequenced (as in :attr:`History.epoch`).
+
+    A live message whose epoch differs from the one a subscriber knows means the broker lost the
+    channel's state and numbers it from 1 again: the server sends ``resync`` instead of dropping
+    the new, lower ``seq`` values as duplicates. ``None`` on unsequenced notices and on messages
+    an instance delivered locally while the broker was down; those never change the epoch.
+    """
 
 
 @dataclass(frozen=True, slots=True)

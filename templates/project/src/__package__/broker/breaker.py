@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -120,9 +121,9 @@ class BreakerBroker:
         self._interest: set[str] = set()
         self._last_seq: dict[str, int] = {}
         self._offset: dict[str, int] = {}
+        """Local-only messages per channel, added to the broker's ``seq`` (see module docstring)."""
         self._keeps: dict[str, bool] = {}
         """Whether a channel keeps history, as learnt from the options of publish/history calls."""
-        """Local-only messages per channel, added to the broker's ``seq`` (see module docstring)."""
         self._members: dict[str, dict[str, str]] = {}
         self._pending_leaves: dict[str, dict[str, str]] = {}
         self._probe_task: asyncio.Task[None] | None = None
@@ -197,6 +198,8 @@ class BreakerBroker:
         if _keeps_history(options):
             raise BrokerUnavailable(f"broker circuit open; {channel} keeps history")
         seq = self._last_seq.get(channel, 0) + 1
+        # No epoch: the broker's numbering of this channel is unknown here, and a local message
+        # must not make subscribers resync.
         message = Message(channel, seq, int(time.time() * 1000), payload, sender, msg_id)
         if channel in self._interest:
             self._offset[channel] = self._offset.get(channel, 0) + 1
@@ -319,9 +322,7 @@ class BreakerBroker:
         offset = self._offset.get(message.channel, 0)
         if not offset or message.seq == 0:
             return message
-        return Message(
-            message.channel, message.seq + offset, message.ts, message.payload, message.sender, message.msg_id
-        )
+        return dataclasses.replace(message, seq=message.seq + offset)
 
     def _note(self, message: Message) -> None:
         """Remember the highest ``seq`` of channels with local interest (where local ``seq`` starts)."""

@@ -75,7 +75,7 @@ class MemoryBroker:
                 return PublishResult(previous[1], duplicate=True)
         seq = self._seq.get(channel, 0) + 1
         self._seq[channel] = seq
-        message = Message(channel, seq, int(now * 1000), payload, sender, msg_id)
+        message = Message(channel, seq, int(now * 1000), payload, sender, msg_id, self.epoch)
         if options.history_size > 0:
             kept = self._history.get(channel)
             if kept is None or kept.maxlen != options.history_size:

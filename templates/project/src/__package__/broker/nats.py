@@ -287,6 +287,10 @@ class NatsBroker:
     async def _on_disconnected(self) -> None:
         if self._ready.is_set():
             log.warning("nats broker disconnected")
+        # Not ready again until _setup has looked the streams up after the reconnect: a publish
+        # in between would carry the epoch of a stream the server may have lost, and subscribers
+        # would take its restarted seq for duplicates.
+        self._ready.clear()
 
     async def _on_reconnected(self) -> None:
         log.info("nats broker reconnected")
@@ -348,7 +352,7 @@ class NatsBroker:
             if not duplicate:
                 await self._call(lambda: self._require_nc().publish(self._live_subject(channel), frame))
         return PublishResult(
-            Message(channel, message.seq, message.ts, payload, sender, msg_id), duplicate=duplicate
+            Message(channel, message.seq, message.ts, payload, sender, msg_id, epoch or None), duplicate=duplicate
         )
 
     async def _append(
@@ -374,7 +378,7 @@ class NatsBroker:
                 raise
             if ack.duplicate:
                 stored = await js.get_msg(self._stream_of(subject), ack.seq, direct=True)
-                original = self._decode_stored(channel, stored)
+                original = self._decode_stored(channel, stored, self._epochs.get(self._kind_of(subject)))
                 return original, True
             self._tails[subject] = (ack.seq, last + 1)
             return Message(channel, last + 1, ts, None), False
@@ -441,7 +445,7 @@ class NatsBroker:
                         continue
                     if len(messages) >= limit:
                         continue
-                    messages.append(self._decode(channel, seq, ts, msg.data))
+                    messages.append(self._decode(channel, seq, ts, msg.data, epoch or None))
         finally:
             with contextlib.suppress(*_BACKEND_ERRORS):
                 await sub.unsubscribe()
@@ -537,13 +541,13 @@ class NatsBroker:
     async def _receive(self, msg: Msg) -> None:
         channel = self._channel_of_live(msg.subject)
         seq_s, ts_s, epoch, kind, body = msg.data.split(b":", 4)
-        message = self._decode(channel, int(seq_s), int(ts_s), body)
+        message = self._decode(channel, int(seq_s), int(ts_s), body, epoch.decode() or None)
         if message.seq == 0:
             if self._gate.is_tracked(channel):
                 self._deliver([message])
             return
         self._kinds[channel] = kind.decode()
-        self._deliver(self._gate.offer(message, epoch.decode()))
+        self._deliver(self._gate.offer(message, message.epoch))
         if self._gate.gap(channel) is not None:
             wait = 0.0 if kind.decode() == _KEPT else self._reorder_wait_s
             self._schedule_fill(channel, wait)
@@ -564,11 +568,15 @@ class NatsBroker:
                 history = await self._history(
                     channel, kind, last, self._max_history, ChannelOptions(durable=True), 10_000
                 )
+                if epoch is not None and history.epoch != epoch:
+                    # The stream was recreated (data lost): the new numbering starts at 1.
+                    self._gate.reset(channel, history.epoch, 0)
+                    history = await self._history(
+                        channel, kind, 0, self._max_history, ChannelOptions(durable=True), 10_000
+                    )
             except (*_BACKEND_ERRORS, BrokerUnavailable) as exc:
                 log.warning("nats refill of %s failed: %s", channel, exc)
             else:
-                if epoch is not None and history.epoch != epoch:
-                    self._gate.reset(channel, history.epoch, 0)
                 for message in history.messages:
                     self._deliver(self._gate.offer(message, history.epoch))
         self._deliver(self._gate.skip(channel))
@@ -588,7 +596,11 @@ class NatsBroker:
         return f"{self._prefix.upper()}_{kind.upper()}"
 
     def _stream_of(self, subject: str) -> str:
-        return self._stream(subject.split(".")[1])
+        return self._stream(self._kind_of(subject))
+
+    @staticmethod
+    def _kind_of(subject: str) -> str:
+        return subject.split(".")[1]
 
     def _subject(self, channel: str, kind: str) -> str:
         return f"{self._prefix}.{kind}.{encode_token(channel)}"
@@ -600,14 +612,14 @@ class NatsBroker:
         return decode_token(subject.split(".", 2)[2])
 
     @staticmethod
-    def _decode(channel: str, seq: int, ts: int, body: bytes) -> Message:
+    def _decode(channel: str, seq: int, ts: int, body: bytes, epoch: str | None) -> Message:
         data = orjson.loads(body)
-        return Message(channel, seq, ts, data.get("p"), data.get("s"), data.get("m"))
+        return Message(channel, seq, ts, data.get("p"), data.get("s"), data.get("m"), epoch)
 
-    def _decode_stored(self, channel: str, raw: api.RawStreamMsg) -> Message:
+    def _decode_stored(self, channel: str, raw: api.RawStreamMsg, epoch: str | None) -> Message:
         headers = raw.headers or {}
         return self._decode(
-            channel, int(headers.get(_H_SEQ, 0)), int(headers.get(_H_TS, 0)), raw.data or b"{}"
+            channel, int(headers.get(_H_SEQ, 0)), int(headers.get(_H_TS, 0)), raw.data or b"{}", epoch
         )
 
     def _require_nc(self) -> NatsClient:

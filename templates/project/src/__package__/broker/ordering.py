@@ -9,7 +9,10 @@ adapter calls :meth:`SequenceGate.skip` and the gap becomes visible to clients t
 never a silent reorder.
 
 An ``epoch`` change (the broker lost its state, e.g. Redis restarted without persistence) resets
-the channel: sequence numbers start again from 1 and must not be mistaken for duplicates.
+the channel: sequence numbers start again from 1 and must not be mistaken for duplicates. The new
+epoch's numbering is taken to start at 1, so a first message with a higher ``seq`` opens a gap
+that the adapter refills from the new history like any other. Messages keep their ``epoch`` on the
+way through, so the server can tell its clients to resync (the gate only orders them).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class SequenceGate:
         if state is None:
             return []
         if epoch is not None and state.epoch is not None and epoch != state.epoch:
-            state.last = None
+            state.last = 0
             state.held.clear()
         if epoch is not None:
             state.epoch = epoch

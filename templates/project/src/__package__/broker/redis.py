@@ -209,7 +209,7 @@ def _now_epoch() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def _decode_body(channel: str, seq: int, ts: int, body: bytes) -> Message:
+def _decode_body(channel: str, seq: int, ts: int, body: bytes, epoch: str | None) -> Message:
     data = orjson.loads(body)
     return Message(
         channel=channel,
@@ -218,6 +218,7 @@ def _decode_body(channel: str, seq: int, ts: int, body: bytes) -> Message:
         payload=data.get("p"),
         sender=data.get("s"),
         msg_id=data.get("m"),
+        epoch=epoch,
     )
 
 
@@ -380,8 +381,8 @@ class RedisBroker:
             self._pubsub_key(channel),
         ]
         duplicate, head = await self._call(lambda: self._scripts["publish"](keys=keys, args=args))
-        seq, ts, _epoch = head.decode().split(":", 2)
-        message = Message(channel, int(seq), int(ts), payload, sender, msg_id)
+        seq, ts, epoch = head.decode().split(":", 2)
+        message = Message(channel, int(seq), int(ts), payload, sender, msg_id, epoch)
         return PublishResult(message, duplicate=bool(duplicate))
 
     async def announce(self, channel: str, payload: Any) -> None:
@@ -397,6 +398,7 @@ class RedisBroker:
         args = [_now_epoch(), max(0, since_seq), max(0, limit), keep]
         last, epoch, now, entries = await self._call(lambda: self._scripts["history"](keys=keys, args=args))
         messages = []
+        epoch_s = epoch.decode()
         cutoff = now - options.history_ttl_s * 1000 if options.history_ttl_s else None
         for entry_id, flat in entries:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -404,7 +406,7 @@ class RedisBroker:
             if cutoff is not None and ts < cutoff:
                 continue
             seq = int(entry_id.split(b"-", 1)[0])
-            messages.append(_decode_body(channel, seq, ts, fields[b"b"]))
+            messages.append(_decode_body(channel, seq, ts, fields[b"b"], epoch_s))
         last = int(last)
         if since_seq == last:
             recovered = True
@@ -412,7 +414,7 @@ class RedisBroker:
             recovered = False
         else:
             recovered = bool(messages) and messages[0].seq == since_seq + 1
-        return History(messages=messages, epoch=epoch.decode(), last_seq=last, recovered=recovered)
+        return History(messages=messages, epoch=epoch_s, last_seq=last, recovered=recovered)
 
     # -- presence ----------------------------------------------------------------------------
 
@@ -513,12 +515,12 @@ class RedisBroker:
     async def _receive(self, pubsub_channel: bytes, data: bytes) -> None:
         channel = pubsub_channel.decode()[len(self._prefix) + len(":msg:") :]
         seq_s, ts_s, epoch, body = data.split(b":", 3)
-        message = _decode_body(channel, int(seq_s), int(ts_s), body)
+        message = _decode_body(channel, int(seq_s), int(ts_s), body, epoch.decode() or None)
         if message.seq == 0:
             if self._gate.is_tracked(channel):
                 self._deliver([message])
             return
-        self._deliver(self._gate.offer(message, epoch.decode()))
+        self._deliver(self._gate.offer(message, message.epoch))
         if self._gate.gap(channel) is not None:
             await self._refill([channel])
 
