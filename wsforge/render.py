@@ -43,6 +43,7 @@ def _browser(spec: ArchitectureSpec) -> bool:
 # Optional files: relative template path (before rendering, without .jinja) -> when it exists.
 CONDITIONAL_FILES: dict[str, Condition] = {
     "src/__package__/transport/picows.py": lambda s: s.transport.value == "picows",
+    "tests/test_picows_frames.py": lambda s: s.transport.value == "picows",
     "tests/test_browser_e2e.py": _browser,
     # Two server processes on a real broker: only when the project scales out over one.
     "tests/test_multi_instance.py": lambda s: s.scaling.strategy.value != "single",
