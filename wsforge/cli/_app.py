@@ -1,7 +1,7 @@
 """The typer application and the one place where errors become exit codes.
 
 Exit codes (STYLE.md §4): 0 ok; 1 :class:`UserError` (one red line on stderr, no traceback);
-2 usage (click); 3 a review or probe found problems (:class:`ReviewFailed`); 4 ``regenerate`` left
+2 usage (typer); 3 a review or probe found problems (:class:`ReviewFailed`); 4 ``regenerate`` left
 conflicts to resolve; 130 interrupted.
 Anything else is a bug and shows a traceback with locals off.
 """
@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
+from typer._click import exceptions as click_exceptions
 
 from ..errors import ReviewFailed, UserError
 
-
-def _typer_click_errors() -> tuple[type[Exception], type[Exception]]:
-    """Recent typer raises usage errors from its vendored click copy, older typer from click."""
-    try:
-        from typer._click import exceptions as vendored
-    except ImportError:  # pragma: no cover - older typer
-        return click.ClickException, click.UsageError
-    return vendored.ClickException, vendored.UsageError
-
-
-_TyperClickException, _TyperUsageError = _typer_click_errors()
-_EXIT: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
-_INTERRUPT: tuple[type[BaseException], ...] = (KeyboardInterrupt, click.exceptions.Abort, typer.Abort)
-_CLICK_ERROR: tuple[type[BaseException], ...] = (click.ClickException, _TyperClickException)
-_USAGE_ERROR: tuple[type[BaseException], ...] = (click.UsageError, _TyperUsageError)
+# typer >= 0.29 raises usage errors from its own copy of click (click is not installed with it).
+_EXIT: tuple[type[BaseException], ...] = (typer.Exit,)
+_INTERRUPT: tuple[type[BaseException], ...] = (KeyboardInterrupt, typer.Abort)
+_CLICK_ERROR: tuple[type[BaseException], ...] = (click_exceptions.ClickException,)
+_USAGE_ERROR: tuple[type[BaseException], ...] = (click_exceptions.UsageError,)
 
 app = typer.Typer(
     name="wsforge",
