@@ -238,6 +238,24 @@ class Session:
         self._subscriptions[channel] = seq
         return True
 
+    def follow_epoch(self, channel: str, epoch: str, seq: int, ts: int) -> bytes | None:
+        """A live event of ``channel`` comes from broker epoch ``epoch``; call before :meth:`offer`.
+
+        When the epoch differs from the one this subscription knows, the broker lost the channel's
+        state (Redis restarted empty, stream recreated) and numbers it from 1 again. :meth:`offer`
+        would drop those lower ``seq`` values as duplicates: silent loss. Instead dedupe restarts
+        just before ``seq`` and this returns the ``resync`` event (reason ``epoch_changed``, as on
+        subscribe) to queue first, so the client refetches state and then gets the new events.
+        None when nothing changed or the channel is not (yet) active.
+        """
+        known = self._epochs.get(channel)
+        if not known or known == epoch or channel not in self._subscriptions:
+            return None
+        self._epochs[channel] = epoch
+        self._subscriptions[channel] = seq - 1
+        notice = {"reason": "epoch_changed", "seq": seq - 1, "epoch": epoch}
+        return self.dispatcher.encode_notice(self.codec, "resync", channel, notice, ts)
+
     def expire(self, now: float) -> list[Effect]:
         """Close with 4001 when the token's ``exp`` has passed (the glue calls this at ``expires_at``)."""
         exp = self.identity.exp

@@ -189,7 +189,13 @@ class Server:
         self.clock = clock
         self.metrics = Metrics()
         self.broker: Broker = broker or create_broker(
-            settings.broker_url, idempotency_window_s=settings.idempotency_window_s
+            settings.broker_url,
+            idempotency_window_s=settings.idempotency_window_s,
+            circuit_breaker={
+                "failure_threshold": settings.breaker_failure_threshold,
+                "reset_timeout_s": settings.breaker_reset_timeout_s,
+                "half_open_max_calls": settings.breaker_half_open_max_calls,
+            },
         )
         self.handlers = dict(HANDLERS if handlers is None else handlers)
         self.verifier = (
@@ -534,10 +540,17 @@ class Server:
                 if conn.session.offer(channel, 0, data):
                     conn.push_event(channel, data, policy)
             return
+        epoch = message.epoch
         for conn in members:
-            codec = conn.session.codec
+            session = conn.session
+            if epoch is not None:
+                # The broker lost this channel's state: resync (never dropped), then the new seqs.
+                resync = session.follow_epoch(channel, epoch, seq, message.ts)
+                if resync is not None:
+                    conn.push_reply(resync)
+            codec = session.codec
             data = encoded.get(codec)
             if data is None:
                 data = encoded[codec] = dispatcher.encode_message(codec, message)
-            if conn.session.offer(channel, seq, data):
+            if session.offer(channel, seq, data):
                 conn.push_event(channel, data, policy)
