@@ -133,7 +133,9 @@ class Broker(Protocol):
         """Deliver an unsequenced, unstored notice (presence join/leave) to every subscribed instance.
 
         It reaches ``on_message`` as a :class:`Message` with ``seq == 0``. Best effort: raises
-        :class:`BrokerUnavailable` when the backend is down, and is never replayed.
+        :class:`BrokerUnavailable` when the backend is down, and is never replayed. An adapter whose
+        presence expires (a crashed instance's members) announces ``{"presence": "leave", "user"}``
+        itself for them, from the one instance that purged them (Redis; NATS KV expiry is silent).
         """
         ...
 

@@ -17,7 +17,9 @@ Why this shape:
 * **Presence expires by itself.** Members live in a hash (``instance/conn -> user``) next to a
   sorted set of expiry times; every instance refreshes its own members in the background, and every
   presence script purges expired members first. A crashed instance's members are gone within
-  ``presence_ttl_s``.
+  ``presence_ttl_s``, and the instance whose script purged a user's last connection announces
+  their ``presence.leave`` (the crashed one never will); refreshes run every third of the TTL, so
+  any instance with members in the channel notices within about ``4/3 * presence_ttl_s``.
 * **Interest follows local members.** The instance subscribes to the pub/sub channel of a
   channel only while the server has local subscribers for it.
 
@@ -137,12 +139,16 @@ _PRESENCE_PURGE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+local gone = {}
 for _, f in ipairs(dead) do
   local u = redis.call('HGET', KEYS[1], f)
   redis.call('HDEL', KEYS[1], f)
   redis.call('ZREM', KEYS[2], f)
   if u then
-    if redis.call('HINCRBY', KEYS[3], u, -1) <= 0 then redis.call('HDEL', KEYS[3], u) end
+    if redis.call('HINCRBY', KEYS[3], u, -1) <= 0 then
+      redis.call('HDEL', KEYS[3], u)
+      table.insert(gone, u)
+    end
   end
 end
 local function add(field, user, ttl)
@@ -160,17 +166,21 @@ local function touch(ttl)
 end
 """
 
-# KEYS: conns, expiry, users. ARGV: field, user, ttl_ms. Returns 1 on the user's first connection.
+# Every presence script returns {result, gone}: ``gone`` lists the users whose last connection
+# this call found expired (their instance died). The purge is atomic, so exactly one call sees
+# each of them, and that instance announces their presence.leave.
+
+# KEYS: conns, expiry, users. ARGV: field, user, ttl_ms. Result 1 on the user's first connection.
 _PRESENCE_JOIN = (
     _PRESENCE_PURGE
     + """
 local first = add(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 touch(tonumber(ARGV[3]))
-return first
+return {first, gone}
 """
 )
 
-# KEYS: conns, expiry, users. ARGV: field, user. Returns 1 when this removed the user's last
+# KEYS: conns, expiry, users. ARGV: field, user. Result 1 when this removed the user's last
 # connection (0 for an unknown or already expired one: its leave is not announced twice).
 _PRESENCE_LEAVE = (
     _PRESENCE_PURGE
@@ -181,11 +191,11 @@ if u then
   redis.call('ZREM', KEYS[2], ARGV[1])
   if redis.call('HINCRBY', KEYS[3], u, -1) <= 0 then
     redis.call('HDEL', KEYS[3], u)
-    return 1
+    return {1, gone}
   end
-  return 0
+  return {0, gone}
 end
-return 0
+return {0, gone}
 """
 )
 
@@ -197,12 +207,12 @@ _PRESENCE_REFRESH = (
 local ttl = tonumber(ARGV[1])
 for i = 2, #ARGV, 2 do add(ARGV[i], ARGV[i + 1], ttl) end
 touch(ttl)
-return 0
+return {0, gone}
 """
 )
 
-# KEYS: conns, expiry, users. Returns the flat user/count list.
-_PRESENCE_MEMBERS = _PRESENCE_PURGE + "\nreturn redis.call('HGETALL', KEYS[3])\n"
+# KEYS: conns, expiry, users. Result: the flat user/count list.
+_PRESENCE_MEMBERS = _PRESENCE_PURGE + "\nreturn {redis.call('HGETALL', KEYS[3]), gone}\n"
 
 
 def _now_epoch() -> str:
@@ -421,7 +431,7 @@ class RedisBroker:
     async def presence_join(self, channel: str, user: str, conn_id: str) -> bool:
         self._local_members.setdefault(channel, {})[conn_id] = user
         args = [self._member(conn_id), user, self._presence_ttl_ms]
-        first = await self._call(lambda: self._scripts["join"](keys=self._presence_keys(channel), args=args))
+        first = await self._presence("join", channel, args)
         return bool(first)
 
     async def presence_leave(self, channel: str, user: str, conn_id: str) -> bool:
@@ -431,11 +441,11 @@ class RedisBroker:
             if not members:
                 del self._local_members[channel]
         args = [self._member(conn_id), user]
-        last = await self._call(lambda: self._scripts["leave"](keys=self._presence_keys(channel), args=args))
+        last = await self._presence("leave", channel, args)
         return bool(last)
 
     async def presence_members(self, channel: str) -> list[PresenceMember]:
-        flat = await self._call(lambda: self._scripts["members"](keys=self._presence_keys(channel)))
+        flat = await self._presence("members", channel, [])
         pairs = zip(flat[::2], flat[1::2], strict=True)
         members = [PresenceMember(user.decode(), int(count)) for user, count in pairs if int(count) > 0]
         return sorted(members, key=lambda m: m.user)
@@ -561,8 +571,17 @@ class RedisBroker:
         args: list[Any] = [self._presence_ttl_ms]
         for conn_id, user in members.items():
             args += [self._member(conn_id), user]
+        await self._presence("refresh", channel, args)
+
+    async def _presence(self, script: str, channel: str, args: list[Any]) -> Any:
+        """Run a presence script; announce the leave of members it found expired (crashed instance)."""
         keys = self._presence_keys(channel)
-        await self._call(lambda: self._scripts["refresh"](keys=keys, args=args))
+        result, gone = await self._call(lambda: self._scripts[script](keys=keys, args=args))
+        for user in gone:
+            # Best effort like every announce: presence itself is already correct in Redis.
+            with contextlib.suppress(BrokerUnavailable):
+                await self.announce(channel, {"presence": "leave", "user": user.decode()})
+        return result
 
     async def _forget_local_members(self) -> None:
         for channel, members in list(self._local_members.items()):
