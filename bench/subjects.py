@@ -107,8 +107,10 @@ def render_chat(repo: Path, out: Path) -> Path:
     subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
     # The chat example's spec picks the websockets transport, so the render leaves the picows
     # adapter out; copy it in so the same project can also be benched with WS_TRANSPORT=picows.
+    # Always copied: ``--force`` keeps files the render does not produce, so an earlier copy
+    # would otherwise go stale.
     adapter = repo / "templates" / "project" / "src" / "__package__" / "transport" / "picows.py"
     package = next(p for p in sorted((out / "src").iterdir()) if (p / "__main__.py").exists())
-    if adapter.exists() and not (package / "transport" / "picows.py").exists():
+    if adapter.exists():
         shutil.copy(adapter, package / "transport" / "picows.py")
     return out

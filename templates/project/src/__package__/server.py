@@ -22,11 +22,12 @@ import logging
 import mimetypes
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
+from typing import Any, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
-from .broker import Broker, BrokerUnavailable, Message, create_broker
+from .broker import Broker, BrokerUnavailable, MemoryBroker, Message, create_broker
 from .channels import ChannelRegistry, NamespacePolicy
 from .dispatch import (
     CallRpc,
@@ -53,6 +54,7 @@ from .transport import (
     Admission,
     HandshakeRequest,
     HttpResponse,
+    InlineLink,
     Link,
     LinkClosed,
     Transport,
@@ -65,9 +67,29 @@ _CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".ts": "t
 
 
 class Connection:
-    """One open WebSocket: its session, outbox and writer task."""
+    """One open WebSocket: its session, outbox and (started on demand) writer task.
 
-    __slots__ = ("_drained", "_wakeup", "close_request", "joined", "link", "outbox", "present", "server", "session", "writer")
+    Idle connections hold no task of their own beyond the transport's ``serve`` call: the writer
+    starts with the first queued frame, waiters are plain futures created when someone waits, and
+    the token-expiry check is a timer handle. That is most of what an idle connection costs.
+    """
+
+    __slots__ = (
+        "_drain_waiter",
+        "_wake",
+        "_write_now",
+        "close_request",
+        "expiry",
+        "joined",
+        "link",
+        "outbox",
+        "pending",
+        "present",
+        "reading",
+        "server",
+        "session",
+        "writer",
+    )
 
     def __init__(self, server: Server, link: Link, session: Session) -> None:
         self.server = server
@@ -79,22 +101,43 @@ class Connection:
         self.present: set[str] = set()
         """Channels where this connection is counted in presence."""
         self.close_request: tuple[int, str] | None = None
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._wake: asyncio.Future[None] | None = None
+        """Pending while the writer waits for frames."""
+        self._drain_waiter: asyncio.Future[None] | None = None
+        """Pending while the reader waits for room in the outbox."""
         self.writer: asyncio.Task[None] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
+        self.reading = False
+        """The read loop is handling a frame (requests of a connection run one at a time)."""
+        self.pending: asyncio.Task[None] | None = None
+        """Effects of an inline-received frame that needed an await, finishing in order."""
+        # Optional Link method (transport/picows.py): write one frame now if the socket takes it.
+        self._write_now: Callable[[bytes, bool], bool] | None = getattr(link, "write_now", None)
 
     @property
     def closing(self) -> bool:
         return self.close_request is not None
 
     def push_reply(self, data: bytes) -> None:
-        if self.close_request is None:
-            self._after_push(self.outbox.push_reply(data))
+        if self.close_request is not None:
+            return
+        write_now = self._write_now
+        if write_now is not None and not self.outbox and self._writer_idle() and write_now(data, self.session.codec.is_text):
+            # Nothing queued before it, so writing straight away keeps the order; saves a task wake-up.
+            server = self.server
+            if server.recorder is not None:
+                server.recorder.outbound(self.session.conn_id, data)
+            server.metrics.messages_out += 1
+            return
+        self._after_push(self.outbox.push_reply(data))
 
     def push_event(self, channel: str, data: bytes, policy: NamespacePolicy) -> None:
         if self.close_request is None:
             self._after_push(self.outbox.push_event(channel, data, policy.backpressure))
+
+    def _writer_idle(self) -> bool:
+        writer, wake = self.writer, self._wake
+        return writer is None or (wake is not None and not wake.done())
 
     def _after_push(self, overflow: Overflow) -> None:
         metrics = self.server.metrics
@@ -105,21 +148,35 @@ class Connection:
             return
         else:
             metrics.drop(overflow.value)
-        self._wakeup.set()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self.write_loop())
+            return
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _set_drained(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait_drained(self) -> None:
         """Pause reading requests while the outbox is full, so a client that pipelines requests
         faster than it reads replies is slowed down by TCP instead of being cut off."""
-        if len(self.outbox) >= self.outbox.capacity:
-            self._drained.clear()
-            await self._drained.wait()
+        writer = self.writer
+        if len(self.outbox) >= self.outbox.capacity and writer is not None and not writer.done():
+            self._drain_waiter = waiter = asyncio.get_running_loop().create_future()
+            await waiter
 
     def request_close(self, code: int, reason: str) -> None:
         """Close after the frames already queued have been sent."""
         if self.close_request is None:
             self.close_request = (code, reason)
             self.server.metrics.close(code)
-            self._wakeup.set()
+            self._wake_writer()
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, discarding queued frames (slow consumer)."""
@@ -133,6 +190,28 @@ class Connection:
             self.writer.cancel()
             self.writer = asyncio.create_task(self.write_loop())
 
+    def take_frame(self, data: bytes | str) -> bool:
+        """Handle a frame inside the transport's data callback (``Link.inline``, picows).
+
+        Returns False, and the transport queues the frame for :meth:`Link.recv` instead, while
+        another request of this connection is still in progress or the outbox is full: requests
+        stay one at a time and in order. A request whose effects need a real await (an RPC
+        handler, a remote broker) finishes in :attr:`pending`, which the read loop waits for.
+        """
+        if self.reading or self.pending is not None or self.close_request is not None:
+            return False
+        if len(self.outbox) >= self.outbox.capacity:
+            return False
+        server = self.server
+        metrics = server.metrics
+        metrics.messages_in += 1
+        if server.recorder is not None:
+            server.recorder.inbound(self.session.conn_id, data)
+        started = time.perf_counter()
+        server.apply_now(self, self.session.receive(data, server.clock()))
+        metrics.latency.observe(time.perf_counter() - started)
+        return True
+
     async def write_loop(self) -> None:
         link, outbox, metrics = self.link, self.outbox, self.server.metrics
         text = self.session.codec.is_text
@@ -140,6 +219,7 @@ class Connection:
         # the events of one loop iteration reach each subscriber as one buffer of frames.
         send_batch = getattr(link, "send_batch", None)
         low_water = outbox.capacity // 2
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if outbox and send_batch is not None:
@@ -160,18 +240,50 @@ class Connection:
                 elif self.close_request is not None:
                     break
                 else:
-                    self._drained.set()
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                    self._set_drained()
+                    self._wake = wake = loop.create_future()
+                    await wake
                     continue
                 if len(outbox) <= low_water:
-                    self._drained.set()
+                    self._set_drained()
             code, reason = self.close_request
             await link.close(code, reason)
         except LinkClosed:
             pass
         finally:
-            self._drained.set()  # never leave the reader waiting on a dead writer
+            self._set_drained()  # never leave the reader waiting on a dead writer
+
+
+class _Resumed:
+    """Await a coroutine that :meth:`Server.apply_now` stepped once and that then suspended.
+
+    ``yield``-delegates the rest of it to the task awaiting this object, passing values and
+    exceptions through, exactly as ``await`` would have if a task had run it from the start.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, list[Effect]], first: Any) -> None:
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, list[Effect]]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown into the awaiting task: pass it on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return cast("list[Effect]", done.value)
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return cast("list[Effect]", done.value)
 
 
 class Server:
@@ -220,6 +332,10 @@ class Server:
         self._stopped = asyncio.Event()
         self.recorder = Recorder.from_env()
         """Opt-in message-flow recording (``WS_RECORD_PATH``); None when off."""
+        self.inline_commands = type(self.broker) is MemoryBroker
+        """Broker commands complete without suspending (the in-process broker never awaits I/O),
+        so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
+        calls always wait for the network and may need a task (timeouts), so they never run inline."""
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -354,18 +470,22 @@ class Server:
         conn_id = secrets.token_hex(8)
         session = self.dispatcher.session(conn_id, admission.identity, admission.codec, self.clock())
         conn = Connection(self, link, session)
-        conn.writer = asyncio.create_task(conn.write_loop())
-        watchdog = asyncio.create_task(self._watch_expiry(conn)) if session.expires_at is not None else None
+        self._check_expiry(conn)
         self.connections.add(conn)
         self.metrics.connections += 1
         logger.debug("open %s user=%s", conn_id, admission.identity.user)
         if self.recorder is not None:
             self.recorder.opened(conn_id, admission.identity.user, admission.subprotocol)
+        inline = link if isinstance(link, InlineLink) else None
+        if inline is not None:
+            inline.inline = conn.take_frame
         try:
             await self._read_loop(conn)
         finally:
-            if watchdog is not None:
-                watchdog.cancel()
+            if inline is not None:
+                inline.inline = None
+            if conn.expiry is not None:
+                conn.expiry.cancel()
             await self._cleanup(conn)
             self.connections.discard(conn)
             self.metrics.connections -= 1
@@ -384,23 +504,66 @@ class Server:
                 data = await link.recv()
             except LinkClosed:
                 return
-            metrics.messages_in += 1
-            if self.recorder is not None:
-                self.recorder.inbound(session.conn_id, data)
-            started = time.perf_counter()
-            await self._apply(conn, session.receive(data, clock()))
-            metrics.latency.observe(time.perf_counter() - started)
-
-    async def _watch_expiry(self, conn: Connection) -> None:
-        while not conn.closing:
-            expires_at = conn.session.expires_at
-            if expires_at is None:
+            if conn.closing:
                 return
-            delay = expires_at - self.clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue  # auth.refresh may have moved the deadline meanwhile
-            await self._apply(conn, conn.session.expire(self.clock()))
+            conn.reading = True
+            try:
+                if conn.pending is not None:  # an earlier, inline-received request goes first
+                    await conn.pending
+                metrics.messages_in += 1
+                if self.recorder is not None:
+                    self.recorder.inbound(session.conn_id, data)
+                started = time.perf_counter()
+                await self._apply(conn, session.receive(data, clock()))
+                metrics.latency.observe(time.perf_counter() - started)
+            finally:
+                conn.reading = False
+
+    def _check_expiry(self, conn: Connection) -> None:
+        """Close with 4001 once the token's ``exp`` passes; a timer, not a task per connection."""
+        conn.expiry = None
+        expires_at = conn.session.expires_at
+        if conn.closing or expires_at is None:
+            return
+        now = self.clock()
+        if now < expires_at:  # auth.refresh may move the deadline: look again when it is due
+            conn.expiry = asyncio.get_running_loop().call_later(expires_at - now, self._check_expiry, conn)
+            return
+        self.apply_now(conn, conn.session.expire(now))
+
+    def apply_now(self, conn: Connection, effects: list[Effect]) -> None:
+        """Carry out ``effects`` without awaiting when they allow it, else finish them in order
+        in ``conn.pending``. Commands complete here only with the in-process broker, whose
+        coroutines never suspend; RPC handlers are user code and always get a task."""
+        for index, effect in enumerate(effects):
+            if isinstance(effect, Send):
+                conn.push_reply(effect.data)
+            elif isinstance(effect, Close):
+                conn.request_close(effect.code, effect.reason)
+            elif self.inline_commands and not isinstance(effect, CallRpc):
+                coro = self._run(conn, effect)
+                try:
+                    first = coro.send(None)
+                except StopIteration as done:
+                    self.apply_now(conn, done.value)
+                    continue
+                rest = effects[index + 1 :]
+                conn.pending = asyncio.get_running_loop().create_task(self._finish(conn, _Resumed(coro, first), rest))
+                return
+            else:
+                conn.pending = asyncio.get_running_loop().create_task(self._finish(conn, None, effects[index:]))
+                return
+
+    async def _finish(self, conn: Connection, started: _Resumed | None, effects: list[Effect]) -> None:
+        try:
+            if started is not None:
+                await self._apply(conn, await started)
+            await self._apply(conn, effects)
+        except Exception:
+            logger.exception("request of %s failed", conn.session.conn_id)
+            conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            conn.pending = None
 
     async def _apply(self, conn: Connection, effects: list[Effect]) -> None:
         for effect in effects:

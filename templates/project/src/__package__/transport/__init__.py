@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from ..auth import Identity
 from ..protocol import Codec
@@ -118,6 +118,19 @@ class Link(Protocol):
     def close_code(self) -> int | None:
         """The close code sent or received, once closed."""
         ...
+
+
+@runtime_checkable
+class InlineLink(Link, Protocol):
+    """A :class:`Link` that can hand frames to the server inside its data callback (picows).
+
+    When ``inline`` is set, the adapter calls it with each complete message, in order, before
+    queueing anything for :meth:`Link.recv`; ``True`` means the server handled it. ``False`` (a
+    request of the connection is still in progress, or its outbox is full) and every message
+    after it, while any are queued, go to :meth:`Link.recv` as usual, so order is kept.
+    """
+
+    inline: Callable[[bytes | str], bool] | None
 
 
 class App(Protocol):

@@ -26,6 +26,7 @@ import http
 import logging
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from picows import (
@@ -57,6 +58,8 @@ _PACK64 = struct.Struct("!BBQ").pack
 _ABNORMAL = 1006
 _NO_STATUS = 0
 """What picows reports for a CLOSE frame without a status code."""
+_EMPTY: deque[Any] = deque(maxlen=0)
+"""Shared stand-in for an inbox never used (an empty deque is ~600 bytes per idle connection)."""
 
 
 def frame(data: bytes, *, text: bool) -> bytes:
@@ -112,7 +115,13 @@ _FRAMES = _FrameCache()
 
 
 class PicowsLink:
-    """:class:`~.Link` over one picows connection; fed by :class:`_Listener`'s callbacks."""
+    """:class:`~.InlineLink` over one picows connection; fed by :class:`_Listener`'s callbacks.
+
+    With ``inline`` set (by the server), a message is handled inside picows' data callback: no
+    future, no task wake-up per request. The inbox and its waiter exist only for what the server
+    declines (a request still in progress, a full outbox) and for the websockets-style
+    :meth:`recv` path.
+    """
 
     __slots__ = (
         "_close_code",
@@ -124,6 +133,7 @@ class PicowsLink:
         "_recv_waiter",
         "awaiting_pong",
         "closed",
+        "inline",
         "ping_due",
         "transport",
     )
@@ -131,7 +141,8 @@ class PicowsLink:
     def __init__(self, transport: WSTransport) -> None:
         self.transport = transport
         self._raw = transport.underlying_transport
-        self._inbox: deque[bytes | str] = deque()
+        self.inline: Callable[[bytes | str], bool] | None = None
+        self._inbox: deque[bytes | str] = _EMPTY  # replaced by a real deque on first use
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._close_waiter: asyncio.Future[None] | None = None
@@ -143,7 +154,14 @@ class PicowsLink:
 
     # -- fed by the listener ------------------------------------------------------------
     def feed(self, message: bytes | str) -> None:
-        self._inbox.append(message)
+        inbox = self._inbox
+        if not inbox:
+            inline = self.inline
+            if inline is not None and inline(message):
+                return
+            if inbox is _EMPTY:
+                inbox = self._inbox = deque()
+        inbox.append(message)
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -176,6 +194,14 @@ class PicowsLink:
     async def send(self, data: bytes, *, text: bool) -> None:
         await self._writable()
         self._raw.write(frame(data, text=text))
+
+    def write_now(self, data: bytes, text: bool) -> bool:
+        """Write one frame now unless the socket is congested or closing (then: False, queue it)."""
+        drain = self._drain
+        if self.closed or self._closing or (drain is not None and not drain.done()):
+            return False
+        self._raw.write(frame(data, text=text))
+        return True
 
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
         """Send every message of ``batch`` in order, as whole frames, with one write."""
