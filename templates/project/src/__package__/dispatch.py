@@ -25,7 +25,7 @@ from typing import Any
 
 from .auth import AuthError, Identity, JwtVerifier, Operation, authorize
 from .broker.base import History, Message, PresenceMember, PublishResult
-from .channels import InvalidChannel, NamespacePolicy, parse_channel
+from .channels import ChannelName, InvalidChannel, NamespacePolicy, parse_channel
 from .limits import RateGuard, StrikeCounter, Verdict, payload_too_large
 from .protocol import (
     RPC_PREFIX,
@@ -44,6 +44,7 @@ from .protocol import (
 )
 from .settings import Settings
 
+_MAX_CACHED_CHANNELS = 10_000
 # Frames that show a broken or hostile client; enough of them close the connection with 4400.
 _STRIKE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, ErrorCode.UNSUPPORTED_VERSION})
 
@@ -128,6 +129,14 @@ class Dispatcher:
         self.namespaces = {ns.name: ns for ns in settings.namespaces}
         self.rpc_names = frozenset(rpc_names)
         self.verifier = verifier
+        self.channels: dict[str, tuple[ChannelName, NamespacePolicy]] = {}
+        """Valid channel names already parsed (the result depends only on the name and settings)."""
+
+    def remember_channel(self, parsed: tuple[ChannelName, NamespacePolicy]) -> None:
+        """Cache a parsed channel name; bounded, since clients choose the names."""
+        if len(self.channels) >= _MAX_CACHED_CHANNELS:
+            self.channels.clear()
+        self.channels[parsed[0].full] = parsed
 
     def session(self, conn_id: str, identity: Identity, codec: Codec, now: float) -> Session:
         return Session(self, conn_id, identity, codec, now)
@@ -348,9 +357,9 @@ class Session:
 
     def _route(self, request: Request, now: float) -> list[Effect]:
         action = request.action
-        if action == Action.PING.value:
+        if action == _PING:
             return [self._response(request.id, action, {"ts": _ms(now)}, now)]
-        if action == Action.AUTH_REFRESH.value:
+        if action == _AUTH_REFRESH:
             return self._refresh(request, now)
         if action.startswith(RPC_PREFIX):
             name = action[len(RPC_PREFIX) :]
@@ -365,23 +374,27 @@ class Session:
         settings = self.dispatcher.settings
         if request.channel is None:
             return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, "'channel' is required", action=action)]
-        try:
-            name, policy = parse_channel(
-                request.channel,
-                self.dispatcher.namespaces,
-                separator=settings.channel_separator,
-                max_length=settings.max_channel_name,
-            )
-        except InvalidChannel as exc:
-            return [self._error(request.id, ErrorCode.INVALID_CHANNEL, str(exc), action=action)]
+        parsed = self.dispatcher.channels.get(request.channel)
+        if parsed is None:
+            try:
+                parsed = parse_channel(
+                    request.channel,
+                    self.dispatcher.namespaces,
+                    separator=settings.channel_separator,
+                    max_length=settings.max_channel_name,
+                )
+            except InvalidChannel as exc:
+                return [self._error(request.id, ErrorCode.INVALID_CHANNEL, str(exc), action=action)]
+            self.dispatcher.remember_channel(parsed)
+        name, policy = parsed
         channel = name.full
-        if action == Action.UNSUBSCRIBE.value:
+        if action == _UNSUBSCRIBE:
             if channel not in self._subscriptions:
                 return [self._error(request.id, ErrorCode.NOT_SUBSCRIBED, "not subscribed", action=action)]
             del self._subscriptions[channel]
             self._epochs.pop(channel, None)
             return [Unsubscribe(request.id, action, channel, policy)]
-        operation = Operation.PUBLISH if action == Action.PUBLISH.value else Operation.SUBSCRIBE
+        operation = Operation.PUBLISH if action == _PUBLISH else Operation.SUBSCRIBE
         denied = authorize(self.identity, name, policy, operation)
         if denied is not None:
             code = ErrorCode.UNAUTHORIZED if self.identity.user is None else ErrorCode.FORBIDDEN
@@ -389,11 +402,11 @@ class Session:
                 code = ErrorCode.FORBIDDEN
             return [self._error(request.id, code, denied, action=action)]
         payload = request.payload
-        if action == Action.PUBLISH.value:
+        if action == _PUBLISH:
             return [Publish(request.id, action, channel, policy, payload, request.msg_id)]
-        if action == Action.SUBSCRIBE.value:
+        if action == _SUBSCRIBE:
             return self._subscribe(request, channel, policy, now)
-        if action == Action.HISTORY.value:
+        if action == _HISTORY:
             return self._history(request, channel, policy)
         if not policy.presence:
             message = f"presence is off for namespace {policy.name!r}"
@@ -483,6 +496,14 @@ class Session:
         return [Close(code, reason)]
 
 
+# Plain str copies: reading ``Action.X.value`` goes through enum descriptors on every request.
+_PING, _AUTH_REFRESH = Action.PING.value, Action.AUTH_REFRESH.value
+_SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH, _HISTORY = (
+    Action.SUBSCRIBE.value,
+    Action.UNSUBSCRIBE.value,
+    Action.PUBLISH.value,
+    Action.HISTORY.value,
+)
 _CHANNEL_ACTIONS = frozenset(
     {Action.SUBSCRIBE.value, Action.UNSUBSCRIBE.value, Action.PUBLISH.value, Action.PRESENCE.value, Action.HISTORY.value}
 )

@@ -49,6 +49,10 @@ class RateDecision:
     retry_after_ms: int = 0
 
 
+_ALLOWED = RateDecision(Verdict.ALLOW)
+"""Shared: the answer for almost every frame, immutable, so not built per call."""
+
+
 class RateGuard:
     """A per-connection token bucket that turns repeated violations into a close (4008)."""
 
@@ -62,7 +66,7 @@ class RateGuard:
     def check(self, now: float) -> RateDecision:
         wait = self._bucket.take(now)
         if wait == 0.0:
-            return RateDecision(Verdict.ALLOW)
+            return _ALLOWED
         self.violations += 1
         verdict = Verdict.CLOSE if self.violations >= self._max_violations else Verdict.REJECT
         return RateDecision(verdict, max(1, math.ceil(wait * 1000)))

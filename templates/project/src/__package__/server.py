@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
-from .broker import Broker, BrokerUnavailable, MemoryBroker, Message, create_broker
+from .broker import Broker, BrokerUnavailable, ChannelOptions, MemoryBroker, Message, create_broker
 from .channels import ChannelRegistry, NamespacePolicy
 from .dispatch import (
     CallRpc,
@@ -52,6 +52,7 @@ from .recorder import Recorder
 from .settings import Settings
 from .transport import (
     Admission,
+    FrameLink,
     HandshakeRequest,
     HttpResponse,
     InlineLink,
@@ -79,7 +80,9 @@ class Connection:
         "_wake",
         "_write_now",
         "close_request",
+        "dirty",
         "expiry",
+        "frames",
         "joined",
         "link",
         "outbox",
@@ -113,6 +116,9 @@ class Connection:
         """Effects of an inline-received frame that needed an await, finishing in order."""
         # Optional Link method (transport/picows.py): write one frame now if the socket takes it.
         self._write_now: Callable[[bytes, bool], bool] | None = getattr(link, "write_now", None)
+        self.frames: FrameLink | None = link if isinstance(link, FrameLink) else None
+        self.dirty = False
+        """Queued in :meth:`Server.mark_dirty` for this loop iteration's flush."""
 
     @property
     def closing(self) -> bool:
@@ -148,7 +154,35 @@ class Connection:
             return
         else:
             metrics.drop(overflow.value)
-        self._wake_writer()
+        if self.frames is not None and self._writer_idle():
+            if not self.dirty:
+                self.dirty = True
+                self.server.mark_dirty(self)
+        else:
+            self._wake_writer()
+
+    def flush(self) -> None:
+        """Write everything queued in one call, from the server's per-iteration flush (picows).
+
+        Replaces a writer-task wake-up per subscriber per message with one loop over the dirty
+        connections. A congested socket, or a writer already busy, leaves it to the writer task.
+        """
+        self.dirty = False
+        outbox, frames = self.outbox, self.frames
+        if not outbox or frames is None or not self._writer_idle():
+            return
+        if not frames.ready():
+            self._wake_writer()  # waits for resume_writing, then drains
+            return
+        batch = [outbox.pop() for _ in range(len(outbox))]
+        server = self.server
+        server.metrics.queue_depth -= len(batch)
+        if server.recorder is not None:
+            for data in batch:
+                server.recorder.outbound(self.session.conn_id, data)
+        frames.write_frames(batch, self.session.codec.is_text)
+        server.metrics.messages_out += len(batch)
+        self._set_drained()
 
     def _wake_writer(self) -> None:
         if self.writer is None:
@@ -332,6 +366,8 @@ class Server:
         self._stopped = asyncio.Event()
         self.recorder = Recorder.from_env()
         """Opt-in message-flow recording (``WS_RECORD_PATH``); None when off."""
+        self._channel_options: dict[str, tuple[NamespacePolicy, ChannelOptions]] = {}
+        self._dirty: list[Connection] = []
         self.inline_commands = type(self.broker) is MemoryBroker
         """Broker commands complete without suspending (the in-process broker never awaits I/O),
         so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
@@ -519,6 +555,18 @@ class Server:
             finally:
                 conn.reading = False
 
+    def mark_dirty(self, conn: Connection) -> None:
+        """Flush ``conn`` once, after this loop iteration's deliveries: events that arrive
+        together leave together, one write per connection."""
+        self._dirty.append(conn)
+        if len(self._dirty) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
     def _check_expiry(self, conn: Connection) -> None:
         """Close with 4001 once the token's ``exp`` passes; a timer, not a task per connection."""
         conn.expiry = None
@@ -589,7 +637,7 @@ class Server:
                 published = await self.broker.publish(
                     cmd.channel,
                     cmd.payload,
-                    cmd.policy.options,
+                    self._options(cmd.policy),
                     sender=session.identity.user,
                     msg_id=cmd.msg_id,
                 )
@@ -600,7 +648,7 @@ class Server:
                 await self._leave(conn, cmd.channel, cmd.policy)
                 return session.unsubscribed(cmd, self.clock())
             if isinstance(cmd, HistoryQuery):
-                history = await self.broker.history(cmd.channel, cmd.since_seq, cmd.policy.options, limit=cmd.limit)
+                history = await self.broker.history(cmd.channel, cmd.since_seq, self._options(cmd.policy), limit=cmd.limit)
                 return session.history_loaded(cmd, history, self.clock())
             if isinstance(cmd, PresenceQuery):
                 members = await self.broker.presence_members(cmd.channel)
@@ -612,6 +660,13 @@ class Server:
             logger.exception("%s failed", cmd.action)
             return session.failed(cmd, ErrorCode.INTERNAL, "internal error")
         raise AssertionError(f"unhandled command {cmd!r}")
+
+    def _options(self, policy: NamespacePolicy) -> ChannelOptions:
+        """``policy.options``, built once per namespace instead of once per request."""
+        cached = self._channel_options.get(policy.name)
+        if cached is None or cached[0] is not policy:
+            cached = self._channel_options[policy.name] = (policy, policy.options)
+        return cached[1]
 
     async def _subscribe(self, conn: Connection, cmd: Subscribe) -> list[Effect]:
         session, broker, channel = conn.session, self.broker, cmd.channel
@@ -636,7 +691,7 @@ class Server:
         history = await broker.history(
             channel,
             cmd.since_seq or 0,
-            cmd.policy.options,
+            self._options(cmd.policy),
             limit=self.settings.max_replay if replay else 0,
         )
         return session.subscribed(cmd, history, members, self.clock())

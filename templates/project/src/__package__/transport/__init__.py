@@ -133,6 +133,21 @@ class InlineLink(Link, Protocol):
     inline: Callable[[bytes | str], bool] | None
 
 
+@runtime_checkable
+class FrameLink(Link, Protocol):
+    """A :class:`Link` that can also write synchronously (picows): the server's per-iteration
+    flush writes each connection's queued messages with one call instead of waking a task."""
+
+    def ready(self) -> bool:
+        """True when a write now would neither block on congestion nor hit a closing link."""
+        ...
+
+    def write_frames(self, batch: list[bytes], text: bool) -> None:
+        """Write every message of ``batch`` in order, as whole frames, in one call; only after
+        :meth:`ready` returned True in the same callback."""
+        ...
+
+
 class App(Protocol):
     """What the server offers to a transport adapter."""
 

@@ -197,8 +197,7 @@ class PicowsLink:
 
     def write_now(self, data: bytes, text: bool) -> bool:
         """Write one frame now unless the socket is congested or closing (then: False, queue it)."""
-        drain = self._drain
-        if self.closed or self._closing or (drain is not None and not drain.done()):
+        if not self.ready():
             return False
         self._raw.write(frame(data, text=text))
         return True
@@ -206,6 +205,13 @@ class PicowsLink:
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
         """Send every message of ``batch`` in order, as whole frames, with one write."""
         await self._writable()
+        self.write_frames(batch, text)
+
+    def ready(self) -> bool:
+        drain = self._drain
+        return not (self.closed or self._closing or (drain is not None and not drain.done()))
+
+    def write_frames(self, batch: list[bytes], text: bool) -> None:
         get = _FRAMES.get
         if len(batch) == 1:
             self._raw.write(get(batch[0], text))
