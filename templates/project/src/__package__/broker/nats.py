@@ -64,6 +64,7 @@ T = TypeVar("T")
 
 DURABLE_DEFAULT_HISTORY = 10_000
 _WRONG_LAST_SEQUENCE = 10071
+_STREAM_NAME_IN_USE = 10058
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
 _H_SEQ, _H_TS = "Wsf-Seq", "Wsf-Ts"
 _EPHEMERAL, _KEPT = "e", "h"
@@ -280,7 +281,13 @@ class NatsBroker:
                 allow_direct=True,
                 discard=api.DiscardPolicy.OLD,
             )
-            info = await js.add_stream(config)
+            try:
+                info = await js.add_stream(config)
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+                # Another instance created it first (both noticed a lost store): adopt its epoch.
+                info = await js.stream_info(name)
         description = info.config.description or ""
         self._epochs[kind] = description.rpartition("epoch=")[2] or name
 
