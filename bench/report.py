@@ -245,7 +245,7 @@ def markdown(data: dict[str, Any], plots: dict[str, str]) -> str:
             "> **Smoke run (`--quick`): sizes shrunk, short windows, "
             f"{data['repeats']} repeat(s), on a machine shared with other jobs. These numbers only show that "
             "every workload runs against every subject; they are not results. Final numbers come from a full "
-            "run (`python bench/run.py --repeats 5 --publish`) on a quiet machine.**",
+            "run (`python bench/run.py --publish`) on a quiet machine.**",
             "",
         ]
     lines += [

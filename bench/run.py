@@ -2,7 +2,7 @@
 
     python bench/run.py --setup            # install the peers from PyPI/npm (once per machine)
     python bench/run.py --quick            # smoke sizes, one repeat: checks that everything works
-    python bench/run.py --repeats 5 --publish   # full sizes; copies RESULTS.md + plots into bench/
+    python bench/run.py --publish               # full sizes, 3 repeats (~25 min); copies RESULTS.md + plots into bench/
 
 Each measurement starts fresh servers pinned to one core (``taskset``) and runs the load generator
 pinned to another; repeats interleave the subjects so that a noisy minute hits all of them alike,
@@ -169,7 +169,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--quick", action="store_true", help="smoke sizes (seconds per pass), one repeat by default"
     )
-    p.add_argument("--repeats", type=int, default=0, help="default: 1 with --quick, else 5")
+    p.add_argument("--repeats", type=int, default=0, help="default: 1 with --quick, else 3")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}")
     p.add_argument(
         "--project",
@@ -200,7 +200,7 @@ def main() -> int:
     subjects += [PEERS[name] for name in args.peers.split(",") if name]
     all_workloads = build(args.quick)
     chosen = [all_workloads[w] for w in (args.workloads.split(",") if args.workloads else all_workloads)]
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 3)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or WORK / "results" / stamp
     logs = out / "logs"

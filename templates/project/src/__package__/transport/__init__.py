@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..auth import Identity
 from ..protocol import Codec
@@ -120,7 +120,6 @@ class Link(Protocol):
         ...
 
 
-@runtime_checkable
 class InlineLink(Link, Protocol):
     """A :class:`Link` that can hand frames to the server inside its data callback (picows).
 
@@ -133,7 +132,6 @@ class InlineLink(Link, Protocol):
     inline: Callable[[bytes | str], bool] | None
 
 
-@runtime_checkable
 class FrameLink(Link, Protocol):
     """A :class:`Link` that can also write synchronously (picows): the server's per-iteration
     flush writes each connection's queued messages with one call instead of waking a task."""
