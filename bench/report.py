@@ -415,6 +415,10 @@ METHOD = """## Method
   trips by design are raised through `WS_*` variables (`bench/subjects.py::generated_env`): the rate
   limiter still runs its token bucket on every frame, but with a bucket no publisher empties, and the
   per-IP cap is lifted because every connection comes from 127.0.0.1. Its channel is `room:bench`.
+  On the picows adapter it answers a request inside the frame callback when nothing needs an await
+  (the in-process broker; a remote broker's calls always run in a task), and one flush per loop
+  iteration writes each subscriber's queued events with one call. Setup (not measured) subscribes
+  50 connections at a time: presence makes every join an event to every member.
 - Each repeat starts fresh servers; subjects are interleaved within a repeat; tables show medians.
 - Profiles: `python bench/profile.py --transport picows --workload fanout -- --subs 1000` (py-spy);
   summaries in `bench/profiles/`.

@@ -32,11 +32,12 @@ class Workload:
 def build(quick: bool) -> dict[str, Workload]:
     q = quick
     # Full windows are sized so that one run of everything (6 subjects, 3 repeats) stays under
-    # ~25 minutes: per-CPU-second rates settle within a few seconds of a 1 s warm-up.
-    win = ["--warmup", "0.5", "--measure", "1.5"] if q else ["--warmup", "1", "--measure", "4"]
+    # 25 minutes (one repeat took 8.6 min with 3 s windows and a 5 s idle hold on a busy machine):
+    # per-CPU-second rates settle within seconds of a 1 s warm-up; the median of repeats does the rest.
+    win = ["--warmup", "0.5", "--measure", "1.5"] if q else ["--warmup", "1", "--measure", "2.5"]
     big, small = (50, 20) if q else (1000, 100)
     clients = 10 if q else 50
-    conns, hold, hb = (300, 2.5, 1.0) if q else (10_000, 6.0, 2.5)
+    conns, hold, hb = (300, 2.5, 1.0) if q else (10_000, 4.0, 1.5)
     fixed = "20" if q else "10"
     fan = [
         "fanout",

@@ -7,7 +7,10 @@ one at a time, which is what keeps a client's publishes in ``seq`` order.
 
 Fan-out (:meth:`Server.deliver`) encodes an event once per codec and hands the same ``bytes``
 object to every local subscriber's bounded :class:`~.outbox.Outbox`; a writer task per connection
-drains it into the socket. Usage::
+drains it into the socket. Transports that can write synchronously (picows) take two shortcuts
+that keep both rules above: a request is handled inside the data callback when it needs no await
+(:meth:`Connection.take_frame`), and one flush per loop iteration writes every connection that
+got events (:meth:`Server.mark_dirty`), so a writer task only runs for a congested socket. Usage::
 
     async with Server(settings) as server:   # listening; server.port is the bound port
         await server.wait_stopped()
@@ -91,6 +94,7 @@ class Connection:
         "reading",
         "server",
         "session",
+        "text",
         "writer",
     )
 
@@ -120,6 +124,8 @@ class Connection:
         self.frames = cast(FrameLink, link) if hasattr(link, "write_frames") else None
         self.dirty = False
         """Queued in :meth:`Server.mark_dirty` for this loop iteration's flush."""
+        self.text = session.codec.is_text
+        """Frame type of everything sent (the codec is fixed at the handshake); read per write."""
 
     @property
     def closing(self) -> bool:
@@ -129,7 +135,7 @@ class Connection:
         if self.close_request is not None:
             return
         write_now = self._write_now
-        if write_now is not None and not self.outbox and self._writer_idle() and write_now(data, self.session.codec.is_text):
+        if write_now is not None and not self.outbox and self._writer_idle() and write_now(data, self.text):
             # Nothing queued before it, so writing straight away keeps the order; saves a task wake-up.
             server = self.server
             if server.recorder is not None:
@@ -181,7 +187,7 @@ class Connection:
         if server.recorder is not None:
             for data in batch:
                 server.recorder.outbound(self.session.conn_id, data)
-        frames.write_frames(batch, self.session.codec.is_text)
+        frames.write_frames(batch, self.text)
         server.metrics.messages_out += len(batch)
         self._set_drained()
 
@@ -249,7 +255,7 @@ class Connection:
 
     async def write_loop(self) -> None:
         link, outbox, metrics = self.link, self.outbox, self.server.metrics
-        text = self.session.codec.is_text
+        text = self.text
         # Optional Link method (transport/picows.py): everything queued goes out in one write, so
         # the events of one loop iteration reach each subscriber as one buffer of frames.
         send_batch = getattr(link, "send_batch", None)
@@ -523,6 +529,13 @@ class Server:
                 inline.inline = None
             if conn.expiry is not None:
                 conn.expiry.cancel()
+            pending = conn.pending
+            if pending is not None:
+                # Let an inline-received request (a subscribe on a remote broker, an RPC) finish
+                # before cleanup, as the read loop would have: else it could join a channel after
+                # cleanup left it. Bounded by the grace, then cancelled.
+                await asyncio.wait({pending}, timeout=self.settings.shutdown_grace_s)
+                pending.cancel()
             await self._cleanup(conn)
             self.connections.discard(conn)
             self.metrics.connections -= 1

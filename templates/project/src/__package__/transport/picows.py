@@ -13,6 +13,12 @@ each shortcut stays RFC 6455-correct:
   The writer task drains a whole outbox per wake-up, so events of one loop iteration coalesce.
 * A congested socket (``pause_writing``) makes senders wait for ``resume_writing``; nothing is
   written past the high-water mark, so the outbox and its backpressure policy do the dropping.
+  :meth:`PicowsLink.ready` / :meth:`PicowsLink.write_frames` let the server's per-iteration flush
+  write without a task, and :meth:`PicowsLink.write_now` lets a reply go out at once when nothing
+  is queued before it; both refuse on a congested or closing link.
+* ``PicowsLink.inline`` (set by the server) handles each message inside picows' frame callback
+  when the server accepts it; declined messages, and all after them while any wait, go through the
+  inbox to :meth:`PicowsLink.recv`, so the order of requests never changes.
 * Frames from the client go through picows' parser (masking, lengths, control-frame rules,
   close codes); this module adds what picows leaves to the application: reserved bits,
   fragmentation order, UTF-8 of text messages, the payload cap (1009) and the heartbeat (1011).
