@@ -34,7 +34,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nats
@@ -482,10 +482,9 @@ class NatsBroker:
         key = self._member_key(channel, user, conn_id)
 
         async def leave() -> bool:
-            kv = self._require_kv()
             if key not in await self._keys(self._user_pattern(channel, user)):
                 return False  # unknown or expired: its leave is not announced twice
-            await kv.purge(key)
+            await self._purge(key)
             return not await self._keys(self._user_pattern(channel, user))
 
         return await self._call(leave)
@@ -499,19 +498,23 @@ class NatsBroker:
         return [PresenceMember(user, n) for user, n in sorted(counts.items())]
 
     async def _keys(self, pattern: str) -> list[str]:
-        kv = self._require_kv()
-        watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-        keys: list[str] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.operation is None and entry.key:
-                    keys.append(entry.key)
-        finally:
-            with contextlib.suppress(*_BACKEND_ERRORS):
-                await cast(Any, watcher).stop()  # untyped in nats-py
-        return keys
+        """Live member keys matching ``pattern``, from the bucket stream's per-subject counts.
+
+        Not ``kv.watch``: nats-py's watcher can signal "initial values done" before every value
+        arrived (nats-io/nats.py#842, #995), so a member on another instance went unseen and a
+        leave was announced while the user was still connected. One stream-info request has no
+        such race. Leaves purge the subject from the stream (``_purge``), so no markers are counted.
+        """
+        self._require_kv()
+        bucket = f"{self._prefix}_presence"
+        subjects = f"$KV.{bucket}."
+        info = await self._require_js().stream_info(f"KV_{bucket}", subjects_filter=subjects + pattern)
+        return [subject[len(subjects) :] for subject, n in (info.state.subjects or {}).items() if n]
+
+    async def _purge(self, key: str) -> None:
+        """Remove a member key without leaving a delete marker behind (see ``_keys``)."""
+        bucket = f"{self._prefix}_presence"
+        await self._require_js().purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
 
     @staticmethod
     def _user_pattern(channel: str, user: str) -> str:
@@ -537,10 +540,10 @@ class NatsBroker:
         return lambda: self._require_kv().put(key, user.encode())
 
     async def _forget_local_members(self) -> None:
-        kv = self._require_kv()
+        self._require_kv()
         for channel, members in list(self._local_members.items()):
             for conn_id, user in list(members.items()):
-                await kv.purge(self._member_key(channel, user, conn_id))
+                await self._purge(self._member_key(channel, user, conn_id))
         self._local_members.clear()
 
     # -- delivery ----------------------------------------------------------------------------
