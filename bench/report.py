@@ -414,7 +414,8 @@ METHOD = """## Method
   authorization, per-channel seq, presence, bounded outboxes, all on. Only the limits a load generator
   trips by design are raised through `WS_*` variables (`bench/subjects.py::generated_env`): the rate
   limiter still runs its token bucket on every frame, but with a bucket no publisher empties, and the
-  per-IP cap is lifted because every connection comes from 127.0.0.1. Its channel is `room:bench`.
+  per-IP cap is lifted because every connection comes from 127.0.0.1; the outbox holds 1,024 frames, not
+  256, since the pump bounds lag over all subscribers, not per subscriber. Its channel is `room:bench`.
   On the picows adapter it answers a request inside the frame callback when nothing needs an await
   (the in-process broker; a remote broker's calls always run in a task), and one flush per loop
   iteration writes each subscriber's queued events with one call. Setup (not measured) subscribes

@@ -54,6 +54,10 @@ def generated_env(jwt_secret: str, heartbeat: float) -> dict[str, str]:
     The per-connection rate limit still runs its token bucket on every frame (its cost is measured),
     but with a bucket a saturating publisher never empties; all connections come from 127.0.0.1,
     so the per-IP cap is lifted to the global one. JWT verification and Origin checks are unchanged.
+    The outbox stays bounded but holds 1,024 frames instead of 256: the fan-out pump bounds
+    deliveries in flight over all subscribers (64 per subscriber on average), so while the one-core
+    load generator reads its sockets in turn a single subscriber can lag past 256 and be closed as
+    a slow consumer (4009), which would measure the load generator rather than the server.
     """
     return {
         "WS_JWT_SECRET": jwt_secret,
@@ -63,6 +67,7 @@ def generated_env(jwt_secret: str, heartbeat: float) -> dict[str, str]:
         "WS_RATE_BURST": "10000000",
         "WS_MAX_CONNECTIONS_PER_IP": "100000",
         "WS_MAX_CONNECTIONS_TOTAL": "100000",
+        "WS_OUTBOUND_QUEUE_SIZE": "1024",
         "WS_LOG_LEVEL": "WARNING",
     }
 
