@@ -109,7 +109,10 @@ def render_chat(repo: Path, out: Path) -> Path:
     answers = repo / "examples" / "chat.yaml"
     cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
            "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
-    subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=300)
+    # Run outside the checkout: `wsforge new` keeps memory and claudedocs in its working directory.
+    scratch = out.parent / f".{out.name}-wsforge"
+    scratch.mkdir(parents=True, exist_ok=True)
+    subprocess.run(cmd, cwd=scratch, check=True, capture_output=True, timeout=300)
     # The chat example's spec picks the websockets transport, so the render leaves the picows
     # adapter out; copy it in so the same project can also be benched with WS_TRANSPORT=picows.
     # Always copied: ``--force`` keeps files the render does not produce, so an earlier copy
