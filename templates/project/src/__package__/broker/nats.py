@@ -332,6 +332,9 @@ class NatsBroker:
     async def _subscribe_core(self, channel: str) -> None:
         nc = self._require_nc()
         self._subs[channel] = await nc.subscribe(self._live_subject(channel), cb=self._receive)
+        # Interest must be in force when subscribe() returns: a PING/PONG round trip guarantees the
+        # server processed the SUB, so a publish from another instance right after cannot miss it.
+        await nc.flush()
 
     # -- messages ----------------------------------------------------------------------------
 
