@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import load_config
-from ..errors import InteractiveSessionRequired, RequirementsError
+from ..errors import InteractiveSessionRequired, MemoryStoreError, RequirementsError
 from ..memory import YamlMemoryStore
 from ..render import MANIFEST
 from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
@@ -92,8 +92,8 @@ def new(
     if project_hint:
         try:
             memory_answers = dict(store.get_skill_memory(config.skill, project_hint).answers)
-        except Exception:
-            memory_answers = {}
+        except MemoryStoreError:
+            memory_answers = {}  # step 3 reports the broken file, with its line, before anything is written
     merged, lines, source = gather_answers(
         name, answers, interactive=interactive, memory_answers=memory_answers
     )
