@@ -59,11 +59,15 @@ class Capacity:
     source: str
 
 
-# What one instance (one core) sustains with every feature on, at a 70 % headroom target.
-# Source: bench/RESULTS.md (generated chat server, fan-out and idle-capacity workloads).
+# What one instance (one core) sustains with every feature on; step 2 plans at 70 % of it.
+# Deliveries: bench/RESULTS.md, fan-out to 1,000 subscribers, deliveries per server-CPU-second of the
+# generated chat server (run 20261127T225237Z: websockets 72,467; picows 513,820).
+# Connections: that run held 10,000 JWT-verified idle connections with 1.5 s heartbeats at 19.8 KiB
+# (websockets) and 15.4 KiB (picows) RSS each; the figures below extrapolate that linearly (about
+# 0.4 / 0.6 GiB) and have not been measured at that count.
 CAPACITY: dict[Transport, Capacity] = {
-    Transport.WEBSOCKETS: Capacity(20_000, 50_000, "bench/RESULTS.md, websockets transport"),
-    Transport.PICOWS: Capacity(40_000, 150_000, "bench/RESULTS.md, picows transport"),
+    Transport.WEBSOCKETS: Capacity(20_000, 72_000, "bench/RESULTS.md, websockets transport"),
+    Transport.PICOWS: Capacity(40_000, 510_000, "bench/RESULTS.md, picows transport"),
 }
 HEADROOM = 0.7
 
