@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -56,13 +55,13 @@ from .base import (
     PresenceMember,
     PublishResult,
 )
+from .options import DURABLE_DEFAULT_HISTORY, kept_messages, split_url_options
 from .ordering import SequenceGate
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DURABLE_DEFAULT_HISTORY = 10_000
 _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
@@ -70,20 +69,6 @@ _H_SEQ, _H_TS = "Wsf-Seq", "Wsf-Ts"
 _EPHEMERAL, _KEPT = "e", "h"
 
 
-_URL_OPTIONS = ("prefix", "presence_ttl_s", "op_timeout_s")
-
-
-def split_url_options(url: str) -> tuple[str, dict[str, str]]:
-    """Take this adapter's options out of the URL query (``?presence_ttl_s=10&prefix=app``).
-
-    They are deployment configuration like the address itself, so ``WS_BROKER_URL`` carries them;
-    the client library never sees them.
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in _URL_OPTIONS}
-    rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
 
 
 def encode_token(text: str) -> str:
@@ -111,10 +96,6 @@ def _kind(options: ChannelOptions) -> str:
     return _KEPT if options.durable or options.history_size > 0 else _EPHEMERAL
 
 
-def _kept(options: ChannelOptions) -> int:
-    if options.history_size > 0:
-        return options.history_size
-    return DURABLE_DEFAULT_HISTORY if options.durable else 0
 
 
 class NatsBroker:
@@ -413,7 +394,7 @@ class NatsBroker:
         kind = _kind(options)
         self._kinds[channel] = kind
         return await self._call(
-            lambda: self._history(channel, kind, since_seq, _kept(options), options, limit)
+            lambda: self._history(channel, kind, since_seq, kept_messages(options), options, limit)
         )
 
     async def _history(

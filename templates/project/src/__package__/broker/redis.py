@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -55,30 +54,15 @@ from .base import (
     PresenceMember,
     PublishResult,
 )
+from .options import kept_messages, split_url_options
 from .ordering import SequenceGate
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DURABLE_DEFAULT_HISTORY = 10_000
-"""Kept messages for a durable channel that sets no ``history_size``: replay needs *some* bound."""
 
 
-_URL_OPTIONS = ("prefix", "presence_ttl_s", "op_timeout_s")
-
-
-def split_url_options(url: str) -> tuple[str, dict[str, str]]:
-    """Take this adapter's options out of the URL query (``?presence_ttl_s=10&prefix=app``).
-
-    They are deployment configuration like the address itself, so ``WS_BROKER_URL`` carries them;
-    the client library never sees them.
-    """
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in _URL_OPTIONS}
-    rest = [(k, v) for k, v in query if k not in _URL_OPTIONS]
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
 
 
 # KEYS: seq, epoch, stream, idem. ARGV: new_epoch, body, keep, stream_ttl_ms, idem_window_s,
@@ -373,7 +357,7 @@ class RedisBroker:
         msg_id: str | None = None,
     ) -> PublishResult:
         body = orjson.dumps({"p": payload, "s": sender, "m": msg_id})
-        keep = self._kept(options)
+        keep = kept_messages(options)
         window = self._idempotency_window_s if msg_id else 0
         keys = [
             self._key(channel, "seq"),
@@ -403,7 +387,7 @@ class RedisBroker:
     async def history(
         self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
     ) -> History:
-        keep = self._kept(options)
+        keep = kept_messages(options)
         keys = [self._key(channel, "seq"), self._key(channel, "epoch"), self._key(channel, "stream")]
         args = [_now_epoch(), max(0, since_seq), max(0, limit), keep]
         last, epoch, now, entries = await self._call(lambda: self._scripts["history"](keys=keys, args=args))
@@ -464,11 +448,6 @@ class RedisBroker:
     def _member(self, conn_id: str) -> str:
         return f"{self._instance}/{conn_id}"
 
-    @staticmethod
-    def _kept(options: ChannelOptions) -> int:
-        if options.history_size > 0:
-            return options.history_size
-        return DURABLE_DEFAULT_HISTORY if options.durable else 0
 
     def _redacted_url(self) -> str:
         _, sep, tail = self._url.rpartition("@")
