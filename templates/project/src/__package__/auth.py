@@ -191,12 +191,17 @@ def authorize(
 
     ``presence`` and ``history`` are reads, authorized like :attr:`Operation.SUBSCRIBE`.
     """
-    if operation is Operation.PUBLISH and not policy.client_publish:
+    if operation is _PUBLISH and not policy.client_publish:
         return f"clients may not publish to namespace {policy.name!r}"
-    if policy.auth is ChannelAuth.PUBLIC:
+    if policy.auth is _PUBLIC:
         return None
     if identity.user is None:
         return "this namespace requires an authenticated connection"
-    if policy.auth is ChannelAuth.PRIVATE and channel.name != identity.user:
+    if policy.auth is _PRIVATE and channel.name != identity.user:
         return "private channel of another user"
     return None
+
+
+# Module constants for the per-request check above (an enum class attribute read costs ~75 ns).
+_PUBLISH = Operation.PUBLISH
+_PUBLIC, _PRIVATE = ChannelAuth.PUBLIC, ChannelAuth.PRIVATE

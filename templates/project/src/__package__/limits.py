@@ -26,13 +26,18 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> float:
         """Spend ``cost`` tokens. Returns 0.0 when allowed, else the seconds until it would be."""
-        elapsed = max(0.0, now - self._stamp)
-        self._stamp = max(self._stamp, now)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        if self._tokens >= cost:
-            self._tokens -= cost
+        # Plain comparisons, not max()/min(): this runs for every frame of every connection.
+        tokens = self._tokens
+        if now > self._stamp:
+            tokens += (now - self._stamp) * self._rate
+            if tokens > self._burst:
+                tokens = self._burst
+            self._stamp = now
+        if tokens >= cost:
+            self._tokens = tokens - cost
             return 0.0
-        return (cost - self._tokens) / self._rate
+        self._tokens = tokens
+        return (cost - tokens) / self._rate
 
 
 class Verdict(enum.Enum):

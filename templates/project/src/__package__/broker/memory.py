@@ -65,6 +65,19 @@ class MemoryBroker:
         sender: str | None = None,
         msg_id: str | None = None,
     ) -> PublishResult:
+        return self.publish_now(channel, payload, options, sender=sender, msg_id=msg_id)
+
+    def publish_now(
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        *,
+        sender: str | None = None,
+        msg_id: str | None = None,
+    ) -> PublishResult:
+        """:meth:`publish` without the coroutine: the server calls this inside a frame callback,
+        where creating and stepping a coroutine would be a good part of a request's cost."""
         now = self._clock()
         if msg_id is not None:
             seen = self._seen.setdefault(channel, OrderedDict())

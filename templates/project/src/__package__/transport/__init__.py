@@ -140,6 +140,12 @@ class FrameLink(Link, Protocol):
         """True when a write now would neither block on congestion nor hit a closing link."""
         ...
 
+    def write_frame(self, data: bytes, text: bool) -> None:
+        """Write one message as a whole frame; only after :meth:`ready` returned True in the same
+        callback. For fan-out: the frame of a message is built once and shared by every
+        recipient written in the same loop iteration."""
+        ...
+
     def write_frames(self, batch: list[bytes], text: bool) -> None:
         """Write every message of ``batch`` in order, as whole frames, in one call; only after
         :meth:`ready` returned True in the same callback."""

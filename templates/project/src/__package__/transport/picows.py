@@ -4,10 +4,16 @@ Same contract as ``transport/websockets.py`` (see ``transport/__init__.py``); pi
 ``WS_TRANSPORT=picows`` when the throughput targets call for it. What makes it faster, and why
 each shortcut stays RFC 6455-correct:
 
+* The listening socket is served by ``aiofastnet`` (a picows dependency; ``ws_create_server``
+  uses it too): its Cython transport reads into picows' buffer and writes with ``send()``
+  directly, where asyncio's own transport runs a Python method per read and per write.
+
 * Fan-out frames are built **once per message**: a server frame is unmasked, so its header
   depends only on the payload length and opcode and the same ``bytes`` are valid for every
   subscriber. :func:`frame` builds it; a per-loop-iteration cache keyed by the event object shares
   it between recipients.
+* :meth:`PicowsLink.write_frame` writes such a shared frame for the fan-out's eager path (the
+  first message of a loop iteration on a server that is not coalescing, see ``server.py``).
 * :meth:`PicowsLink.send_batch` writes every frame queued for a connection in one
   ``transport.write`` call: a concatenation of complete frames is itself a valid byte stream.
   The writer task drains a whole outbox per wake-up, so events of one loop iteration coalesce.
@@ -35,6 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import aiofastnet
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -59,6 +66,7 @@ READ_BUFFER_BYTES = 2048
 """picows' initial read buffer per connection (its default is 16 KiB, most of an idle
 connection's memory); it grows on demand for larger frames."""
 _TEXT, _BINARY = 0x1, 0x2
+_MSG_TEXT = WSMsgType.TEXT
 _PACK16 = struct.Struct("!BBH").pack
 _PACK64 = struct.Struct("!BBQ").pack
 _ABNORMAL = 1006
@@ -217,6 +225,9 @@ class PicowsLink:
         drain = self._drain
         return not (self.closed or self._closing or (drain is not None and not drain.done()))
 
+    def write_frame(self, data: bytes, text: bool) -> None:
+        self._raw.write(_FRAMES.get(data, text))
+
     def write_frames(self, batch: list[bytes], text: bool) -> None:
         get = _FRAMES.get
         if len(batch) == 1:
@@ -293,7 +304,14 @@ class _Listener(WSListener):
         kind = frame.msg_type
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+        if kind == _MSG_TEXT and frame.fin and not self.parts:
+            # The usual frame: one whole text message, already held to max_size by picows' parser.
+            try:
+                text = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
+            link.feed(text)
+        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
             if self.parts:
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
             size = frame.payload_size
@@ -371,7 +389,7 @@ class PicowsTransport:
     async def start(self) -> tuple[str, int]:
         s = self._settings
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, s.host, s.port, backlog=4096)
+        self._server = await aiofastnet.create_server(loop, self._protocol, s.host, s.port, backlog=4096)
         self._heartbeat = asyncio.create_task(self._beat())
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
