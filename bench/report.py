@@ -416,8 +416,9 @@ METHOD = """## Method
   limiter still runs its token bucket on every frame, but with a bucket no publisher empties, and the
   per-IP cap is lifted because every connection comes from 127.0.0.1; the outbox holds 1,024 frames, not
   256, since the pump bounds lag over all subscribers, not per subscriber. Its channel is `room:bench`.
-  On the picows adapter (served through aiofastnet's Cython transport, as `ws_create_server` and
-  the raw picows peer are) it answers a request inside the frame callback when nothing needs an await
+  On the picows adapter (on asyncio's own socket transport; the raw picows peer gets aiofastnet's,
+  which `ws_create_server` picks when installed) it answers a request inside the frame callback when
+  nothing needs an await
   (the in-process broker; a remote broker's calls always run in a task). While flushes show that
   connections get several events per loop iteration, one flush per iteration writes each
   subscriber's queued events with one call; while they get about one, the iteration's first message

@@ -164,7 +164,7 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--setup", action="store_true", help="pip install -r bench/requirements.txt and npm install"
+        "--setup", action="store_true", help="pip install -r bench/requirements.txt and npm install, then exit"
     )
     p.add_argument(
         "--quick", action="store_true", help="smoke sizes (seconds per pass), one repeat by default"
@@ -196,6 +196,9 @@ def main() -> int:
         report.write(saved, args.report_only.parent, publish_to=BENCH if args.publish else None)
         return 0
     setup(args.setup)
+    if args.setup:  # install only: a full run takes 25 minutes and wants a quiet machine
+        print("bench: peers installed; `python bench/run.py --publish` runs the full benchmark", flush=True)
+        return 0
     subjects = [] if args.no_generated else generated_subjects(args)
     subjects += [PEERS[name] for name in args.peers.split(",") if name]
     all_workloads = build(args.quick)
