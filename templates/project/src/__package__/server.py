@@ -845,6 +845,8 @@ class Server:
             return
         epoch = message.epoch
         eager = self._begin_delivery()
+        last_codec: Codec | None = None
+        data = b""
         for conn in members:
             session = conn.session
             if epoch is not None:
@@ -853,9 +855,10 @@ class Server:
                 if resync is not None:
                     conn.push_reply(resync)
             codec = session.codec
-            data = encoded.get(codec)
-            if data is None:
-                data = encoded[codec] = dispatcher.encode_message(codec, message)
+            if codec is not last_codec:  # an identity check per recipient; hashing an enum is a Python call
+                last_codec = codec
+                cached = encoded.get(codec)
+                data = encoded[codec] = cached if cached is not None else dispatcher.encode_message(codec, message)
             if not session.offer(channel, seq, data):
                 continue
             if eager:

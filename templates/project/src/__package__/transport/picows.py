@@ -7,13 +7,14 @@ each shortcut stays RFC 6455-correct:
 * The listening socket is asyncio's own, not ``aiofastnet``'s (which ``ws_create_server`` picks
   when installed): measured on the request/ack bench, aiofastnet's transport gained nothing
   here (52.5k vs 51.8k round trips per CPU-second) and cost 4.8 KiB more per idle connection.
-
-* Fan-out frames are built **once per message**: a server frame is unmasked, so its header
+* One message to one connection (a reply, the fan-out's eager path, a batch of one) goes through
+  picows' own ``send``: it frames in C and calls ``send()`` directly when nothing is buffered,
+  ahead of anything asyncio's Python ``write`` would do. Both write to the same asyncio
+  transport, whose buffer keeps the order when the socket is slow.
+* Batched frames are built **once per message**: a server frame is unmasked, so its header
   depends only on the payload length and opcode and the same ``bytes`` are valid for every
   subscriber. :func:`frame` builds it; a per-loop-iteration cache keyed by the event object shares
   it between recipients.
-* :meth:`PicowsLink.write_frame` writes such a shared frame for the fan-out's eager path (the
-  first message of a loop iteration on a server that is not coalescing, see ``server.py``).
 * :meth:`PicowsLink.send_batch` writes every frame queued for a connection in one
   ``transport.write`` call: a concatenation of complete frames is itself a valid byte stream.
   The writer task drains a whole outbox per wake-up, so events of one loop iteration coalesce.
@@ -65,7 +66,7 @@ READ_BUFFER_BYTES = 2048
 """picows' initial read buffer per connection (its default is 16 KiB, most of an idle
 connection's memory); it grows on demand for larger frames."""
 _TEXT, _BINARY = 0x1, 0x2
-_MSG_TEXT = WSMsgType.TEXT
+_MSG_TEXT, _MSG_BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _PACK16 = struct.Struct("!BBH").pack
 _PACK64 = struct.Struct("!BBQ").pack
 _ABNORMAL = 1006
@@ -206,13 +207,13 @@ class PicowsLink:
 
     async def send(self, data: bytes, *, text: bool) -> None:
         await self._writable()
-        self._raw.write(frame(data, text=text))
+        self.transport.send(_MSG_TEXT if text else _MSG_BINARY, data)
 
     def write_now(self, data: bytes, text: bool) -> bool:
         """Write one frame now unless the socket is congested or closing (then: False, queue it)."""
         if not self.ready():
             return False
-        self._raw.write(frame(data, text=text))
+        self.transport.send(_MSG_TEXT if text else _MSG_BINARY, data)
         return True
 
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
@@ -225,13 +226,15 @@ class PicowsLink:
         return not (self.closed or self._closing or (drain is not None and not drain.done()))
 
     def write_frame(self, data: bytes, text: bool) -> None:
-        self._raw.write(_FRAMES.get(data, text))
+        # picows frames it in C and calls send() itself when nothing is buffered: cheaper per
+        # recipient than a shared pre-built frame through asyncio's Python write().
+        self.transport.send(_MSG_TEXT if text else _MSG_BINARY, data)
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:
-        get = _FRAMES.get
         if len(batch) == 1:
-            self._raw.write(get(batch[0], text))
+            self.transport.send(_MSG_TEXT if text else _MSG_BINARY, batch[0])
         else:
+            get = _FRAMES.get
             self._raw.write(b"".join([get(data, text) for data in batch]))
 
     async def _writable(self) -> None:
