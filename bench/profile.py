@@ -20,8 +20,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from run import JWT_SECRET, LOADGEN_CORE, WORK, free_port, started  # noqa: E402
-from subjects import PEERS, generated, render_chat  # noqa: E402
+from run import JWT_SECRET, LOADGEN_CORE, free_port, started  # noqa: E402
+from subjects import PEERS, WORK, generated, render_chat  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> list[tuple[float, str]]:
@@ -34,6 +34,12 @@ def summarize(collapsed: Path, top: int) -> list[tuple[float, str]]:
         self_time[leaf] += int(count)
         total += int(count)
     return [(100 * n / max(1, total), name) for name, n in self_time.most_common(top)]
+
+
+def py_spy() -> str:
+    """py-spy of this interpreter's environment, found even when its venv is not activated."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
 
 
 def main() -> int:
@@ -60,7 +66,7 @@ def main() -> int:
     with started(argv, env, subject.cwd, port, out_dir / f"{name}.log") as pid:
         spy = subprocess.Popen(
             [
-                "py-spy",
+                py_spy(),
                 "record",
                 "--pid",
                 str(pid),

@@ -383,6 +383,8 @@ DESCRIPTIONS = {
     "wsforge": "the generated chat project on its default `websockets` transport: JWT + Origin at the upgrade, "
     "rate limit per frame, envelope validation, namespace authorization, per-channel seq, presence, bounded outboxes",
     "wsforge-picows": "the same generated project with `WS_TRANSPORT=picows` (the adapter step 2 picks for speed)",
+    "wsforge-picows-mypyc": "the same, on the project's optional mypyc build (`scripts/compile.py` compiles the "
+    "protocol core and server glue in place; same sources, same tests)",
     "picows": "`peers/picows_peer.py`: a set of transports per room, one `send` per member, defaults (16 KiB read buffer)",
     "websockets": "`peers/websockets_peer.py`: a set per room, `websockets.broadcast`, defaults",
     "socketio": "`peers/socketio_peer.py`: `AsyncServer` on aiohttp, websocket transport only, orjson, rooms + acks",

@@ -30,7 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
-from subjects import NODE_DIR, PEERS, WORK, Subject, generated, render_chat  # noqa: E402
+from subjects import COMPILED, NODE_DIR, PEERS, WORK, Subject, compiled_copy, generated, render_chat  # noqa: E402
 from workloads import Workload, build  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
@@ -156,15 +156,31 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
             return []
     project = project.resolve()
     package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
-    names = [t for t in args.transports.split(",") if t and (package / "transport" / f"{t}.py").exists()]
-    return [generated(project, t) for t in names]
+    subjects = []
+    for entry in filter(None, args.transports.split(",")):
+        transport = entry.removesuffix(COMPILED)
+        if not (package / "transport" / f"{transport}.py").exists():
+            continue
+        if entry == transport:
+            subjects.append(generated(project, transport))
+            continue
+        try:
+            built = compiled_copy(project, WORK / f"{project.name}{COMPILED.replace('+', '-')}")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            stderr = getattr(exc, "stderr", b"") or b""
+            log(f"could not compile the project, skipping {entry}: {stderr.decode(errors='replace')[-300:]}")
+            continue
+        subjects.append(generated(built, transport, compiled=True))
+    return subjects
 
 
 # main -----------------------------------------------------------------------------------------
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--setup", action="store_true", help="pip install -r bench/requirements.txt and npm install, then exit"
+        "--setup",
+        action="store_true",
+        help="pip install -r bench/requirements.txt and npm install, then exit",
     )
     p.add_argument(
         "--quick", action="store_true", help="smoke sizes (seconds per pass), one repeat by default"
@@ -179,8 +195,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-generated", action="store_true", help="bench the peers only")
     p.add_argument(
         "--transports",
-        default="websockets,picows",
-        help="transport adapters of the generated server to bench",
+        default="websockets,picows,picows+mypyc",
+        help="transport adapters of the generated server to bench; +mypyc: on its compiled build",
     )
     p.add_argument("--workloads", default="", help="comma list (default: all)")
     p.add_argument("--out", type=Path, help="results folder (default bench/.work/results/<stamp>)")

@@ -91,15 +91,24 @@ PEERS: dict[str, Subject] = {
 }
 
 
-def generated(project: Path, transport: str = "websockets") -> Subject:
-    """The generated chat project, run with ``python -m <package>`` on the named transport adapter."""
+COMPILED = "+mypyc"
+"""Suffix of a ``--transports`` entry that benches the project's mypyc build (``scripts/compile.py``)."""
+
+
+def generated(project: Path, transport: str = "websockets", *, compiled: bool = False) -> Subject:
+    """The generated chat project, run with ``python -m <package>`` on the named transport adapter.
+
+    ``compiled``: ``project`` is a copy whose hot modules were compiled in place with mypyc.
+    """
     package = next(p.name for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
     env = {
         "PYTHONPATH": str(project / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "WS_TRANSPORT": transport,
     }
-    name = "wsforge" if transport == "websockets" else f"wsforge-{transport}"
-    title = f"wsforge/{transport} (generated)"
+    name = ("wsforge" if transport == "websockets" else f"wsforge-{transport}") + (
+        "-mypyc" if compiled else ""
+    )
+    title = f"wsforge/{transport}{', mypyc build' if compiled else ''} (generated)"
     argv = [sys.executable, "-m", package]
     return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True)
 
@@ -121,4 +130,18 @@ def render_chat(repo: Path, out: Path) -> Path:
     package = next(p for p in sorted((out / "src").iterdir()) if (p / "__main__.py").exists())
     if adapter.exists():
         shutil.copy(adapter, package / "transport" / "picows.py")
+    return out
+
+
+def compiled_copy(project: Path, out: Path) -> Path:
+    """A copy of ``project`` (replaced) with its hot modules compiled in place by its own script.
+
+    A copy, so that the pure-Python subjects keep running the sources; ``--check`` proves that the
+    extensions, not the ``.py`` files, are what ``python -m <package>`` imports.
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(project, out, ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"))
+    script = out / "scripts" / "compile.py"
+    subprocess.run([sys.executable, str(script)], check=True, capture_output=True, timeout=900)
+    subprocess.run([sys.executable, str(script), "--check"], check=True, capture_output=True, timeout=120)
     return out

@@ -86,6 +86,8 @@ def cpu_fields(meter: CpuMeter, seconds: float, events: int) -> dict[str, Any]:
     return {
         "server_cpu_s": meter.server_s,
         "server_cpu_pct": 100 * meter.server_s / seconds,
+        "server_user_pct": 100 * meter.server_user_s / meter.server_s if meter.server_s > 0 else float("nan"),
+        "server_us_per_event": 1e6 * meter.server_s / events if events else float("nan"),
         "loadgen_cpu_pct": 100 * meter.loadgen_s / seconds,
         "per_server_cpu_s": events / meter.server_s if meter.server_s > 0 else float("nan"),
         "core_busy_pct": meter.core_busy_pct,

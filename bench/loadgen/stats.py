@@ -32,11 +32,11 @@ def latency_summary(samples_ns: list[int]) -> dict[str, object]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (threads included), from /proc/<pid>/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` (threads included), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
 def rss_kib(pid: int) -> int:
@@ -75,18 +75,22 @@ class CpuMeter:
         self.pids = list(server_pids)
         self.cores = list(cores)
         self.server_s = 0.0
+        self.server_user_s = 0.0
+        """The user-space share of ``server_s``: what the server's own code costs, kernel send/recv aside."""
         self.loadgen_s = 0.0
         self.core_busy_pct: list[float] = []
 
-    def _sample(self) -> tuple[float, float, list[tuple[int, int]]]:
-        return sum(cpu_seconds(p) for p in self.pids), own_cpu_seconds(), [core_ticks(c) for c in self.cores]
+    def _sample(self) -> tuple[float, float, float, list[tuple[int, int]]]:
+        times = [cpu_times(p) for p in self.pids]
+        user = sum(u for u, _ in times)
+        return user + sum(s for _, s in times), user, own_cpu_seconds(), [core_ticks(c) for c in self.cores]
 
     def start(self) -> None:
-        self._s0, self._l0, self._c0 = self._sample()
+        self._s0, self._u0, self._l0, self._c0 = self._sample()
 
     def stop(self) -> None:
-        s1, l1, c1 = self._sample()
-        self.server_s, self.loadgen_s = s1 - self._s0, l1 - self._l0
+        s1, u1, l1, c1 = self._sample()
+        self.server_s, self.server_user_s, self.loadgen_s = s1 - self._s0, u1 - self._u0, l1 - self._l0
         self.core_busy_pct = [
             100 * (b1 - b0) / max(1, t1 - t0) for (b0, t0), (b1, t1) in zip(self._c0, c1, strict=True)
         ]

@@ -14,11 +14,15 @@ class Case:
     answers: str
     conventions: dict[str, Any] = field(default_factory=dict)
     answer_changes: dict[str, Any] = field(default_factory=dict)
+    compiled: bool = False
+    """Run the project's tests on its mypyc build (``scripts/compile.py``) instead of pure Python."""
 
 
 CASES: list[Case] = [
     Case("chat", "chat.yaml"),
     Case("market-feed", "market-feed.yaml"),
+    # The picows project, whose users want speed, once more on its compiled hot modules.
+    Case("market-feed-mypyc", "market-feed.yaml", compiled=True),
     Case("notifications", "notifications.yaml"),
     Case("collaboration", "collaboration.yaml"),
     Case("iot-telemetry", "iot-telemetry.yaml"),

@@ -2,7 +2,9 @@
 
 For each case the generated project's ``ruff check``, ``ruff format --check``, ``mypy`` and
 ``pytest`` run in subprocesses, in this environment (the ``test`` extra installs what the
-generated suites need). A failure prints the tool's output.
+generated suites need). A compiled case builds the project's mypyc modules in place first
+(``scripts/compile.py``, then ``--check`` that they are what imports), so the same suite runs on
+them. A failure prints the tool's output.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from wsforge.cli import main
 
 from .matrix import CASES, Case, case_answers
 
-GATES: list[tuple[str, list[str]]] = [
+CHECKS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
     ("ruff format", [sys.executable, "-m", "ruff", "format", "--check", "."]),
     ("mypy", [sys.executable, "-m", "mypy", "src", "tests"]),
-    ("pytest", [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]),
 ]
+COMPILE: list[tuple[str, list[str]]] = [
+    ("compile", [sys.executable, "scripts/compile.py"]),
+    ("compiled", [sys.executable, "scripts/compile.py", "--check"]),
+]
+PYTEST = ("pytest", [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
+
+
+def gates(case: Case) -> list[tuple[str, list[str]]]:
+    """Static checks on the sources, then (for a compiled case) the mypyc build, then the tests."""
+    return [*CHECKS, *(COMPILE if case.compiled else []), PYTEST]
 
 
 def render_case(case: Case, workdir: Path) -> Path:
@@ -61,7 +72,7 @@ def test_generated_project_passes_its_gates(case: Case, tmp_path: Path) -> None:
     project = render_case(case, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "WS_ARTIFACTS_DIR": str(project / "artifacts")}
     env.pop("PYTEST_ADDOPTS", None)
-    for name, command in GATES:
+    for name, command in gates(case):
         result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
         summary = (result.stdout[-6000:] + "\n" + result.stderr[-3000:]).strip()
         assert result.returncode == 0, f"[{case.name}] {name} failed:\n{summary}"

@@ -1,0 +1,61 @@
+"""A generated project's optional compiled wheel: the mypyc hook in its pyproject.toml builds.
+
+The README tells users ``HATCH_BUILD_HOOK_ENABLE_MYPYC=true pip install .``; this builds that wheel
+(without build isolation: hatchling, hatch-mypyc and mypy come from this environment), installs it
+into a fresh venv and checks that every module the hook lists is imported compiled from there.
+The compiled modules' behaviour is the render matrix's ``market-feed-mypyc`` case.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import venv
+from pathlib import Path
+
+from .matrix import Case
+from .test_render_matrix import render_case
+
+
+def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) -> None:
+    project = render_case(Case("market-feed", "market-feed.yaml"), tmp_path)
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    include = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]["include"]
+    modules = [".".join(Path(p).relative_to("/src").with_suffix("").parts) for p in include]
+
+    dist = tmp_path / "dist"
+    env = {**os.environ, "HATCH_BUILD_HOOK_ENABLE_MYPYC": "true"}
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "."],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    wheel = next(dist.glob("market_feed-*.whl"))
+    assert f"-cp{sys.version_info[0]}{sys.version_info[1]}-" in wheel.name  # a platform wheel: compiled
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    # Runtime dependencies from this environment (see test_wheel.py): no download.
+    new_site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(new_site, "_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True)
+
+    probe = "import importlib, sys\nfor m in sys.argv[1:]: print(importlib.import_module(m).__file__)"
+    files = subprocess.run(
+        [str(py), "-c", probe, *modules], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert modules and len(files) == len(modules)
+    assert all(f.startswith(new_site) and f.endswith(".so") for f in files), files
