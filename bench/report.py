@@ -117,6 +117,7 @@ FANOUT: list[Metric] = [
     ("deliveries/s (saturated)", _path("main", "saturated", "deliveries_per_s"), ",.0f", True, True),
     ("deliveries per server-CPU-second", _path("main", "saturated", "per_server_cpu_s"), ",.0f", True, True),
     ("server process CPU %", _path("main", "saturated", "server_cpu_pct"), ".0f", None, False),
+    ("of which user space, %", _path("main", "saturated", "server_user_pct"), ".0f", None, False),
     (
         "server core busy % (incl. softirq)",
         _path("main", "saturated", "core_busy_pct", 0),
@@ -141,6 +142,8 @@ REQREP: list[Metric] = [
         True,
     ),
     ("server process CPU %", _path("main", "closed_loop", "server_cpu_pct"), ".0f", None, False),
+    ("server CPU µs per round trip", _path("main", "closed_loop", "server_us_per_event"), ".1f", False, False),
+    ("of which user space, %", _path("main", "closed_loop", "server_user_pct"), ".0f", None, False),
     ("load generator CPU %", _path("main", "closed_loop", "loadgen_cpu_pct"), ".0f", None, False),
     ("p50 ms, closed loop", _path("main", "closed_loop", "latency", "p50_ms"), ".2f", False, False),
     ("p99 ms, closed loop", _path("main", "closed_loop", "latency", "p99_ms"), ".2f", False, False),
