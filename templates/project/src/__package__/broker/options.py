@@ -9,7 +9,7 @@ from .base import ChannelOptions
 DURABLE_DEFAULT_HISTORY = 10_000
 """Kept messages for a durable channel that sets no ``history_size``: replay needs *some* bound."""
 
-URL_OPTIONS = ("prefix", "presence_ttl_s", "op_timeout_s")
+URL_OPTIONS = ("prefix", "presence_ttl_s", "channel_ttl_s", "op_timeout_s")
 
 
 def split_url_options(url: str) -> tuple[str, dict[str, str]]:

@@ -14,6 +14,11 @@ Why this shape:
   If Redis loses the counter (restart without persistence, eviction, ``FLUSHALL``) the next
   publish or read creates a new epoch, and clients that resume with the old one are told to resync
   instead of being fed a restarted sequence.
+* **Idle channel state expires.** Counter and epoch get a TTL (``channel_ttl_s``, refreshed by
+  every publish and replay read), so the keys of channels that stop being used (per-user,
+  per-session, or names clients made up) do not pile up in Redis. A channel that comes back starts
+  a new epoch, which is the lost-counter path above. Channels that keep history with no time limit
+  keep their counter for as long as their stream.
 * **Presence expires by itself.** Members live in a hash (``instance/conn -> user``) next to a
   sorted set of expiry times; every instance refreshes its own members in the background, and every
   presence script purges expired members first. A crashed instance's members are gone within
@@ -65,9 +70,18 @@ T = TypeVar("T")
 
 
 
+# Counter and epoch (KEYS[1], KEYS[2]) live for ttl ms after their last use, or forever for ttl 0.
+_KEEP_STATE = """
+local function keep_state(ttl)
+  for i = 1, 2 do
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+  end
+end
+"""
+
 # KEYS: seq, epoch, stream, idem. ARGV: new_epoch, body, keep, stream_ttl_ms, idem_window_s,
-# has_msg_id, pubsub channel. Returns {duplicate, "seq:ts:epoch"}.
-_PUBLISH = """
+# has_msg_id, pubsub channel, state_ttl_ms (0: keep the counter forever). Returns {duplicate, "seq:ts:epoch"}.
+_PUBLISH = _KEEP_STATE + """
 if ARGV[6] == '1' then
   local prior = redis.call('GET', KEYS[4])
   if prior then return {1, prior} end
@@ -80,6 +94,7 @@ else
 end
 local seq = redis.call('INCR', KEYS[1])
 local epoch = redis.call('GET', KEYS[2])
+keep_state(tonumber(ARGV[8]))
 local t = redis.call('TIME')
 local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local head = string.format('%d:%d:%s', seq, ts, epoch)
@@ -95,9 +110,9 @@ redis.call('PUBLISH', ARGV[7], head .. ':' .. ARGV[2])
 return {0, head}
 """
 
-# KEYS: seq, epoch, stream. ARGV: new_epoch, since_seq, count, keep.
+# KEYS: seq, epoch, stream. ARGV: new_epoch, since_seq, count, keep, state_ttl_ms.
 # Returns {last, epoch, now_ms, entries}.
-_HISTORY = """
+_HISTORY = _KEEP_STATE + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], 0)
   redis.call('SET', KEYS[2], ARGV[1])
@@ -107,6 +122,7 @@ else
 end
 local last = tonumber(redis.call('GET', KEYS[1]))
 local epoch = redis.call('GET', KEYS[2])
+keep_state(tonumber(ARGV[5]))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local entries = {}
@@ -221,11 +237,14 @@ class RedisBroker:
 
     Args:
         url: ``redis://[:password@]host:port/db`` or ``rediss://`` (redis-py URL syntax).
-            ``prefix``, ``presence_ttl_s`` and ``op_timeout_s`` may also be given as URL query
-            parameters; those win over the arguments.
+            ``prefix``, ``presence_ttl_s``, ``channel_ttl_s`` and ``op_timeout_s`` may also be
+            given as URL query parameters; those win over the arguments.
         prefix: namespace of every key and pub/sub channel, so several projects share a Redis.
         idempotency_window_s: how long a ``msg_id`` is remembered; 0 disables deduplication.
         presence_ttl_s: how long a member survives without a refresh from its instance.
+        channel_ttl_s: how long a channel's counter and epoch outlive its last publish or replay
+            read (at least its history's TTL); 0 keeps them forever. A channel used again later
+            starts over with a new epoch, so its clients resync.
         op_timeout_s: socket timeout of one command; a slower Redis counts as unavailable.
         instance_id: names this process in presence entries; random by default.
     """
@@ -237,6 +256,7 @@ class RedisBroker:
         prefix: str = "wsforge",
         idempotency_window_s: float = 120,
         presence_ttl_s: float = 30.0,
+        channel_ttl_s: float = 7 * 24 * 3600,
         op_timeout_s: float = 2.0,
         reconnect_max_s: float = 2.0,
         instance_id: str | None = None,
@@ -244,12 +264,14 @@ class RedisBroker:
         url, from_url = split_url_options(url)
         prefix = from_url.get("prefix", prefix)
         presence_ttl_s = float(from_url.get("presence_ttl_s", presence_ttl_s))
+        channel_ttl_s = float(from_url.get("channel_ttl_s", channel_ttl_s))
         op_timeout_s = float(from_url.get("op_timeout_s", op_timeout_s))
         self._url = url
         self._prefix = prefix
         # SET EX takes whole seconds; round up so a retry at the window's edge is still caught.
         self._idempotency_window_s = math.ceil(idempotency_window_s)
         self._presence_ttl_ms = max(1, int(presence_ttl_s * 1000))
+        self._channel_ttl_ms = max(0, int(channel_ttl_s * 1000))
         self._op_timeout_s = op_timeout_s
         self._reconnect_max_s = reconnect_max_s
         self._instance = instance_id or uuid.uuid4().hex[:12]
@@ -373,6 +395,7 @@ class RedisBroker:
             window,
             "1" if msg_id and window else "0",
             self._pubsub_key(channel),
+            self._state_ttl_ms(options),
         ]
         duplicate, head = await self._call(lambda: self._scripts["publish"](keys=keys, args=args))
         seq, ts, epoch = head.decode().split(":", 2)
@@ -389,7 +412,7 @@ class RedisBroker:
     ) -> History:
         keep = kept_messages(options)
         keys = [self._key(channel, "seq"), self._key(channel, "epoch"), self._key(channel, "stream")]
-        args = [_now_epoch(), max(0, since_seq), max(0, limit), keep]
+        args = [_now_epoch(), max(0, since_seq), max(0, limit), keep, self._state_ttl_ms(options)]
         last, epoch, now, entries = await self._call(lambda: self._scripts["history"](keys=keys, args=args))
         messages = []
         epoch_s = epoch.decode()
@@ -435,6 +458,15 @@ class RedisBroker:
         return sorted(members, key=lambda m: m.user)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _state_ttl_ms(self, options: ChannelOptions) -> int:
+        """TTL of a channel's counter and epoch: never shorter than its kept messages live.
+
+        History kept with no time limit pins the counter (0): replay must keep finding it.
+        """
+        if self._channel_ttl_ms == 0 or (kept_messages(options) > 0 and options.history_ttl_s == 0):
+            return 0
+        return max(self._channel_ttl_ms, options.history_ttl_s * 1000)
 
     def _key(self, channel: str, kind: str) -> str:
         return f"{self._prefix}:{{{channel}}}:{kind}"
