@@ -284,6 +284,8 @@ class RedisBroker:
         self._connected = asyncio.Event()
         self._closed = False
         self._scripts: dict[str, Any] = {}
+        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        """Pub/sub channel -> resolved by the reader when Redis confirms its ``SUBSCRIBE``."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -346,17 +348,40 @@ class RedisBroker:
     # -- interest ----------------------------------------------------------------------------
 
     async def subscribe(self, channel: str) -> None:
-        """Record interest; the pub/sub subscription follows now or on the next reconnect."""
+        """Record interest and return once Redis confirmed the pub/sub subscription.
+
+        Waiting for the confirmation closes a race: the server reads history right after this
+        returns, and a message published before Redis had processed ``SUBSCRIBE`` (it travels on
+        another connection than that read) would be in neither. Unconfirmed within the operation
+        timeout, or while disconnected, the subscription follows on the next reconnect as before.
+        """
+        key = self._pubsub_key(channel)
         if self._gate.is_tracked(channel):
+            pending = self._confirmations.get(key.encode())
+            if pending is not None:  # another session's subscribe of this channel is in flight
+                await self._confirmed(channel, pending)
             return
         self._gate.track(channel)
         pubsub = self._pubsub
-        if pubsub is not None and self._connected.is_set():
-            try:
-                await pubsub.subscribe(self._pubsub_key(channel))
-            except (RedisError, OSError) as exc:
-                # The reader sees the same broken connection and resubscribes everything.
-                log.warning("redis subscribe %s failed: %s", channel, exc)
+        if pubsub is None or not self._connected.is_set():
+            return
+        confirmation = asyncio.get_running_loop().create_future()
+        self._confirmations[key.encode()] = confirmation
+        try:
+            await pubsub.subscribe(key)
+            await self._confirmed(channel, confirmation)
+        except (RedisError, OSError) as exc:
+            # The reader sees the same broken connection and resubscribes everything.
+            log.warning("redis subscribe %s failed: %s", channel, exc)
+        finally:
+            if self._confirmations.get(key.encode()) is confirmation:
+                del self._confirmations[key.encode()]
+
+    async def _confirmed(self, channel: str, confirmation: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmation), self._op_timeout_s)
+        except TimeoutError:
+            log.warning("redis subscribe %s: no confirmation within %.1f s", channel, self._op_timeout_s)
 
     async def unsubscribe(self, channel: str) -> None:
         if not self._gate.is_tracked(channel):
@@ -503,7 +528,8 @@ class RedisBroker:
             pubsub: PubSub | None = None
             try:
                 client = self._require_client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                # Subscribe confirmations come through: subscribe() waits for them.
+                pubsub = client.pubsub(ignore_subscribe_messages=False)
                 # A control channel keeps the connection (and thus health) alive with no interest.
                 await pubsub.subscribe(f"{self._prefix}:ctl", *map(self._pubsub_key, self._gate.tracked()))
                 self._pubsub = pubsub
@@ -512,12 +538,17 @@ class RedisBroker:
                 delay = 0.05
                 log.info("redis broker connected (%s)", self._redacted_url())
                 while not self._closed:
-                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    raw = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
                     if raw is None:
                         await pubsub.ping()
                         continue
-                    if raw.get("type") == "message":
+                    kind = raw.get("type")
+                    if kind == "message":
                         await self._receive(raw["channel"], raw["data"])
+                    elif kind == "subscribe":
+                        confirmation = self._confirmations.get(raw["channel"])
+                        if confirmation is not None and not confirmation.done():
+                            confirmation.set_result(None)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError, BrokerUnavailable) as exc:
