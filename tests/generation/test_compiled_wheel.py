@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import tomllib
-import venv
 from pathlib import Path
 
+from .fresh_venv import install_in_fresh_venv
 from .matrix import Case
 from .test_render_matrix import render_case
 
@@ -40,22 +39,10 @@ def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) ->
     wheel = next(dist.glob("market_feed-*.whl"))
     assert f"-cp{sys.version_info[0]}{sys.version_info[1]}-" in wheel.name  # a platform wheel: compiled
 
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    # Runtime dependencies from this environment (see test_wheel.py): no download.
-    new_site = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    Path(new_site, "_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True)
-
+    py, site = install_in_fresh_venv(wheel, tmp_path / "venv")
     probe = "import importlib, sys\nfor m in sys.argv[1:]: print(importlib.import_module(m).__file__)"
     files = subprocess.run(
         [str(py), "-c", probe, *modules], cwd=tmp_path, check=True, capture_output=True, text=True
     ).stdout.split()
     assert modules and len(files) == len(modules)
-    assert all(f.startswith(new_site) and f.endswith(".so") for f in files), files
+    assert all(f.startswith(str(site)) and f.endswith(".so") for f in files), files

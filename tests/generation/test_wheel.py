@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 from ..conftest import EXAMPLES, REPO
+from .fresh_venv import install_in_fresh_venv
 
 
 def test_wheel_installs_and_generates_outside_checkout(tmp_path: Path) -> None:
@@ -21,19 +20,7 @@ def test_wheel_installs_and_generates_outside_checkout(tmp_path: Path) -> None:
     )
     wheel = next(dist.glob("wsforge-*.whl"))
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    # wsforge's dependencies come from the environment running this test (no download): a path
-    # line in a .pth file adds that site-packages after the new venv's own, without processing
-    # the .pth files in it, so the editable install of this checkout stays out of sight.
-    new_site = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    Path(new_site, "_outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True)
+    py, _ = install_in_fresh_venv(wheel, env_dir)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     answers = elsewhere / "answers.yaml"
