@@ -39,7 +39,14 @@ def _collect(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...]
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            first = lines.get((*path, key))
+            if first is not None:
+                # PyYAML keeps the last value silently: a hand-edit that repeats a key would lose
+                # the first one without a word. Say which key, where both are.
+                where = ".".join((*path, key))
+                raise ValueError(f"{line}: duplicate key {where!r} (first at line {first})")
+            lines[(*path, key)] = line
             _collect(value_node, (*path, key), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):

@@ -73,6 +73,10 @@ def test_hand_edits_and_comments_survive_an_update(tmp_path: Path) -> None:
             ":4: conventions.rate_per_s",
         ),
         ("- just a list\n", ":1: memory must be a mapping"),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\nconventions:\n  serialization: msgpack\n",
+            ":4: duplicate key 'conventions' (first at line 3)",
+        ),
     ],
 )
 def test_broken_memory_is_reported_and_never_overwritten(tmp_path: Path, content: str, expected: str) -> None:

@@ -41,6 +41,15 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert f"{path}:3" in str(err.value) or f"{path}:2" in str(err.value)
 
 
+def test_repeated_key_is_an_error_not_a_silent_override(tmp_path: Path) -> None:
+    """YAML parsers keep the last of two equal keys; the answers file gets an error with both lines."""
+    path = _write(tmp_path, "project_name: a\nuse_cases: [chat]\nproject_name: b\n")
+    with pytest.raises(RequirementsError) as err:
+        load_requirements(path)
+    assert f"{path}:3" in str(err.value)
+    assert "duplicate key 'project_name' (first at line 1)" in str(err.value)
+
+
 def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
     """A misspelt key is reported as unknown, with its line."""
     path = _chat_with(tmp_path, "durability: replay", "durabilty: replay")
