@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 from .fresh_venv import install_in_fresh_venv
@@ -46,3 +48,31 @@ def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) ->
     ).stdout.split()
     assert modules and len(files) == len(modules)
     assert all(f.startswith(str(site)) and f.endswith(".so") for f in files), files
+
+
+def test_pure_wheel_leaves_in_place_extensions_out(tmp_path: Path) -> None:
+    """After ``scripts/compile.py``, a plain ``pip install .`` must not ship those extensions.
+
+    They were built for this machine, and the shared runtime library mypyc puts in ``src/`` is not
+    part of the package, so a wheel carrying them would not even import. ``.gitignore`` (which
+    hatchling follows) keeps them out; stand-in files are enough to check that.
+    """
+    project = render_case(Case("market-feed", "market-feed.yaml"), tmp_path)
+    package = project / "src" / "market_feed"
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for stand_in in (package / f"protocol{suffix}", package / "broker" / f"memory{suffix}"):
+        stand_in.write_bytes(b"")
+    (project / "src" / f"0123456789abcdef0123__mypyc{suffix}").write_bytes(b"")
+    dist = tmp_path / "dist"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    wheel = next(dist.glob("market_feed-*.whl"))
+    assert wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert not [n for n in archive.namelist() if n.endswith((".so", ".pyd"))]
