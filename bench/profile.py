@@ -1,6 +1,7 @@
 """Profile a subject under one load-generator pass with py-spy; print the top self-time functions.
 
     python bench/profile.py --transport picows --workload fanout -- --subs 1000
+    python bench/profile.py --transport picows --compiled --workload reqrep -- --clients 50
     python bench/profile.py --peer picows --workload reqrep -- --clients 50
 
 Starts the server pinned to core 0, attaches ``py-spy record`` (sampling, native frames off) for
@@ -21,7 +22,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from run import JWT_SECRET, LOADGEN_CORE, free_port, started  # noqa: E402
-from subjects import PEERS, WORK, generated, render_chat  # noqa: E402
+from subjects import PEERS, WORK, compiled_copy, generated, render_chat  # noqa: E402
 
 
 def summarize(collapsed: Path, top: int) -> list[tuple[float, str]]:
@@ -50,11 +51,14 @@ def main() -> int:
     p.add_argument("--workload", choices=["fanout", "reqrep", "idle"], required=True)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--project", type=Path)
+    p.add_argument("--compiled", action="store_true", help="the project's mypyc build (compiled in a copy)")
     p.add_argument("loadgen_args", nargs="*", help="extra load-generator flags (after --)")
     args = p.parse_args()
     if args.transport:
-        project = args.project or render_chat(BENCH.parent, WORK / "chat-demo")
-        subject = generated(project.resolve(), args.transport)
+        project = (args.project or render_chat(BENCH.parent, WORK / "chat-demo")).resolve()
+        if args.compiled:
+            project = compiled_copy(project, WORK / f"{project.name}-mypyc")
+        subject = generated(project, args.transport, compiled=args.compiled)
     else:
         subject = PEERS[args.peer]
     out_dir = WORK / "profiles"
