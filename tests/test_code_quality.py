@@ -15,18 +15,18 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_check() -> None:
-    """No lint findings in the tool or its tests."""
-    result = _run("ruff", "check", "wsforge", "tests")
+    """No lint findings in the tool, its tests or the benchmark."""
+    result = _run("ruff", "check", "wsforge", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    """The tool's code is formatted."""
-    result = _run("ruff", "format", "--check", "wsforge", "tests")
+    """The tool's code, tests and benchmark are formatted."""
+    result = _run("ruff", "format", "--check", "wsforge", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_strict() -> None:
-    """The tool type-checks under mypy --strict."""
-    result = _run("mypy", "wsforge")
+    """The tool, its tests and the benchmark type-check under mypy --strict."""
+    result = _run("mypy", "wsforge", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import orjson
-import socketio
+import socketio  # type: ignore[import-untyped]
 from _common import parse_args, pid_note, token_ok
 from aiohttp import web
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BENCH, JWT_SECRET, UNIT
+from conftest import BENCH, UNIT
+from run import JWT_SECRET
 
 PEER_NAMES = ["wsforge", "wsforge-picows", "picows", "websockets", "socketio", "ws-node"]
 

@@ -12,11 +12,12 @@ from wsforge.errors import TargetExistsError, TemplateError
 from wsforge.memory import Conventions, MemoryEntry
 from wsforge.render import plan_files, render_project, write_project
 from wsforge.requirements import Requirements
+from wsforge.spec import ArchitectureSpec
 
-from .matrix import CASES, case_answers
+from .matrix import CASES, Case, case_answers
 
 
-def _spec(case):  # type: ignore[no-untyped-def]
+def _spec(case: Case) -> ArchitectureSpec:
     req = Requirements.model_validate(case_answers(case))
     memory = MemoryEntry(project=req.project_name, conventions=Conventions.model_validate(case.conventions))
     return design(req, memory if case.conventions else None)

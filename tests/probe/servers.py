@@ -17,9 +17,9 @@ from http import HTTPStatus
 from typing import Any
 
 import jwt
-from websockets.asyncio.server import Response, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 
 SECRET = "probe-test-secret-0123456789abcdef0123"
 ORIGIN = "https://app.example.com"

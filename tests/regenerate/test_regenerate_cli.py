@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,8 +28,9 @@ from .helpers import (
 EXIT_CONFLICTS = 4
 
 
-def _spec(project: Path) -> dict:
-    return yaml.safe_load((project / "wsforge.yaml").read_text())
+def _spec(project: Path) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((project / "wsforge.yaml").read_text())
+    return spec
 
 
 def test_user_edits_survive_and_memory_decision_is_applied(workdir: Path) -> None:

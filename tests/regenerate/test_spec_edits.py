@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from wsforge.update.spec_edits import MISSING, Item, diff, explain, overlay, sync_text
@@ -26,8 +28,8 @@ DESIGNED = {
 }
 
 
-def _user(**limits: object) -> dict:
-    user = yaml.safe_load(yaml.safe_dump(DESIGNED))
+def _user(**limits: object) -> dict[str, Any]:
+    user: dict[str, Any] = yaml.safe_load(yaml.safe_dump(DESIGNED))
     user["limits"].update(limits)
     return user
 

@@ -31,7 +31,10 @@ def clean(tmp_path: Path) -> ReviewReport:
 
 
 def _report_schema() -> dict[str, object]:
-    return json.loads((REPO / "schemas" / "review_report.schema.json").read_text(encoding="utf-8"))
+    schema: dict[str, object] = json.loads(
+        (REPO / "schemas" / "review_report.schema.json").read_text(encoding="utf-8")
+    )
+    return schema
 
 
 def _sarif_validator() -> jsonschema.Draft4Validator:
