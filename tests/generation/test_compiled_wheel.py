@@ -21,14 +21,9 @@ from .matrix import Case
 from .test_render_matrix import render_case
 
 
-def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) -> None:
-    project = render_case(Case("market-feed", "market-feed.yaml"), tmp_path)
-    config = tomllib.loads((project / "pyproject.toml").read_text())
-    include = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]["include"]
-    modules = [".".join(Path(p).relative_to("/src").with_suffix("").parts) for p in include]
-
-    dist = tmp_path / "dist"
-    env = {**os.environ, "HATCH_BUILD_HOOK_ENABLE_MYPYC": "true"}
+def build_wheel(project: Path, dist: Path, *, compiled: bool) -> Path:
+    """``pip wheel .`` without build isolation, with the mypyc hook on or off; the wheel's path."""
+    env = {**os.environ, "HATCH_BUILD_HOOK_ENABLE_MYPYC": "true" if compiled else "false"}
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "."],
         cwd=project,
@@ -38,7 +33,16 @@ def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) ->
         timeout=600,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    wheel = next(dist.glob("market_feed-*.whl"))
+    return next(dist.glob("market_feed-*.whl"))
+
+
+def test_compiled_wheel_installs_every_listed_module_compiled(tmp_path: Path) -> None:
+    project = render_case(Case("market-feed", "market-feed.yaml"), tmp_path)
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    include = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]["include"]
+    modules = [".".join(Path(p).relative_to("/src").with_suffix("").parts) for p in include]
+
+    wheel = build_wheel(project, tmp_path / "dist", compiled=True)
     assert f"-cp{sys.version_info[0]}{sys.version_info[1]}-" in wheel.name  # a platform wheel: compiled
 
     py, site = install_in_fresh_venv(wheel, tmp_path / "venv")
@@ -63,16 +67,7 @@ def test_pure_wheel_leaves_in_place_extensions_out(tmp_path: Path) -> None:
     for stand_in in (package / f"protocol{suffix}", package / "broker" / f"memory{suffix}"):
         stand_in.write_bytes(b"")
     (project / "src" / f"0123456789abcdef0123__mypyc{suffix}").write_bytes(b"")
-    dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "."],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    wheel = next(dist.glob("market_feed-*.whl"))
+    wheel = build_wheel(project, tmp_path / "dist", compiled=False)
     assert wheel.name.endswith("-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert not [n for n in archive.namelist() if n.endswith((".so", ".pyd"))]
