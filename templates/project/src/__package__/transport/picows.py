@@ -101,12 +101,11 @@ def close_frame(code: int | None, reason: str) -> bytes:
 class _FrameCache:
     """Frames built during one loop iteration, shared by every recipient of the same event."""
 
-    __slots__ = ("_entries", "_loop", "_scheduled")
+    __slots__ = ("_entries", "_scheduled")
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[bytes, bytes]] = {}
         self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def get(self, data: bytes, text: bool) -> bytes:
         entry = self._entries.get(id(data))
