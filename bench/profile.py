@@ -57,7 +57,7 @@ def main() -> int:
     if args.transport:
         project = (args.project or render_chat(BENCH.parent, WORK / "chat-demo")).resolve()
         if args.compiled:
-            project = compiled_copy(project, WORK / f"{project.name}-mypyc")
+            project = compiled_copy(project)
         subject = generated(project, args.transport, compiled=args.compiled)
     else:
         subject = PEERS[args.peer]

@@ -157,6 +157,7 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
     project = project.resolve()
     package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
     subjects = []
+    built: Path | None = None  # one compiled copy serves every +mypyc entry
     for entry in filter(None, args.transports.split(",")):
         transport = entry.removesuffix(COMPILED)
         if not (package / "transport" / f"{transport}.py").exists():
@@ -165,7 +166,7 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
             subjects.append(generated(project, transport))
             continue
         try:
-            built = compiled_copy(project, WORK / f"{project.name}{COMPILED.replace('+', '-')}")
+            built = built or compiled_copy(project)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             stderr = getattr(exc, "stderr", b"") or b""
             log(f"could not compile the project, skipping {entry}: {stderr.decode(errors='replace')[-300:]}")

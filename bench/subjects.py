@@ -133,12 +133,13 @@ def render_chat(repo: Path, out: Path) -> Path:
     return out
 
 
-def compiled_copy(project: Path, out: Path) -> Path:
-    """A copy of ``project`` (replaced) with its hot modules compiled in place by its own script.
+def compiled_copy(project: Path) -> Path:
+    """A copy of ``project`` in ``.work/<name>-mypyc`` (replaced), compiled in place by its own script.
 
     A copy, so that the pure-Python subjects keep running the sources; ``--check`` proves that the
     extensions, not the ``.py`` files, are what ``python -m <package>`` imports.
     """
+    out = WORK / f"{project.name}-mypyc"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(project, out, ignore=shutil.ignore_patterns("__pycache__", "*.so", "build"))
     script = out / "scripts" / "compile.py"
