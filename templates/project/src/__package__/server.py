@@ -150,26 +150,27 @@ class Connection:
         if self.close_request is None:
             self._after_push(self.outbox.push_event(channel, data, policy.backpressure))
 
-    def push_event_now(self, channel: str, data: bytes, policy: NamespacePolicy) -> None:
-        """:meth:`push_event`, but written at once when nothing is queued before it and the socket
-        takes it. The server calls this for the first delivery of a loop iteration while it is
-        not coalescing (see :meth:`Server.deliver`): a lone event then reaches the first
-        subscribers while the rest are still being served, instead of after all are queued."""
+    def write_event_now(self, data: bytes) -> bool:
+        """Write one live event at once if nothing is queued before it and the socket takes it;
+        False: the caller queues it (:meth:`push_event`). The server tries this for the first
+        delivery of a loop iteration while it is not coalescing (see :meth:`Server.deliver`): a
+        lone event then reaches the first subscribers while the rest are still being served,
+        instead of after all are queued. The checks are inline, not calls: this runs once per
+        recipient."""
         frames = self.frames
-        if (
-            frames is not None
-            and self.close_request is None
-            and not self.outbox
-            and self._writer_idle()
-            and frames.ready()
-        ):
-            frames.write_frame(data, self.text)
-            server = self.server
-            if server.recorder is not None:
-                server.recorder.outbound(self.session.conn_id, data)
-            server.metrics.messages_out += 1
-            return
-        self.push_event(channel, data, policy)
+        if frames is None or self.close_request is not None or len(self.outbox):
+            return False
+        if self.writer is not None:
+            wake = self._wake
+            if wake is None or wake.done():
+                return False  # the writer task is busy: it owns the socket's order
+        if not frames.write_frame(data, self.text):
+            return False
+        server = self.server
+        if server.recorder is not None:
+            server.recorder.outbound(self.session.conn_id, data)
+        server.metrics.messages_out += 1
+        return True
 
     def _writer_idle(self) -> bool:
         writer, wake = self.writer, self._wake
@@ -405,6 +406,12 @@ class Server:
         """A message was delivered in this loop iteration (reset by :meth:`_flush`)."""
         self._eager = True
         """Deliver the iteration's first message by writing at once (see :meth:`_begin_delivery`)."""
+        self._followed_epochs: dict[str, str] = {}
+        """Channel -> broker epoch that every local member's session already follows, so
+        :meth:`deliver` skips the per-recipient :meth:`~.dispatch.Session.follow_epoch` check. Set
+        after a delivery ran that check on every member; dropped when a subscribe completes on the
+        channel (that session's epoch comes from its history read, which may be older) and when
+        its last local member leaves."""
         self._memory = self.broker if type(self.broker) is MemoryBroker else None
         """The in-process broker, whose publish the server calls directly (:meth:`_publish_now`)."""
         self.inline_commands = self._memory is not None
@@ -779,6 +786,7 @@ class Server:
             self._options(cmd.policy),
             limit=self.settings.max_replay if replay else 0,
         )
+        self._followed_epochs.pop(channel, None)  # this session's epoch comes from its own read
         return session.subscribed(cmd, history, members, self.clock())
 
     async def _leave(self, conn: Connection, channel: str, policy: NamespacePolicy | None) -> None:
@@ -787,6 +795,7 @@ class Server:
         conn.joined.discard(channel)
         try:
             if self.registry.leave(channel, conn):
+                self._followed_epochs.pop(channel, None)
                 await self.broker.unsubscribe(channel)
             if channel in conn.present:
                 conn.present.discard(channel)
@@ -844,6 +853,9 @@ class Server:
                     conn.push_event(channel, data, policy)
             return
         epoch = message.epoch
+        followed = self._followed_epochs
+        if epoch is not None and followed.get(channel) == epoch:
+            epoch = None  # every member already follows it: no per-recipient check (see __init__)
         eager = self._begin_delivery()
         last_codec: Codec | None = None
         data = b""
@@ -861,7 +873,7 @@ class Server:
                 data = encoded[codec] = cached if cached is not None else dispatcher.encode_message(codec, message)
             if not session.offer(channel, seq, data):
                 continue
-            if eager:
-                conn.push_event_now(channel, data, policy)
-            else:
+            if not (eager and conn.write_event_now(data)):
                 conn.push_event(channel, data, policy)
+        if epoch is not None:
+            followed[channel] = epoch

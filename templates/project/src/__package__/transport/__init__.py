@@ -140,10 +140,10 @@ class FrameLink(Link, Protocol):
         """True when a write now would neither block on congestion nor hit a closing link."""
         ...
 
-    def write_frame(self, data: bytes, text: bool) -> None:
-        """Write one message as a whole frame; only after :meth:`ready` returned True in the same
-        callback. For fan-out: the frame of a message is built once and shared by every
-        recipient written in the same loop iteration."""
+    def write_frame(self, data: bytes, text: bool) -> bool:
+        """Write one message as a whole frame now, unless the link is congested or closing
+        (:meth:`ready` would be False): then write nothing and return False. For fan-out's eager
+        path, once per recipient, so the readiness check is part of the call."""
         ...
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:

@@ -21,8 +21,9 @@ each shortcut stays RFC 6455-correct:
 * A congested socket (``pause_writing``) makes senders wait for ``resume_writing``; nothing is
   written past the high-water mark, so the outbox and its backpressure policy do the dropping.
   :meth:`PicowsLink.ready` / :meth:`PicowsLink.write_frames` let the server's per-iteration flush
-  write without a task, and :meth:`PicowsLink.write_now` lets a reply go out at once when nothing
-  is queued before it; both refuse on a congested or closing link.
+  write without a task; :meth:`PicowsLink.write_now` (a reply) and :meth:`PicowsLink.write_frame`
+  (fan-out's eager path) write one message at once when nothing is queued before it. All of them
+  refuse on a congested or closing link.
 * ``PicowsLink.inline`` (set by the server) handles each message inside picows' frame callback
   when the server accepts it; declined messages, and all after them while any wait, go through the
   inbox to :meth:`PicowsLink.recv`, so the order of requests never changes.
@@ -224,10 +225,14 @@ class PicowsLink:
         drain = self._drain
         return not (self.closed or self._closing or (drain is not None and not drain.done()))
 
-    def write_frame(self, data: bytes, text: bool) -> None:
+    def write_frame(self, data: bytes, text: bool) -> bool:
         # picows frames it in C and calls send() itself when nothing is buffered: cheaper per
         # recipient than a shared pre-built frame through asyncio's Python write().
+        drain = self._drain
+        if self.closed or self._closing or (drain is not None and not drain.done()):
+            return False
         self.transport.send(_MSG_TEXT if text else _MSG_BINARY, data)
+        return True
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:
         if len(batch) == 1:
