@@ -51,11 +51,19 @@ _STRIKE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, Erro
 
 # Not frozen: a frozen dataclass pays an object.__setattr__ per field (~0.1 us each) and these
 # are built for every request or message. Nothing mutates them after construction.
-@dataclass(slots=True)
+# The ones built per request write their own ``__init__`` (``init=False``): in the mypyc build the
+# one ``dataclass`` generates stays interpreted Python (measured: 142 ns against 24 ns for five
+# fields); pure Python runs both at the same speed. ``==`` and ``repr`` still come from dataclass.
+# Subclasses of :class:`Command` say ``init=False`` too (inheriting or writing their own): mypyc
+# cannot mix a generated ``__init__`` with a written one in one hierarchy.
+@dataclass(slots=True, init=False)
 class Send:
     """Queue ``data`` (already encoded in the session's codec) for this connection."""
 
     data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 @dataclass(slots=True)
@@ -66,7 +74,7 @@ class Close:
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Command:
     """Work for the glue on behalf of request ``id``; its completion produces the one response."""
 
@@ -75,33 +83,69 @@ class Command:
     channel: str
     policy: NamespacePolicy
 
+    def __init__(self, id: str, action: str, channel: str, policy: NamespacePolicy) -> None:
+        self.id = id
+        self.action = action
+        self.channel = channel
+        self.policy = policy
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Subscribe(Command):
     """Join locally (``broker.subscribe`` on the first member), presence join, then ``history``."""
 
     since_seq: int | None
     epoch: str | None
 
+    def __init__(
+        self, id: str, action: str, channel: str, policy: NamespacePolicy, since_seq: int | None, epoch: str | None
+    ) -> None:
+        self.id = id
+        self.action = action
+        self.channel = channel
+        self.policy = policy
+        self.since_seq = since_seq
+        self.epoch = epoch
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Unsubscribe(Command):
     """Leave locally (``broker.unsubscribe`` on the last member), presence leave."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Publish(Command):
     payload: Any
     msg_id: str | None
 
+    def __init__(
+        self, id: str, action: str, channel: str, policy: NamespacePolicy, payload: Any, msg_id: str | None
+    ) -> None:
+        self.id = id
+        self.action = action
+        self.channel = channel
+        self.policy = policy
+        self.payload = payload
+        self.msg_id = msg_id
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class HistoryQuery(Command):
     since_seq: int
     limit: int
 
+    def __init__(
+        self, id: str, action: str, channel: str, policy: NamespacePolicy, since_seq: int, limit: int
+    ) -> None:
+        self.id = id
+        self.action = action
+        self.channel = channel
+        self.policy = policy
+        self.since_seq = since_seq
+        self.limit = limit
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class PresenceQuery(Command):
     pass
 

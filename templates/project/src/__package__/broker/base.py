@@ -27,8 +27,9 @@ class BrokerUnavailable(BrokerError):
 
 
 # Not frozen: a frozen dataclass pays an object.__setattr__ per field (~0.1 us each) and these
-# are built for every request or message. Nothing mutates them after construction.
-@dataclass(slots=True)
+# are built for every request or message. Nothing mutates them after construction. Their own
+# ``__init__`` (``init=False``): dataclass's generated one stays interpreted in the mypyc build.
+@dataclass(slots=True, init=False)
 class Message:
     """One published message, as every instance sees it."""
 
@@ -47,6 +48,24 @@ class Message:
     the new, lower ``seq`` values as duplicates. ``None`` on unsequenced notices and on messages
     an instance delivered locally while the broker was down; those never change the epoch.
     """
+
+    def __init__(
+        self,
+        channel: str,
+        seq: int,
+        ts: int,
+        payload: Any,
+        sender: str | None = None,
+        msg_id: str | None = None,
+        epoch: str | None = None,
+    ) -> None:
+        self.channel = channel
+        self.seq = seq
+        self.ts = ts
+        self.payload = payload
+        self.sender = sender
+        self.msg_id = msg_id
+        self.epoch = epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +98,17 @@ class PresenceMember:
     connections: int = 1
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class PublishResult:
     message: Message
     duplicate: bool = False
     """True when ``msg_id`` was seen inside the idempotency window: nothing was delivered again."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, message: Message, duplicate: bool = False, extra: dict[str, Any] | None = None) -> None:
+        self.message = message
+        self.duplicate = duplicate
+        self.extra = {} if extra is None else extra
 
 
 OnMessage = Callable[[Message], None]
