@@ -67,8 +67,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
         print(f"error: JWT auth is on but no key is set; set {variable}", file=sys.stderr)
         return 2
-    asyncio.run(run(settings))
+    try:
+        run_on_event_loop(settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def run_on_event_loop(settings: Settings) -> None:
+    """:func:`run` on uvloop or on asyncio's own loop, as ``WS_EVENT_LOOP`` says.
+
+    uvloop runs the loop, the sockets and the timers in C: wsforge's benchmark measured about 10 %
+    less server CPU per request/ack round trip with it (the picows adapter, compiled build).
+    ``auto`` falls back to asyncio where uvloop is not installed (Windows has no uvloop).
+
+    Raises:
+        SettingsError: ``WS_EVENT_LOOP=uvloop`` and uvloop is not installed.
+    """
+    if settings.event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if settings.event_loop == "uvloop":
+                raise SettingsError("WS_EVENT_LOOP='uvloop': uvloop is not installed") from None
+        else:
+            uvloop.run(run(settings))
+            return
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

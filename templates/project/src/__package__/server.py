@@ -433,12 +433,15 @@ class Server:
         await self.broker.start(self.deliver)
         self._transport = create_transport(self, self.settings)
         self.host, self.port = await self._transport.start()
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         logger.info(
-            "listening on ws://%s:%d%s",
+            "listening on ws://%s:%d%s (%s, %s loop)",
             self.host,
             self.port,
             self.settings.path,
-            extra={"event": "listening", "host": self.host, "port": self.port},
+            self.settings.transport,
+            loop,
+            extra={"event": "listening", "host": self.host, "port": self.port, "loop": loop},
         )
 
     async def stop(self) -> None:

@@ -4,9 +4,13 @@ Same contract as ``transport/websockets.py`` (see ``transport/__init__.py``); pi
 ``WS_TRANSPORT=picows`` when the throughput targets call for it. What makes it faster, and why
 each shortcut stays RFC 6455-correct:
 
-* The listening socket is asyncio's own, not ``aiofastnet``'s (which ``ws_create_server`` picks
-  when installed): measured on the request/ack bench, aiofastnet's transport gained nothing
-  here (52.5k vs 51.8k round trips per CPU-second) and cost 4.8 KiB more per idle connection.
+* The listening socket is the event loop's own (uvloop's by default, see ``WS_EVENT_LOOP``), not
+  ``aiofastnet``'s (which ``ws_create_server`` picks when installed): on asyncio's loop, measured
+  on the request/ack bench, aiofastnet's transport gained nothing here (52.5k vs 51.8k round trips
+  per CPU-second; 79.7k vs 78.6k on another machine) and cost 4.8 KiB more per idle connection.
+* The module compiles with mypyc (it is on the compiled build's list when picows is the
+  transport): the listener stays a regular class (``native_class=False``), and values whose
+  picows or typeshed annotations are wrong at runtime are read as ``Any``.
 * One message to one connection (a reply, the fan-out's eager path, a batch of one) goes through
   picows' own ``send``: it frames in C and calls ``send()`` directly when nothing is buffered,
   ahead of anything asyncio's Python ``write`` would do. Both write to the same asyncio
@@ -43,6 +47,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -270,8 +275,13 @@ class PicowsLink:
         return self._close_code
 
 
+@mypyc_attr(native_class=False)
 class _Listener(WSListener):
-    """Per-connection picows callbacks: frames -> link inbox, lifecycle -> server."""
+    """Per-connection picows callbacks: frames -> link inbox, lifecycle -> server.
+
+    In the mypyc build this stays a regular Python class with compiled methods: a native class
+    cannot extend picows' Cython ``WSListener`` (the server crashes on the first connection).
+    """
 
     def __init__(self, owner: PicowsTransport, admission: Admission) -> None:
         self.owner = owner
@@ -308,9 +318,11 @@ class _Listener(WSListener):
             return
         link.awaiting_pong = False  # any frame proves the peer is alive
         kind = frame.msg_type
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+        bits: Any = frame  # picows' stubs say bool, its frames hold ints: mypyc would reject them
+        fin = bits.fin
+        if bits.rsv1 or bits.rsv2 or bits.rsv3:
             raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-        if kind == _MSG_TEXT and frame.fin and not self.parts:
+        if kind == _MSG_TEXT and fin and not self.parts:
             # The usual frame: one whole text message, already held to max_size by picows' parser.
             try:
                 text = frame.get_payload_as_utf8_text()
@@ -323,7 +335,7 @@ class _Listener(WSListener):
             size = frame.payload_size
             if size > self.owner.max_size:
                 raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            if frame.fin:
+            if fin:
                 link.feed(_message(kind, frame.get_payload_as_bytes()))
             else:
                 self.part_type, self.part_size = kind, size
@@ -335,7 +347,7 @@ class _Listener(WSListener):
             if self.part_size > self.owner.max_size:
                 raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
             self.parts.append(frame.get_payload_as_bytes())
-            if frame.fin:
+            if fin:
                 data, self.parts = b"".join(self.parts), []
                 link.feed(_message(self.part_type, data))
         elif kind == WSMsgType.CLOSE:
@@ -397,7 +409,8 @@ class PicowsTransport:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, s.host, s.port, backlog=4096)
         self._heartbeat = asyncio.create_task(self._beat())
-        host, port = self._server.sockets[0].getsockname()[:2]
+        server: Any = self._server  # uvloop's Server.sockets is a list, typeshed says tuple (mypyc checks)
+        host, port = server.sockets[0].getsockname()[:2]
         return str(host), int(port)
 
     def _protocol(self) -> WSProtocol:
