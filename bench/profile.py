@@ -55,7 +55,8 @@ def main() -> int:
     p.add_argument("loadgen_args", nargs="*", help="extra load-generator flags (after --)")
     args = p.parse_args()
     if args.transport:
-        project = (args.project or render_chat(BENCH.parent, WORK / "chat-demo")).resolve()
+        out = WORK / ("chat-demo" if args.transport == "websockets" else f"chat-demo-{args.transport}")
+        project = (args.project or render_chat(BENCH.parent, out, transport=args.transport)).resolve()
         if args.compiled:
             project = compiled_copy(project)
         subject = generated(project, args.transport, compiled=args.compiled)

@@ -390,11 +390,15 @@ def _verdict(
 
 DESCRIPTIONS = {
     "wsforge": "the generated chat project on its default `websockets` transport: JWT + Origin at the upgrade, "
-    "rate limit per frame, envelope validation, namespace authorization, per-channel seq, presence, bounded outboxes",
-    "wsforge-picows": "the same generated project with `WS_TRANSPORT=picows` (the adapter step 2 picks for speed)",
+    "rate limit per frame, envelope validation, namespace authorization, per-channel seq, presence, bounded outboxes; "
+    "uvloop (`WS_EVENT_LOOP=auto`)",
+    "wsforge-picows": "the chat project rendered with `transport: picows` in its memory's conventions (what step 2 "
+    "renders when throughput calls for it); uvloop",
     "wsforge-picows-mypyc": "the same, on the project's optional mypyc build (`scripts/compile.py` compiles the "
-    "protocol core and server glue in place; same sources, same tests)",
-    "picows": "`peers/picows_peer.py`: a set of transports per room, one `send` per member, defaults (16 KiB read buffer)",
+    "protocol core, server glue and picows adapter in place; same sources, same tests)",
+    "picows": "`peers/picows_peer.py`: a set of transports per room, one `send` per member, defaults (asyncio's "
+    "loop, aiofastnet's transport, 16 KiB read buffer)",
+    "picows-uvloop": "the same raw picows peer on uvloop (`PEER_UVLOOP=1`); not in the default run",
     "websockets": "`peers/websockets_peer.py`: a set per room, `websockets.broadcast`, defaults",
     "socketio": "`peers/socketio_peer.py`: `AsyncServer` on aiohttp, websocket transport only, orjson, rooms + acks",
     "ws-node": "`peers/ws_node/server.js`: `ws` with a Set per room, one Buffer sent to each member, README heartbeat",

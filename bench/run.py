@@ -30,7 +30,17 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
-from subjects import COMPILED, NODE_DIR, PEERS, WORK, Subject, compiled_copy, generated, render_chat  # noqa: E402
+from subjects import (  # noqa: E402
+    COMPILED,
+    DEFAULT_PEERS,
+    NODE_DIR,
+    PEERS,
+    WORK,
+    Subject,
+    compiled_copy,
+    generated,
+    render_chat,
+)
 from workloads import Workload, build  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
@@ -143,30 +153,39 @@ def run_pass(subject: Subject, workload: Workload, index: int, logs: Path) -> di
 
 
 def generated_subjects(args: argparse.Namespace) -> list[Subject]:
-    """The generated chat server, once per transport adapter it ships; none if it cannot be rendered."""
-    project = args.project
-    if project is None:
-        try:
-            project = render_chat(BENCH.parent, WORK / "chat-demo")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            stderr = getattr(exc, "stderr", b"") or b""
-            log(
-                f"could not render the chat example, benching peers only: {stderr.decode(errors='replace')[-300:]}"
-            )
-            return []
-    project = project.resolve()
-    package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
+    """The generated chat server, once per ``--transports`` entry; none that cannot be rendered.
+
+    Each transport gets the chat example rendered for it (``render_chat``): the websockets project
+    the chat spec picks, and the picows project a team gets by setting that transport in memory.
+    ``--project DIR`` benches that one project on every transport adapter it ships instead.
+    """
+    rendered: dict[str, Path] = {}
+    compiled: dict[Path, Path] = {}  # one compiled copy per project serves every +mypyc entry
     subjects = []
-    built: Path | None = None  # one compiled copy serves every +mypyc entry
     for entry in filter(None, args.transports.split(",")):
         transport = entry.removesuffix(COMPILED)
+        if args.project is not None:
+            project = args.project.resolve()
+        elif transport in rendered:
+            project = rendered[transport]
+        else:
+            out = WORK / ("chat-demo" if transport == "websockets" else f"chat-demo-{transport}")
+            try:
+                project = rendered[transport] = render_chat(BENCH.parent, out, transport=transport).resolve()
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
+                stderr = getattr(exc, "stderr", b"") or str(exc).encode()
+                log(
+                    f"could not render the chat example for {transport}, skipping it: {stderr.decode(errors='replace')[-300:]}"
+                )
+                continue
+        package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
         if not (package / "transport" / f"{transport}.py").exists():
             continue
         if entry == transport:
             subjects.append(generated(project, transport))
             continue
         try:
-            built = built or compiled_copy(project)
+            built = compiled[project] = compiled.get(project) or compiled_copy(project)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             stderr = getattr(exc, "stderr", b"") or b""
             log(f"could not compile the project, skipping {entry}: {stderr.decode(errors='replace')[-300:]}")
@@ -187,7 +206,11 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", help="smoke sizes (seconds per pass), one repeat by default"
     )
     p.add_argument("--repeats", type=int, default=0, help="default: 1 with --quick, else 3")
-    p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}")
+    p.add_argument(
+        "--peers",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma list of {', '.join(PEERS)} (default: {','.join(DEFAULT_PEERS)})",
+    )
     p.add_argument(
         "--project",
         type=Path,

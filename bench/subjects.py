@@ -78,6 +78,14 @@ def _py(script: str) -> list[str]:
 
 PEERS: dict[str, Subject] = {
     "picows": Subject("picows", "raw picows", "wsforge", "/ws", _py("picows_peer.py")),
+    "picows-uvloop": Subject(
+        "picows-uvloop",
+        "raw picows, uvloop",
+        "wsforge",
+        "/ws",
+        _py("picows_peer.py"),
+        env={"PEER_UVLOOP": "1"},
+    ),
     "websockets": Subject("websockets", "raw websockets", "wsforge", "/ws", _py("websockets_peer.py")),
     "socketio": Subject("socketio", "python-socketio", "socketio", "/socket.io/", _py("socketio_peer.py")),
     "ws-node": Subject(
@@ -90,6 +98,9 @@ PEERS: dict[str, Subject] = {
     ),
 }
 
+
+DEFAULT_PEERS = ["picows", "websockets", "socketio", "ws-node"]
+"""What ``run.py`` benches unless ``--peers`` says otherwise: each at its defaults, as a user starts."""
 
 COMPILED = "+mypyc"
 """Suffix of a ``--transports`` entry that benches the project's mypyc build (``scripts/compile.py``)."""
@@ -113,23 +124,31 @@ def generated(project: Path, transport: str = "websockets", *, compiled: bool = 
     return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True)
 
 
-def render_chat(repo: Path, out: Path) -> Path:
-    """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced)."""
+def render_chat(repo: Path, out: Path, *, transport: str = "websockets") -> Path:
+    """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced).
+
+    The chat spec picks the websockets transport. ``transport="picows"`` renders it the way a team
+    gets it by writing ``conventions: {transport: picows}`` into the project's memory: the project
+    step 2 produces for throughput (the picows adapter, its tests, its dependencies and its
+    compiled-build list), with every other decision unchanged.
+    """
     answers = repo / "examples" / "chat.yaml"
     cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
            "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
     # Run outside the checkout: `wsforge new` keeps memory and claudedocs in its working directory.
     scratch = out.parent / f".{out.name}-wsforge"
-    scratch.mkdir(parents=True, exist_ok=True)
+    memory = scratch / "memory" / "websocket-engineer" / "chat-demo.yaml"
+    memory.parent.mkdir(parents=True, exist_ok=True)
+    memory.unlink(missing_ok=True)  # a run's memory would carry its decisions into the next one
+    if transport != "websockets":
+        memory.write_text(
+            "schema_version: 1\nskill: websocket-engineer\nproject: chat-demo\n"
+            f"conventions:\n  transport: {transport}\n"
+        )
     subprocess.run(cmd, cwd=scratch, check=True, capture_output=True, timeout=300)
-    # The chat example's spec picks the websockets transport, so the render leaves the picows
-    # adapter out; copy it in so the same project can also be benched with WS_TRANSPORT=picows.
-    # Always copied: ``--force`` keeps files the render does not produce, so an earlier copy
-    # would otherwise go stale.
-    adapter = repo / "templates" / "project" / "src" / "__package__" / "transport" / "picows.py"
-    package = next(p for p in sorted((out / "src").iterdir()) if (p / "__main__.py").exists())
-    if adapter.exists():
-        shutil.copy(adapter, package / "transport" / "picows.py")
+    rendered = (out / "wsforge.yaml").read_text()
+    if f"\ntransport: {transport}\n" not in rendered:
+        raise RuntimeError(f"{out}: rendered without the {transport} transport; see {out / 'wsforge.yaml'}")
     return out
 
 

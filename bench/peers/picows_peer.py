@@ -6,6 +6,7 @@ The naive loop a picows user writes first; every option at its default (16 KiB r
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import orjson
@@ -102,4 +103,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if os.environ.get("PEER_UVLOOP") == "1":  # the bench's picows-uvloop peer
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

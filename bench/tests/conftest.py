@@ -26,8 +26,16 @@ def node_ready() -> bool:
 
 @pytest.fixture(scope="session")
 def chat_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chat example rendered by this checkout (with the picows adapter copied in)."""
+    """The chat example rendered by this checkout, as its spec picks it (websockets)."""
     return render_chat(BENCH.parent, tmp_path_factory.mktemp("render") / "chat-demo")
+
+
+@pytest.fixture(scope="session")
+def chat_project_picows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chat example rendered with ``transport: picows`` in its memory's conventions."""
+    return render_chat(
+        BENCH.parent, tmp_path_factory.mktemp("render") / "chat-demo-picows", transport="picows"
+    )
 
 
 @pytest.fixture
@@ -40,8 +48,9 @@ def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
         pytest.skip("Node ws peer not installed (python bench/run.py --setup)")
     subject: Subject
     if name.startswith("wsforge"):
-        project = request.getfixturevalue("chat_project")
-        subject = generated(project, "picows" if name == "wsforge-picows" else "websockets")
+        transport = "picows" if name == "wsforge-picows" else "websockets"
+        project = request.getfixturevalue("chat_project_picows" if transport == "picows" else "chat_project")
+        subject = generated(project, transport)
     else:
         subject = PEERS[name]
     port = free_port()
