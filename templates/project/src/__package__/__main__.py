@@ -78,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_on_event_loop(settings: Settings) -> None:
     """:func:`run` on uvloop or on asyncio's own loop, as ``WS_EVENT_LOOP`` says.
 
-    uvloop runs the loop, the sockets and the timers in C: wsforge's benchmark measured about 10 %
-    less server CPU per request/ack round trip with it (the picows adapter, compiled build).
+    uvloop runs the loop, the sockets and the timers in C: measured for wsforge's benchmark, 7-9 %
+    more request/ack round trips per server-CPU-second with it (picows adapter, compiled build).
     ``auto`` falls back to asyncio where uvloop is not installed (Windows has no uvloop).
 
     Raises:
