@@ -100,10 +100,7 @@ class Subscribe(Command):
     def __init__(
         self, id: str, action: str, channel: str, policy: NamespacePolicy, since_seq: int | None, epoch: str | None
     ) -> None:
-        self.id = id
-        self.action = action
-        self.channel = channel
-        self.policy = policy
+        Command.__init__(self, id, action, channel, policy)  # not super(): slots=True rebuilds the class
         self.since_seq = since_seq
         self.epoch = epoch
 
@@ -121,6 +118,8 @@ class Publish(Command):
     def __init__(
         self, id: str, action: str, channel: str, policy: NamespacePolicy, payload: Any, msg_id: str | None
     ) -> None:
+        # Command's four fields again, not Command.__init__: one publish per request, and the call
+        # would cost the pure build as much as the four assignments.
         self.id = id
         self.action = action
         self.channel = channel
@@ -137,10 +136,7 @@ class HistoryQuery(Command):
     def __init__(
         self, id: str, action: str, channel: str, policy: NamespacePolicy, since_seq: int, limit: int
     ) -> None:
-        self.id = id
-        self.action = action
-        self.channel = channel
-        self.policy = policy
+        Command.__init__(self, id, action, channel, policy)
         self.since_seq = since_seq
         self.limit = limit
 
