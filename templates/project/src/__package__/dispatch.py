@@ -26,7 +26,7 @@ from typing import Any
 from .auth import AuthError, Identity, JwtVerifier, Operation, authorize
 from .broker.base import History, Message, PresenceMember, PublishResult
 from .channels import ChannelName, InvalidChannel, NamespacePolicy, parse_channel
-from .limits import RateGuard, StrikeCounter, Verdict, payload_too_large
+from .limits import RateGuard, StrikeCounter, Verdict
 from .protocol import (
     RPC_PREFIX,
     Action,
@@ -37,6 +37,7 @@ from .protocol import (
     Request,
     check_payload,
     encode,
+    encoder,
     error,
     event,
     parse_request,
@@ -218,6 +219,10 @@ class Session:
         self.codec = codec
         self.closed = False
         self._rate = RateGuard(settings.rate_per_s, settings.rate_burst, settings.rate_violations_before_close, now)
+        self._bucket = self._rate.bucket
+        self._max_payload = settings.max_payload_bytes
+        self._encode = encoder(codec)
+        """``orjson.dumps`` itself for JSON: every reply is encoded without a Python frame around it."""
         self._strikes = StrikeCounter(settings.bad_frames_before_close)
         self._subscriptions: dict[str, int] = {}
         """Active channel -> last seq delivered to this connection."""
@@ -245,8 +250,10 @@ class Session:
         """Handle one frame from the client. Never raises on client input."""
         if self.closed:
             return []
-        settings = self.dispatcher.settings
-        if payload_too_large(len(data), settings.max_payload_bytes):
+        # Every step below runs for every frame: checks are inline where a helper would only
+        # add a call (payload_too_large, RateGuard.check), and channel actions, nearly all
+        # requests, go straight to their router.
+        if len(data) > self._max_payload:
             return self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         parsed = parse_request(data, self.codec, self.dispatcher.fields)
         if isinstance(parsed, ProtocolError):
@@ -254,21 +261,25 @@ class Session:
             if parsed.code in _STRIKE_CODES and self._strikes.strike():
                 effects.extend(self._close(CloseCode.PROTOCOL_VIOLATION, "too many bad frames"))
             return effects
-        decision = self._rate.check(now)
-        if decision.verdict is not _ALLOW:
-            effects = [
-                self._error(
-                    parsed.id,
-                    ErrorCode.RATE_LIMITED,
-                    "too many messages",
-                    action=parsed.action,
-                    retry_after_ms=decision.retry_after_ms,
-                )
-            ]
-            if decision.verdict is Verdict.CLOSE:
-                effects.extend(self._close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly"))
-            return effects
-        return self._route(parsed, now)
+        wait = self._bucket.take(now)
+        if wait == 0.0:
+            action = parsed.action
+            if action in _CHANNEL_ACTIONS:
+                return self._route_channel(parsed, action, now)
+            return self._route(parsed, now)
+        decision = self._rate.judge(wait)
+        effects = [
+            self._error(
+                parsed.id,
+                ErrorCode.RATE_LIMITED,
+                "too many messages",
+                action=parsed.action,
+                retry_after_ms=decision.retry_after_ms,
+            )
+        ]
+        if decision.verdict is Verdict.CLOSE:
+            effects.extend(self._close(CloseCode.RATE_LIMITED, "rate limit exceeded repeatedly"))
+        return effects
 
     def offer(self, channel: str, seq: int, data: bytes) -> bool:
         """Should this live event (shared ``data``) go out now? Buffers it while subscribing.
@@ -517,7 +528,7 @@ class Session:
     # -- frames -----------------------------------------------------------------------------
 
     def _response(self, request_id: str, action: str, payload: Any, now: float) -> Send:
-        return Send(encode(self.codec, response(request_id, action, payload, _ms(now), self.dispatcher.fields)))
+        return Send(self._encode(response(request_id, action, payload, int(now * 1000), self.dispatcher.fields)))
 
     def _error(
         self,
@@ -531,15 +542,14 @@ class Session:
         frame = error(
             request_id, code, message, action=action, retry_after_ms=retry_after_ms, fields=self.dispatcher.fields
         )
-        return Send(encode(self.codec, frame))
+        return Send(self._encode(frame))
 
     def _close(self, code: int, reason: str) -> list[Effect]:
         self.closed = True
         return [Close(code, reason)]
 
 
-# Plain copies: reading ``Action.X.value`` or ``Verdict.X`` goes through the enum class on every request.
-_ALLOW = Verdict.ALLOW
+# Plain copies: reading ``Action.X.value`` goes through the enum class on every request.
 _PUBLISH_OP, _SUBSCRIBE_OP = Operation.PUBLISH, Operation.SUBSCRIBE
 _PING, _AUTH_REFRESH = Action.PING.value, Action.AUTH_REFRESH.value
 _SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH, _HISTORY = (

@@ -68,8 +68,17 @@ class RateGuard:
         self._max_violations = max_violations
         self.violations = 0
 
+    @property
+    def bucket(self) -> TokenBucket:
+        """The bucket itself: a caller on the per-frame path takes from it and calls
+        :meth:`judge` only when refused, one call less per allowed frame."""
+        return self._bucket
+
     def check(self, now: float) -> RateDecision:
-        wait = self._bucket.take(now)
+        return self.judge(self._bucket.take(now))
+
+    def judge(self, wait: float) -> RateDecision:
+        """The decision for a frame that had to wait ``wait`` seconds (0.0: allowed)."""
         if wait == 0.0:
             return _ALLOWED
         self.violations += 1
@@ -89,11 +98,6 @@ class StrikeCounter:
     def strike(self) -> bool:
         self.count += 1
         return self.count >= self._limit
-
-
-def payload_too_large(size: int, max_bytes: int) -> bool:
-    """The transport enforces ``max_size`` too; this covers transports that decode before checking."""
-    return size > max_bytes
 
 
 class Refusal(enum.Enum):

@@ -12,7 +12,7 @@ wire name, and the generated ``settings.py`` holds the project's mapping.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +166,17 @@ def encode(codec: Codec, obj: Any) -> bytes:
     """Serialize ``obj`` with ``codec``; JSON output is UTF-8 meant for a text frame."""
     if codec is _JSON:
         return orjson.dumps(obj)
+    return _pack(obj)
+
+
+def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def encoder(codec: Codec) -> Callable[[Any], bytes]:
+    """:func:`encode` bound to ``codec``. For JSON it is ``orjson.dumps`` itself, so a caller that
+    encodes on every request (a session's replies) pays no Python frame around the C call."""
+    return orjson.dumps if codec is _JSON else _pack
 
 
 def decode(codec: Codec, data: bytes | str) -> Any:
@@ -241,31 +251,39 @@ def parse_request(data: bytes | str, codec: Codec, fields: Fields = DEFAULT_FIEL
     Checks, in order: decodable object, ``id``, ``v``, ``type``, ``action``, ``channel`` and
     ``msg_id`` types. Whether the channel exists and may be used is the dispatcher's business.
     """
-    try:
-        obj = decode(codec, data)
-    except FrameError as exc:
-        return ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid {codec.value}: {exc}"[:200])
+    if codec is _JSON or type(data) is str:
+        # decode() inlined for the usual frame: one call less per request.
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid json: {exc}"[:200])
+    else:
+        try:
+            obj = decode(codec, data)
+        except FrameError as exc:
+            return ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid {codec.value}: {exc}"[:200])
     if not isinstance(obj, dict):
         return ProtocolError(ErrorCode.BAD_FRAME, "frame is not an object")
     return parse_envelope(obj, fields)
 
 
-def parse_envelope(obj: Mapping[Any, Any], fields: Fields = DEFAULT_FIELDS) -> Request | ProtocolError:
+def parse_envelope(obj: dict[Any, Any], fields: Fields = DEFAULT_FIELDS) -> Request | ProtocolError:
     """Validate a decoded envelope; see :func:`parse_request`.
 
     Exact type checks (``type(x) is str``): the decoders only produce exact ``str``/``int``/
     ``dict``/``list``, and ``type() is`` costs a fraction of ``isinstance`` on every request.
+    ``obj`` is typed ``dict``, not ``Mapping``: mypyc then calls ``dict.get`` directly instead of
+    through a bound method object.
     """
-    get = obj.get
-    raw_id = get(fields.id)
+    raw_id = obj.get(fields.id)
     request_id = raw_id if type(raw_id) is str and 0 < len(raw_id) <= MAX_ID_LENGTH else None
-    action = get(fields.action)
+    action = obj.get(fields.action)
     action_name = action if type(action) is str and len(action) <= 64 else None
     if request_id is None:
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE, f"'{fields.id}' must be a string of 1..{MAX_ID_LENGTH} chars"
         )
-    version = get(fields.v)
+    version = obj.get(fields.v)
     if type(version) is not int:  # bool is not int here, as JSON wants
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE, f"'{fields.v}' must be an integer", request_id, action_name
@@ -277,18 +295,18 @@ def parse_envelope(obj: Mapping[Any, Any], fields: Fields = DEFAULT_FIELDS) -> R
             request_id,
             action_name,
         )
-    if get(fields.type) != "request":
+    if obj.get(fields.type) != "request":
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE, f"'{fields.type}' must be 'request'", request_id, action_name
         )
     if action_name is None:
         return ProtocolError(ErrorCode.INVALID_ENVELOPE, f"'{fields.action}' must be a string", request_id)
-    channel = get(fields.channel)
+    channel = obj.get(fields.channel)
     if channel is not None and type(channel) is not str:
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE, f"'{fields.channel}' must be a string", request_id, action_name
         )
-    msg_id = get(fields.msg_id)
+    msg_id = obj.get(fields.msg_id)
     if msg_id is not None and not (type(msg_id) is str and 0 < len(msg_id) <= MAX_MSG_ID_LENGTH):
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE,
@@ -296,7 +314,7 @@ def parse_envelope(obj: Mapping[Any, Any], fields: Fields = DEFAULT_FIELDS) -> R
             request_id,
             action_name,
         )
-    payload = get(fields.payload)
+    payload = obj.get(fields.payload)
     if payload is not None and not check_payload(payload):
         return ProtocolError(
             ErrorCode.INVALID_ENVELOPE,
@@ -304,7 +322,7 @@ def parse_envelope(obj: Mapping[Any, Any], fields: Fields = DEFAULT_FIELDS) -> R
             request_id,
             action_name,
         )
-    return Request(id=request_id, action=action_name, channel=channel, payload=payload, msg_id=msg_id)
+    return Request(request_id, action_name, channel, payload, msg_id)  # positional: keywords cost 0.2 us here
 
 
 def response(
