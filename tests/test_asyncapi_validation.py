@@ -231,3 +231,18 @@ def test_dockerfile_runs_the_package_unprivileged_with_a_healthcheck(example: Pa
     assert "/healthz" in healthcheck
     for path in ("pyproject.toml", "README.md", "static"):
         assert any(path in line for line in lines if line.startswith("COPY ")), path
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_dockerfile_compiles_the_throughput_projects(example: Path) -> None:
+    """A builder stage makes the wheel, compiled with mypyc by default when step 2 chose picows."""
+    spec, files = _rendered(example)
+    lines = [line.strip() for line in files["Dockerfile"].splitlines()]
+    default = "true" if spec.transport == "picows" else "false"
+    assert next(line for line in lines if line.startswith("ARG ")) == f"ARG MYPYC={default}"
+    assert [line for line in lines if line.startswith("FROM ")] == [
+        "FROM python:3.11-slim AS build",
+        "FROM python:3.11-slim",
+    ]
+    assert 'RUN HATCH_BUILD_HOOK_ENABLE_MYPYC="$MYPYC" pip wheel --no-deps --wheel-dir /wheels .' in lines
+    assert "COPY --from=build /wheels /wheels" in lines
