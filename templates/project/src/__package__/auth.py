@@ -16,7 +16,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import jwt
@@ -203,5 +203,6 @@ def authorize(
 
 
 # Module constants for the per-request check above (an enum class attribute read costs ~75 ns).
-_PUBLISH = Operation.PUBLISH
-_PUBLIC, _PRIVATE = ChannelAuth.PUBLIC, ChannelAuth.PRIVATE
+_PUBLISH: Final = Operation.PUBLISH
+_PUBLIC: Final = ChannelAuth.PUBLIC
+_PRIVATE: Final = ChannelAuth.PRIVATE

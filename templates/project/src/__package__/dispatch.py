@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .auth import AuthError, Identity, JwtVerifier, Operation, authorize
 from .broker.base import History, Message, PresenceMember, PublishResult
@@ -45,9 +45,9 @@ from .protocol import (
 )
 from .settings import Settings
 
-_MAX_CACHED_CHANNELS = 10_000
+_MAX_CACHED_CHANNELS: Final = 10_000
 # Frames that show a broken or hostile client; enough of them close the connection with 4400.
-_STRIKE_CODES = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, ErrorCode.UNSUPPORTED_VERSION})
+_STRIKE_CODES: Final = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, ErrorCode.UNSUPPORTED_VERSION})
 
 
 # Not frozen: a frozen dataclass pays an object.__setattr__ per field (~0.1 us each) and these
@@ -550,15 +550,15 @@ class Session:
 
 
 # Plain copies: reading ``Action.X.value`` goes through the enum class on every request.
-_PUBLISH_OP, _SUBSCRIBE_OP = Operation.PUBLISH, Operation.SUBSCRIBE
-_PING, _AUTH_REFRESH = Action.PING.value, Action.AUTH_REFRESH.value
-_SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH, _HISTORY = (
-    Action.SUBSCRIBE.value,
-    Action.UNSUBSCRIBE.value,
-    Action.PUBLISH.value,
-    Action.HISTORY.value,
-)
-_CHANNEL_ACTIONS = frozenset(
+_PUBLISH_OP: Final = Operation.PUBLISH
+_SUBSCRIBE_OP: Final = Operation.SUBSCRIBE
+_PING: Final = Action.PING.value
+_AUTH_REFRESH: Final = Action.AUTH_REFRESH.value
+_SUBSCRIBE: Final = Action.SUBSCRIBE.value
+_UNSUBSCRIBE: Final = Action.UNSUBSCRIBE.value
+_PUBLISH: Final = Action.PUBLISH.value
+_HISTORY: Final = Action.HISTORY.value
+_CHANNEL_ACTIONS: Final = frozenset(
     {Action.SUBSCRIBE.value, Action.UNSUBSCRIBE.value, Action.PUBLISH.value, Action.PRESENCE.value, Action.HISTORY.value}
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Final
 
 
 class TokenBucket:
@@ -54,7 +55,7 @@ class RateDecision:
     retry_after_ms: int = 0
 
 
-_ALLOWED = RateDecision(Verdict.ALLOW)
+_ALLOWED: Final = RateDecision(Verdict.ALLOW)
 """Shared: the answer for almost every frame, immutable, so not built per call."""
 
 

@@ -28,9 +28,8 @@ import mimetypes
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from time import perf_counter  # a global, not time.perf_counter: read twice per request
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
 from .broker import Broker, BrokerUnavailable, ChannelOptions, MemoryBroker, Message, create_broker
@@ -69,6 +68,9 @@ from .transport import (
 )
 
 logger = logging.getLogger(__name__)
+
+perf_counter: Final = time.perf_counter
+"""Read twice per request: a Final module name is a C static in the mypyc build (no lookups)."""
 
 _CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".ts": "text/plain", ".map": "application/json"}
 

@@ -12,11 +12,11 @@ import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from .base import ChannelOptions, History, Message, OnMessage, PresenceMember, PublishResult
 
-MAX_IDEMPOTENCY_KEYS = 100_000
+MAX_IDEMPOTENCY_KEYS: Final = 100_000
 """Per channel; bounds memory when clients send a fresh msg_id with every publish."""
 
 

@@ -45,7 +45,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 from picows import (
@@ -68,17 +68,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-READ_BUFFER_BYTES = 2048
+READ_BUFFER_BYTES: Final = 2048
 """picows' initial read buffer per connection (its default is 16 KiB, most of an idle
 connection's memory); it grows on demand for larger frames."""
-_TEXT, _BINARY = 0x1, 0x2
-_MSG_TEXT, _MSG_BINARY = WSMsgType.TEXT, WSMsgType.BINARY
-_PACK16 = struct.Struct("!BBH").pack
-_PACK64 = struct.Struct("!BBQ").pack
-_ABNORMAL = 1006
-_NO_STATUS = 0
+_TEXT: Final = 0x1
+_BINARY: Final = 0x2
+_MSG_TEXT: Final = WSMsgType.TEXT
+_MSG_BINARY: Final = WSMsgType.BINARY
+_PACK16: Final = struct.Struct("!BBH").pack
+_PACK64: Final = struct.Struct("!BBQ").pack
+_ABNORMAL: Final = 1006
+_NO_STATUS: Final = 0
 """What picows reports for a CLOSE frame without a status code."""
-_EMPTY: deque[Any] = deque(maxlen=0)
+_EMPTY: Final[deque[Any]] = deque(maxlen=0)
 """Shared stand-in for an inbox never used (an empty deque is ~600 bytes per idle connection)."""
 
 
@@ -130,7 +132,7 @@ class _FrameCache:
         self._scheduled = False
 
 
-_FRAMES = _FrameCache()
+_FRAMES: Final = _FrameCache()
 
 
 class PicowsLink:
