@@ -95,3 +95,24 @@ def test_report_without_the_generated_server_leaves_targets_pending(tmp_path: Pa
     text = report.write(_fake_results({"picows": 100_000.0, "ws-node": 50_000.0}), tmp_path).read_text()
     assert "| fanout-1000 | deliveries/s (saturated) | 2.00x |" in text
     assert "_Not evaluated: the generated server was not part of this run._" in text
+
+
+def test_targets_show_each_repeats_comparison_beside_the_median(tmp_path: Path) -> None:
+    """With several repeats, a target cell also lists the comparison within each repeat."""
+    data = _fake_results({"wsforge": 200_000.0, "picows": 100_000.0})
+    runs = data["runs"]
+    assert isinstance(runs, list)
+    for repeat, ours in ((1, 150_000.0), (2, 300_000.0)):
+        for run in list(runs[:2]):
+            again = json.loads(json.dumps(run))
+            again["repeat"] = repeat
+            if again["subject"] == "wsforge":
+                again["result"]["saturated"]["per_server_cpu_s"] = ours * 1.1
+            runs.append(again)
+    data["repeats"] = 3
+    text = report.write(json.loads(json.dumps(data)), tmp_path).read_text()
+    assert (
+        "| fanout-1000 | deliveries per server-CPU-second | 2x picows | 2.00x met (2.00x / 1.50x / 3.00x) |"
+        in text
+    )
+    assert "the same comparison within each repeat" in text
