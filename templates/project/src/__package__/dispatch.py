@@ -251,7 +251,7 @@ class Session:
         if self.closed:
             return []
         # Every step below runs for every frame: checks are inline where a helper would only
-        # add a call (the payload cap, RateGuard.check), and channel actions, nearly all
+        # add a call (the payload cap, the rate check), and channel actions, nearly all
         # requests, go straight to their router.
         if len(data) > self._max_payload:
             return self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")

@@ -71,15 +71,12 @@ class RateGuard:
 
     @property
     def bucket(self) -> TokenBucket:
-        """The bucket itself: a caller on the per-frame path takes from it and calls
-        :meth:`judge` only when refused, one call less per allowed frame."""
+        """Take from it for every frame; only a refusal (a wait above 0.0) needs :meth:`judge`,
+        so an allowed frame costs one call."""
         return self._bucket
 
-    def check(self, now: float) -> RateDecision:
-        return self.judge(self._bucket.take(now))
-
     def judge(self, wait: float) -> RateDecision:
-        """The decision for a frame that had to wait ``wait`` seconds (0.0: allowed)."""
+        """The decision for a frame that had to wait ``wait`` seconds (``bucket.take(now)``; 0.0: allowed)."""
         if wait == 0.0:
             return _ALLOWED
         self.violations += 1
