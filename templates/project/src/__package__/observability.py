@@ -17,7 +17,7 @@ from typing import Any, Final
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _bisect_left: Final = bisect.bisect_left
-"""Once per request: a Final name is a C static in the mypyc build, a plain global a lookup."""
+"""Per slow request: a Final name is a C static in the mypyc build, a plain global a lookup."""
 
 
 class Histogram:
@@ -32,7 +32,10 @@ class Histogram:
         self.count = 0
 
     def observe(self, value: float) -> None:
-        self.counts[_bisect_left(self.buckets, value)] += 1
+        # Nearly every frame takes well under the first bound: one comparison settles it without
+        # the bisect call (measured: half the cost of this method in the pure build).
+        buckets = self.buckets
+        self.counts[0 if value <= buckets[0] else _bisect_left(buckets, value)] += 1
         self.sum += value
         self.count += 1
 

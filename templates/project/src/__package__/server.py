@@ -424,6 +424,9 @@ class Server:
         its last local member leaves."""
         self._memory = self.broker if type(self.broker) is MemoryBroker else None
         """The in-process broker, whose publish the server calls directly (:meth:`_publish_now`)."""
+        self._memory_now = self._memory is not None and self._memory.clock is clock
+        """The in-process broker reads the server's clock: :meth:`_publish_now` hands it the
+        request's reading instead of letting it read the clock again (a test may give each its own)."""
         self.inline_commands = self._memory is not None
         """Broker commands complete without suspending (the in-process broker never awaits I/O),
         so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
@@ -703,7 +706,9 @@ class Server:
         cached = self._channel_options.get(policy.name)  # _options() inlined: once per request
         options = cached[1] if cached is not None and cached[0] is policy else self._options(policy)
         try:
-            published = broker.publish_now(cmd.channel, cmd.payload, options, session.identity.user, cmd.msg_id)
+            published = broker.publish_now(
+                cmd.channel, cmd.payload, options, session.identity.user, cmd.msg_id, now if self._memory_now else None
+            )
         except Exception:
             logger.exception("%s failed", cmd.action)
             return session.failed(cmd, ErrorCode.INTERNAL, "internal error")

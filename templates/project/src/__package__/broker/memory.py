@@ -27,7 +27,9 @@ class MemoryBroker:
         self, *, idempotency_window_s: float = 120.0, clock: Callable[[], float] = time.time
     ) -> None:
         self.epoch = secrets.token_hex(8)
-        self._clock = clock
+        self.clock = clock
+        """Decides every message's ``ts`` and the history TTL; public so that a caller holding a
+        fresh reading of this same clock can hand it to :meth:`publish_now`."""
         self._window = idempotency_window_s
         self._on_message: OnMessage | None = None
         self._subscribed: set[str] = set()
@@ -68,12 +70,23 @@ class MemoryBroker:
         return self.publish_now(channel, payload, options, sender=sender, msg_id=msg_id)
 
     def publish_now(
-        self, channel: str, payload: Any, options: ChannelOptions, sender: str | None = None, msg_id: str | None = None
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        sender: str | None = None,
+        msg_id: str | None = None,
+        now: float | None = None,
     ) -> PublishResult:
         """:meth:`publish` without the coroutine: the server calls this inside a frame callback,
         where creating and stepping a coroutine would be a good part of a request's cost. Its
-        arguments may be positional (cheaper than keywords on the per-request path)."""
-        now = self._clock()
+        arguments may be positional (cheaper than keywords on the per-request path).
+
+        ``now``: a reading of :attr:`clock` the caller just took (the server's, when both use the
+        same clock), saving a second read per request; None reads the clock here.
+        """
+        if now is None:
+            now = self.clock()
         if msg_id is not None:
             seen = self._seen.setdefault(channel, OrderedDict())
             while seen and (next(iter(seen.values()))[0] <= now - self._window or len(seen) > MAX_IDEMPOTENCY_KEYS):
@@ -97,12 +110,12 @@ class MemoryBroker:
         return PublishResult(message)
 
     async def announce(self, channel: str, payload: Any) -> None:
-        self._deliver(Message(channel, 0, int(self._clock() * 1000), payload))
+        self._deliver(Message(channel, 0, int(self.clock() * 1000), payload))
 
     def _expire(self, channel: str, options: ChannelOptions) -> deque[Message] | None:
         kept = self._history.get(channel)
         if kept is not None and options.history_ttl_s > 0:
-            oldest_ms = int((self._clock() - options.history_ttl_s) * 1000)
+            oldest_ms = int((self.clock() - options.history_ttl_s) * 1000)
             while kept and kept[0].ts < oldest_ms:
                 kept.popleft()
         return kept
