@@ -1,17 +1,24 @@
-"""picows client connections whose frame callbacks do the whole job (no task per message).
+"""Client connections of the load generator, whose callbacks do the whole job (no task per message).
 
-Each listener swaps its ``on_data`` between a setup handler (futures, used while connecting and
-subscribing) and a lean hot-path handler, so steady-state cost per frame is one bound-method call,
-one payload copy and a substring test. That keeps a single load-generator core ahead of servers
-doing ~10^5 deliveries/s; the workloads report this process's CPU so a reader can check it.
+Two transports carry one :class:`Session` (the dialect-level behaviour: setup, request/answer
+matching, the hot-path counters):
+
+- :class:`Conn`, a picows client. ``on_data`` is swapped between a setup handler (futures, used
+  while connecting and subscribing) and a lean hot-path handler, so steady-state cost per frame is
+  one bound-method call, one payload copy and a substring test.
+- ``raw.RawConn``, a bare asyncio protocol for the fan-out saturation pass, which stops framing
+  once subscribed and counts deliveries in whole reads.
+
+The workloads report this process's CPU so a reader can check that it was not the bottleneck.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic_ns
+from typing import Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from wire import Dialect, delivery_time, is_delivery
@@ -20,12 +27,16 @@ _TEXT = WSMsgType.TEXT
 _CLOSE = WSMsgType.CLOSE
 
 
-class Conn(WSListener):
-    """One client connection. ``on_data`` is replaced by the workload once setup is done."""
+class Session:
+    """What a client connection does with whole messages, whatever carries them.
+
+    A transport subclass calls ``on_data`` with each text message and provides ``send`` and
+    ``close``; ``on_data`` starts as the opening handler and is replaced by the workload once setup
+    is done.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.transport: WSTransport | None = None
         self.loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = self.loop.create_future()
         self.reply: asyncio.Future[bytes] | None = None
@@ -37,22 +48,19 @@ class Conn(WSListener):
         self.intended: deque[int] = deque()
         self.group = 0
 
-    # picows callbacks -------------------------------------------------------------------------
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _connected(self) -> None:
+        """The upgrade succeeded: the wsforge dialect needs nothing more before it is ready."""
         if self.dialect.name == "wsforge":
             self.ready.set_result(None)
             self.on_data = self._setup
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == _TEXT:
-            self.on_data(frame.get_payload_as_bytes())
-        elif frame.msg_type == _CLOSE:
-            self.closed = True
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def _disconnected(self) -> None:
         self.closed = True
         for fut in (self.ready, self.reply):
             if fut is not None and not fut.done():
@@ -80,17 +88,9 @@ class Conn(WSListener):
         self.send(frame)
         return await asyncio.wait_for(self.reply, timeout)
 
-    def send(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.send(_TEXT, data)
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.send_close()
-            self.transport.disconnect()
-
     # hot paths ------------------------------------------------------------------------------
-    def count_deliveries(self, on_delivery: Callable[[], None] | None) -> None:
+    def count_deliveries(self) -> None:
+        """Count each delivered event, and sample its latency while ``samples`` is a list."""
         control = self.dialect.control_reply
 
         def handler(data: bytes) -> None:
@@ -98,8 +98,6 @@ class Conn(WSListener):
                 self.count += 1
                 if self.samples is not None:
                     self.samples.append(monotonic_ns() - delivery_time(data))
-                if on_delivery is not None:
-                    on_delivery()
             else:
                 answer = control(data)
                 if answer is not None:
@@ -107,7 +105,7 @@ class Conn(WSListener):
 
         self.on_data = handler
 
-    def count_replies(self, on_reply: Callable[[Conn], None]) -> None:
+    def count_replies(self, on_reply: Callable[[Session], None]) -> None:
         control = self.dialect.control_reply
 
         def handler(data: bytes) -> None:
@@ -119,6 +117,38 @@ class Conn(WSListener):
             on_reply(self)
 
         self.on_data = handler
+
+
+class Conn(Session, WSListener):
+    """A picows client connection."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        Session.__init__(self, dialect)
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self._connected()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == _TEXT:
+            self.on_data(frame.get_payload_as_bytes())
+        elif frame.msg_type == _CLOSE:
+            self.closed = True
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._disconnected()
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.send(_TEXT, data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.send_close()
+            self.transport.disconnect()
 
 
 async def open_conn(dialect: Dialect, host: str, port: int, path: str, timeout: float) -> Conn:
@@ -143,18 +173,20 @@ async def open_conn(dialect: Dialect, host: str, port: int, path: str, timeout: 
     return conn
 
 
-async def open_many(
-    n: int,
-    make: Callable[[int], asyncio.Future[Conn] | object],
-    concurrency: int,
-) -> list[Conn]:
+class Opener(Protocol):
+    def __call__(
+        self, dialect: Dialect, host: str, port: int, path: str, timeout: float
+    ) -> Awaitable[Session]: ...
+
+
+async def open_many(n: int, make: Callable[[int], Awaitable[Session]], concurrency: int) -> list[Session]:
     """Open ``n`` connections, at most ``concurrency`` handshakes in flight, keeping their order."""
     sem = asyncio.Semaphore(concurrency)
-    out: list[Conn | None] = [None] * n
+    out: list[Session | None] = [None] * n
 
     async def one(i: int) -> None:
         async with sem:
-            out[i] = await make(i)  # type: ignore[misc]
+            out[i] = await make(i)
 
     await asyncio.gather(*(one(i) for i in range(n)))
     return [c for c in out if c is not None]

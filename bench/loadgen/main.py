@@ -23,7 +23,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jwt
-from conn import Conn, open_conn, open_many
+from conn import Opener, Session, open_conn, open_many
+from raw import RawConn, open_raw
 from stats import CpuMeter, latency_summary, rss_kib
 from wire import DIALECTS, Dialect, publish_payload
 
@@ -52,19 +53,21 @@ class Target:
         self.secret = args.jwt_secret
         self.concurrency = args.concurrency
 
-    async def connect(self, n: int, *, instance: Callable[[int], int] = lambda i: 0) -> list[Conn]:
+    async def connect(
+        self, n: int, *, instance: Callable[[int], int] = lambda i: 0, opener: Opener = open_conn
+    ) -> list[Session]:
         toks = tokens(self.secret, n)
 
-        async def one(i: int) -> Conn:
+        async def one(i: int) -> Session:
             host, port = self.addrs[instance(i) % len(self.addrs)]
-            conn = await open_conn(self.dialect, host, port, self.dialect.path(self.path, toks[i]), 10 * UNIT)
+            conn = await opener(self.dialect, host, port, self.dialect.path(self.path, toks[i]), 10 * UNIT)
             conn.group = instance(i) % len(self.addrs)
             return conn
 
         return await open_many(n, one, self.concurrency)
 
 
-def close_all(conns: list[Conn]) -> None:
+def close_all(conns: list[Session]) -> None:
     for c in conns:
         c.close()
 
@@ -103,7 +106,7 @@ class Pump:
     measured at the receivers is a sustained one.
     """
 
-    def __init__(self, pubs: list[Conn], subs: int, window: int, dialect: Dialect) -> None:
+    def __init__(self, pubs: list[Session], subs: int, window: int, dialect: Dialect) -> None:
         self.pubs, self.subs, self.dialect = pubs, subs, dialect
         self.limit = window * subs
         self.per_pub = max(1, window)
@@ -113,12 +116,12 @@ class Pump:
         self.rr = 0
         self.outstanding = {id(p): 0 for p in pubs}
 
-    def on_delivery(self) -> None:
-        self.delivered += 1
+    def on_deliveries(self, n: int) -> None:
+        self.delivered += n
         if self.blocked and self.published * self.subs - self.delivered < self.limit:
             self.fill()
 
-    def on_ack(self, pub: Conn) -> None:
+    def on_ack(self, pub: Session) -> None:
         self.outstanding[id(pub)] -= 1
         self.fill()
 
@@ -141,11 +144,11 @@ class Pump:
             pub.send(self.dialect.publish(CHANNEL, self.published, publish_payload(time.monotonic_ns())))
 
 
-def ignore_reply(conn: Conn) -> None:
+def ignore_reply(conn: Session) -> None:
     """Acks of paced publishes carry nothing the fan-out workload measures."""
 
 
-async def paced(pub: Conn, dialect: Dialect, rate: float, seconds: float) -> int:
+async def paced(pub: Session, dialect: Dialect, rate: float, seconds: float) -> int:
     """Publish ``rate`` messages/s for ``seconds``; each carries its actual send time."""
     loop = asyncio.get_running_loop()
     interval = 1 / rate
@@ -177,11 +180,11 @@ async def drain(read: Callable[[], int], expected: int, timeout: float) -> int:
     return read()
 
 
-async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
-    meter = CpuMeter(args.server_pids, args.cores)
-    t_setup = time.monotonic()
-    subs = await target.connect(args.subs, instance=lambda i: i)
-    t_connected = time.monotonic()
+async def subscribers(target: Target, n: int, opener: Opener) -> tuple[list[Session], float, float]:
+    """``n`` subscribers of ``CHANNEL`` spread over the instances: (conns, connect s, subscribe s)."""
+    t0 = time.monotonic()
+    subs = await target.connect(n, instance=lambda i: i, opener=opener)
+    t1 = time.monotonic()
     # Subscribes go out SUBSCRIBE_BATCH at a time (one per connection, so each reply is still
     # matched): one at a time, a server with presence on spent ~20 s of setup per pass on 1,000
     # members; all at once, every member gets ~1,000 presence.join events in one loop iteration,
@@ -191,36 +194,58 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         await asyncio.gather(
             *(s.call(target.dialect.subscribe(CHANNEL, first + i), 10 * UNIT) for i, s in enumerate(batch))
         )
+    return subs, t1 - t0, time.monotonic() - t1
+
+
+async def saturate(
+    args: argparse.Namespace, target: Target, pubs: list[Session]
+) -> tuple[dict[str, Any], float]:
+    """Publishers flat out through the :class:`Pump`; subscribers count deliveries per read.
+
+    The subscribers are :class:`raw.RawConn`s in counting mode, so the generator spends next to
+    nothing per delivery and the servers' ceilings, not its own, set the rate. They cannot go back
+    to framing, so they are closed when the pass ends.
+    """
+    meter = CpuMeter(args.server_pids, args.cores)
+    subs, connect_s, subscribe_s = await subscribers(target, args.subs, open_raw)
+    pump = Pump(pubs, len(subs), args.window, target.dialect)
+    for s in subs:
+        assert isinstance(s, RawConn)
+        s.count_in_bulk(pump.on_deliveries)
+    for p in pubs:
+        p.count_replies(pump.on_ack)
+    pump.fill()
+    n, secs = await window(meter, args.warmup, args.measure, lambda: pump.delivered)
+    pump.running = False
+    got = await drain(lambda: pump.delivered, pump.published * len(subs), 10 * UNIT)
+    # Acks of publishes still in flight must not reach the pump once its subscribers are gone.
+    for p in pubs:
+        p.count_replies(ignore_reply)
+    close_all(subs)
+    max_rate = n / secs
+    return {
+        "deliveries_per_s": max_rate,
+        "publishes_per_s": max_rate / len(subs),
+        **cpu_fields(meter, secs, n),
+        "undelivered_after_drain": pump.published * len(subs) - got,
+        "receiver": "raw, counted per read",
+        "connect_s": connect_s,
+        "subscribe_s": subscribe_s,
+    }, max_rate
+
+
+async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    meter = CpuMeter(args.server_pids, args.cores)
     pubs = await target.connect(args.publishers)
-    result: dict[str, Any] = {
-        "subs": len(subs),
-        "publishers": len(pubs),
-        "instances": len(target.addrs),
-        "connect_s": t_connected - t_setup,
-        "subscribe_s": time.monotonic() - t_connected,
-    }
+    result: dict[str, Any] = {"subs": args.subs, "publishers": len(pubs), "instances": len(target.addrs)}
+    max_rate = args.fixed_rate * args.subs if args.fixed_rate else 0.0
+    if not args.fixed_rate:
+        result["saturated"], max_rate = await saturate(args, target, pubs)
+        await asyncio.sleep(0.5 * UNIT)  # let the servers finish the closes and their presence events
+    subs, result["connect_s"], result["subscribe_s"] = await subscribers(target, args.subs, open_conn)
 
     def delivered() -> int:
         return sum(s.count for s in subs)
-
-    max_rate = args.fixed_rate * len(subs) if args.fixed_rate else 0.0
-    if not args.fixed_rate:
-        pump = Pump(pubs, len(subs), args.window, target.dialect)
-        for s in subs:
-            s.count_deliveries(pump.on_delivery)
-        for p in pubs:
-            p.count_replies(pump.on_ack)
-        pump.fill()
-        n, secs = await window(meter, args.warmup, args.measure, lambda: pump.delivered)
-        pump.running = False
-        got = await drain(lambda: pump.delivered, pump.published * len(subs), 10 * UNIT)
-        max_rate = n / secs
-        result["saturated"] = {
-            "deliveries_per_s": max_rate,
-            "publishes_per_s": max_rate / len(subs),
-            **cpu_fields(meter, secs, n),
-            "undelivered_after_drain": pump.published * len(subs) - got,
-        }
 
     result["latency"] = []
     loads = (
@@ -233,7 +258,7 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     for label, pub_rate in loads:
         for s in subs:
             s.samples = []
-            s.count_deliveries(None)
+            s.count_deliveries()
         pubs[0].count_replies(ignore_reply)
         base = delivered()
         meter.start()
@@ -269,13 +294,14 @@ async def reqrep(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     dialect = target.dialect
     samples: list[int] = []
     state = {"measuring": False, "running": True, "rid": 0}
+    channels = {id(c): f"room:rr{id(c)}" for c in clients}
 
-    def send(c: Conn) -> None:
+    def send(c: Session) -> None:
         state["rid"] += 1
         c.intended.append(time.monotonic_ns())
-        c.send(dialect.request(f"room:rr{id(c)}", state["rid"]))
+        c.send(dialect.request(channels[id(c)], state["rid"]))
 
-    def closed_loop(c: Conn) -> None:
+    def closed_loop(c: Session) -> None:
         sent_at = c.intended.popleft()
         if state["measuring"]:
             samples.append(time.monotonic_ns() - sent_at)
@@ -323,7 +349,7 @@ async def reqrep(args: argparse.Namespace, target: Target) -> dict[str, Any]:
 
 
 async def paced_round_trips(
-    clients: list[Conn], send: Callable[[Conn], None], rate: float, seconds: float
+    clients: list[Session], send: Callable[[Session], None], rate: float, seconds: float
 ) -> list[int]:
     """Open loop: every client sends on its own fixed schedule, whether or not its last answer came.
 
@@ -336,10 +362,10 @@ async def paced_round_trips(
     start = loop.time()
     stop_at = start + seconds
 
-    def on_reply(c: Conn) -> None:
+    def on_reply(c: Session) -> None:
         samples.append(time.monotonic_ns() - c.intended.popleft())
 
-    def tick(c: Conn, due: float) -> None:
+    def tick(c: Session, due: float) -> None:
         if due < stop_at:
             send(c)
             loop.call_at(due + interval, tick, c, due + interval)

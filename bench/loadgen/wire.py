@@ -13,7 +13,9 @@ from typing import Protocol
 
 import orjson
 
-_T = re.compile(rb'"t":(\d+)')
+DELIVERY_MARKER = b'"t":'
+"""Only the published payload carries this key, so it marks a delivered event in any frame."""
+_T = re.compile(re.escape(DELIVERY_MARKER) + rb"(\d+)")
 FILLER = "x" * 64
 """Keeps an event near the size of a short chat line (~200 bytes on the wire)."""
 
@@ -29,7 +31,7 @@ def delivery_time(data: bytes) -> int:
 
 
 def is_delivery(data: bytes) -> bool:
-    return b'"t":' in data
+    return DELIVERY_MARKER in data
 
 
 class Dialect(Protocol):
@@ -83,8 +85,19 @@ class Wsforge:
             }
         )
 
+    _REQUEST = (
+        b'{"v":1,"type":"request","action":"publish","id":"p%d","channel":"%s","payload":{"text":"'
+        + FILLER.encode()
+        + b'"}}'
+    )
+
     def request(self, channel: str, rid: int) -> bytes:
-        return self.publish(channel, rid, {"text": FILLER})
+        """``publish(channel, rid, {"text": FILLER})``'s bytes, formatted instead of serialised.
+
+        The closed loop sends one per answer; at ~10^5 round trips/s the generator's own cost per
+        request is what keeps it ahead of the server.
+        """
+        return self._REQUEST % (rid, channel.encode())
 
 
 class SocketIO:

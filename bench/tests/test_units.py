@@ -6,9 +6,21 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 import report
+from rfc6455 import (
+    BINARY,
+    PING,
+    TEXT,
+    FrameReader,
+    MarkerCounter,
+    ProtocolError,
+    encode_frame,
+    handshake_request,
+    parse_handshake_response,
+)
 from stats import latency_summary, percentile
-from wire import DIALECTS, delivery_time, is_delivery, publish_payload
+from wire import DELIVERY_MARKER, DIALECTS, FILLER, delivery_time, is_delivery, publish_payload
 
 
 def test_wsforge_publish_is_an_envelope_v1_request() -> None:
@@ -116,3 +128,78 @@ def test_targets_show_each_repeats_comparison_beside_the_median(tmp_path: Path) 
         in text
     )
     assert "the same comparison within each repeat" in text
+
+
+def _server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """An unmasked frame as a server writes it, in the shortest length encoding."""
+    n = len(payload)
+    first = bytes(((0x80 if fin else 0) | opcode,))
+    if n < 126:
+        return first + bytes((n,)) + payload
+    if n < 1 << 16:
+        return first + bytes((126,)) + n.to_bytes(2, "big") + payload
+    return first + bytes((127,)) + n.to_bytes(8, "big") + payload
+
+
+def test_frame_reader_takes_all_three_length_encodings_split_anywhere() -> None:
+    """7-bit, 16-bit and 64-bit lengths, several frames per read, and reads cut at every byte."""
+    messages = [(TEXT, b"a" * 5), (TEXT, b"b" * 300), (BINARY, b"c" * 70_000), (PING, b"p")]
+    stream = b"".join(_server_frame(op, body) for op, body in messages)
+    assert list(FrameReader().feed(stream)) == messages
+    for cut in range(0, len(stream), 997):
+        reader = FrameReader()
+        got = list(reader.feed(stream[:cut])) + list(reader.feed(stream[cut:]))
+        assert got == messages and reader.pending == b""
+
+
+def test_frame_reader_reassembles_fragments_around_a_ping() -> None:
+    """A fragmented text message comes out whole; a ping between its fragments comes out first."""
+    stream = _server_frame(TEXT, b"hel", fin=False) + _server_frame(PING, b"") + _server_frame(0x0, b"lo")
+    assert list(FrameReader().feed(stream)) == [(PING, b""), (TEXT, b"hello")]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"\x81\x81abcdx", b"\xc1\x01x", b"\x83\x01x", b"\x09\x00", b"\x80\x01x"],
+    ids=["masked", "rsv1", "reserved-opcode", "fragmented-ping", "orphan-continuation"],
+)
+def test_frame_reader_refuses_what_a_server_must_not_send(frame: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        list(FrameReader().feed(frame))
+
+
+def test_client_frames_are_masked_and_unmask_to_the_payload() -> None:
+    """RFC 6455 §5.3: the mask bit is set and XOR with the key gives the payload back."""
+    for body in (b"", b"x" * 125, b"y" * 126, b"z" * 65_536):
+        frame = encode_frame(TEXT, body)
+        code = frame[1] & 0x7F
+        header = 4 if code == 126 else 10 if code == 127 else 2
+        assert frame[0] == 0x81 and frame[1] & 0x80
+        key, masked = frame[header : header + 4], frame[header + 4 :]
+        assert bytes(b ^ key[i % 4] for i, b in enumerate(masked)) == body
+
+
+def test_handshake_checks_the_accept_value() -> None:
+    request, accept = handshake_request("127.0.0.1", 9, "/ws?x=1")
+    assert request.startswith(b"GET /ws?x=1 HTTP/1.1\r\n") and b"Sec-WebSocket-Version: 13" in request
+    parse_handshake_response(b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: " + accept, accept)
+    with pytest.raises(ProtocolError):
+        parse_handshake_response(b"HTTP/1.1 101 OK\r\nSec-WebSocket-Accept: nope", accept)
+    with pytest.raises(ConnectionRefusedError):
+        parse_handshake_response(b"HTTP/1.1 403 Forbidden", accept)
+
+
+def test_marker_counter_counts_each_delivery_once_however_reads_are_cut() -> None:
+    """Every split of a stream of events, including inside the marker, gives the exact count."""
+    event = orjson.dumps({"type": "event", "seq": 1, "payload": publish_payload(123)})
+    stream = b"".join(_server_frame(TEXT, event) for _ in range(7)) + _server_frame(TEXT, b'{"ts":1}')
+    assert stream.count(DELIVERY_MARKER) == 7
+    for size in (1, 2, 3, 4, 5, 64, len(stream)):
+        counter = MarkerCounter(DELIVERY_MARKER)
+        assert sum(counter.feed(stream[i : i + size]) for i in range(0, len(stream), size)) == 7
+
+
+def test_the_request_template_is_the_publish_it_stands_for() -> None:
+    """The formatted request/ack frame is byte for byte what ``publish`` serialises."""
+    wsforge = DIALECTS["wsforge"]
+    assert wsforge.request("room:rr1", 42) == wsforge.publish("room:rr1", 42, {"text": FILLER})
