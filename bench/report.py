@@ -447,14 +447,14 @@ METHOD = """## Method
 - **Fan-out, saturated**: 4 publishers keep at most 64 messages times the subscriber count, deliveries in flight end to
   end (a publish is sent only when the receivers have caught up that far), so the rate is one the server
   sustains, not a buffer filling up. Rate and CPU are counted over the measurement window after warm-up.
-  The subscribers of this pass are bare asyncio connections (`loadgen/raw.py`) that frame only while
+  Nine subscribers in ten are bare asyncio connections (`loadgen/raw.py`) that frame only while
   subscribing, then count the delivery marker in each read with `bytes.count` (server frames are
-  unmasked): a per-frame callback made the generator, not the fastest servers, the limit on 2 cores.
-  They are closed after the pass; the latency passes subscribe fresh picows clients that see every frame.
-  "undelivered after drain" checks the count: it is exact or the row shows it.
+  unmasked): a per-frame callback for every delivery made the generator, not the fastest servers, the
+  limit on 2 cores. Every tenth subscriber of each instance is a picows client that sees every frame
+  and samples latency. "undelivered after drain" checks every count: it is exact or the row shows it.
 - **Latency** is publish-to-receive (fan-out) or send-to-ack (request/response) on one monotonic clock,
-  from the actual send time; every delivery is a sample. "50 % of max" paces one publisher at half the
-  saturated delivery rate of the same repeat.
+  from the actual send time; every delivery to a sampling subscriber (fan-out) and every ack is a
+  sample. "50 % of max" paces one publisher at half the saturated delivery rate of the same repeat.
 - **Per server-CPU-second** divides by the server processes' user + system CPU time (`/proc/<pid>/stat`)
   over the window. The kernel's loopback delivery runs in softirq, charged to no process: the "core busy"
   row shows it, and shows whether the server core was saturated.

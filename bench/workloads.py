@@ -18,14 +18,20 @@ class Pass:
     redis: bool = False
 
 
+QUIET_HEARTBEAT_S = 60.0
+"""Server ping interval for every workload but idle: longer than any of them runs."""
+
+
 @dataclass(frozen=True)
 class Workload:
     name: str
     """Stable key for ``--workloads``; ``--quick`` keeps the key and shrinks the sizes (see title)."""
     title: str
     passes: list[Pass]
-    heartbeat: float = 20.0
-    """Server ping interval; only the idle workload holds connections long enough to see pings."""
+    heartbeat: float = QUIET_HEARTBEAT_S
+    """Server ping interval. Only the idle workload holds connections long enough to see pings; the
+    others last well under a minute, so none of their counting connections (which cannot answer a
+    ping) is ever asked for a pong."""
     notes: list[str] = field(default_factory=list)
 
 

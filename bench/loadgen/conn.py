@@ -6,8 +6,8 @@ matching, the hot-path counters):
 - :class:`Conn`, a picows client. ``on_data`` is swapped between a setup handler (futures, used
   while connecting and subscribing) and a lean hot-path handler, so steady-state cost per frame is
   one bound-method call, one payload copy and a substring test.
-- ``raw.RawConn``, a bare asyncio protocol for the fan-out saturation pass, which stops framing
-  once subscribed and counts deliveries in whole reads.
+- ``raw.RawConn``, a bare asyncio protocol for the fan-out subscribers that do not sample latency:
+  it stops framing once subscribed and counts deliveries in whole reads.
 
 The workloads report this process's CPU so a reader can check that it was not the bottleneck.
 """
@@ -89,7 +89,7 @@ class Session:
         return await asyncio.wait_for(self.reply, timeout)
 
     # hot paths ------------------------------------------------------------------------------
-    def count_deliveries(self) -> None:
+    def count_deliveries(self, on_deliveries: Callable[[int], None]) -> None:
         """Count each delivered event, and sample its latency while ``samples`` is a list."""
         control = self.dialect.control_reply
 
@@ -98,6 +98,7 @@ class Session:
                 self.count += 1
                 if self.samples is not None:
                     self.samples.append(monotonic_ns() - delivery_time(data))
+                on_deliveries(1)
             else:
                 answer = control(data)
                 if answer is not None:

@@ -54,12 +54,17 @@ class Target:
         self.concurrency = args.concurrency
 
     async def connect(
-        self, n: int, *, instance: Callable[[int], int] = lambda i: 0, opener: Opener = open_conn
+        self,
+        n: int,
+        *,
+        instance: Callable[[int], int] = lambda i: 0,
+        opener_for: Callable[[int], Opener] = lambda i: open_conn,
     ) -> list[Session]:
         toks = tokens(self.secret, n)
 
         async def one(i: int) -> Session:
             host, port = self.addrs[instance(i) % len(self.addrs)]
+            opener = opener_for(i)
             conn = await opener(self.dialect, host, port, self.dialect.path(self.path, toks[i]), 10 * UNIT)
             conn.group = instance(i) % len(self.addrs)
             return conn
@@ -180,11 +185,33 @@ async def drain(read: Callable[[], int], expected: int, timeout: float) -> int:
     return read()
 
 
-async def subscribers(target: Target, n: int, opener: Opener) -> tuple[list[Session], float, float]:
-    """``n`` subscribers of ``CHANNEL`` spread over the instances: (conns, connect s, subscribe s)."""
-    t0 = time.monotonic()
-    subs = await target.connect(n, instance=lambda i: i, opener=opener)
-    t1 = time.monotonic()
+class Relay:
+    """Hands delivery counts to the saturation :class:`Pump` while one runs, else drops them."""
+
+    def __init__(self) -> None:
+        self.to: Callable[[int], None] | None = None
+
+    def __call__(self, n: int) -> None:
+        if self.to is not None:
+            self.to(n)
+
+
+async def subscribers(
+    target: Target, n: int, sample_every: int, relay: Relay
+) -> tuple[list[Session], list[Session]]:
+    """``n`` subscribers of ``CHANNEL`` spread over the instances: (all of them, the samplers).
+
+    Every ``sample_every``-th subscriber of each instance is a picows client that sees every frame
+    and samples latency; the rest are :class:`raw.RawConn`s that count deliveries per read from the
+    moment they are subscribed. A per-frame callback for every delivery made the generator, not the
+    fastest servers, the limit on a 2-core machine, both at saturation and at half of it.
+    """
+    per_instance = len(target.addrs)
+
+    def opener(i: int) -> Opener:
+        return open_conn if (i // per_instance) % sample_every == 0 else open_raw
+
+    subs = await target.connect(n, instance=lambda i: i, opener_for=opener)
     # Subscribes go out SUBSCRIBE_BATCH at a time (one per connection, so each reply is still
     # matched): one at a time, a server with presence on spent ~20 s of setup per pass on 1,000
     # members; all at once, every member gets ~1,000 presence.join events in one loop iteration,
@@ -194,58 +221,52 @@ async def subscribers(target: Target, n: int, opener: Opener) -> tuple[list[Sess
         await asyncio.gather(
             *(s.call(target.dialect.subscribe(CHANNEL, first + i), 10 * UNIT) for i, s in enumerate(batch))
         )
-    return subs, t1 - t0, time.monotonic() - t1
-
-
-async def saturate(
-    args: argparse.Namespace, target: Target, pubs: list[Session]
-) -> tuple[dict[str, Any], float]:
-    """Publishers flat out through the :class:`Pump`; subscribers count deliveries per read.
-
-    The subscribers are :class:`raw.RawConn`s in counting mode, so the generator spends next to
-    nothing per delivery and the servers' ceilings, not its own, set the rate. They cannot go back
-    to framing, so they are closed when the pass ends.
-    """
-    meter = CpuMeter(args.server_pids, args.cores)
-    subs, connect_s, subscribe_s = await subscribers(target, args.subs, open_raw)
-    pump = Pump(pubs, len(subs), args.window, target.dialect)
+    samplers = []
     for s in subs:
-        assert isinstance(s, RawConn)
-        s.count_in_bulk(pump.on_deliveries)
-    for p in pubs:
-        p.count_replies(pump.on_ack)
-    pump.fill()
-    n, secs = await window(meter, args.warmup, args.measure, lambda: pump.delivered)
-    pump.running = False
-    got = await drain(lambda: pump.delivered, pump.published * len(subs), 10 * UNIT)
-    # Acks of publishes still in flight must not reach the pump once its subscribers are gone.
-    for p in pubs:
-        p.count_replies(ignore_reply)
-    close_all(subs)
-    max_rate = n / secs
-    return {
-        "deliveries_per_s": max_rate,
-        "publishes_per_s": max_rate / len(subs),
-        **cpu_fields(meter, secs, n),
-        "undelivered_after_drain": pump.published * len(subs) - got,
-        "receiver": "raw, counted per read",
-        "connect_s": connect_s,
-        "subscribe_s": subscribe_s,
-    }, max_rate
+        if isinstance(s, RawConn):
+            s.count_in_bulk(relay)
+        else:
+            s.count_deliveries(relay)
+            samplers.append(s)
+    return subs, samplers
 
 
 async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     meter = CpuMeter(args.server_pids, args.cores)
+    t_setup = time.monotonic()
+    relay = Relay()
+    subs, samplers = await subscribers(target, args.subs, args.sample_every, relay)
+    t_subscribed = time.monotonic()
     pubs = await target.connect(args.publishers)
-    result: dict[str, Any] = {"subs": args.subs, "publishers": len(pubs), "instances": len(target.addrs)}
-    max_rate = args.fixed_rate * args.subs if args.fixed_rate else 0.0
-    if not args.fixed_rate:
-        result["saturated"], max_rate = await saturate(args, target, pubs)
-        await asyncio.sleep(0.5 * UNIT)  # let the servers finish the closes and their presence events
-    subs, result["connect_s"], result["subscribe_s"] = await subscribers(target, args.subs, open_conn)
+    result: dict[str, Any] = {
+        "subs": len(subs),
+        "latency_samplers": len(samplers),
+        "publishers": len(pubs),
+        "instances": len(target.addrs),
+        "subscribe_s": t_subscribed - t_setup,
+    }
 
     def delivered() -> int:
         return sum(s.count for s in subs)
+
+    max_rate = args.fixed_rate * len(subs) if args.fixed_rate else 0.0
+    if not args.fixed_rate:
+        pump = Pump(pubs, len(subs), args.window, target.dialect)
+        relay.to = pump.on_deliveries
+        for p in pubs:
+            p.count_replies(pump.on_ack)
+        pump.fill()
+        n, secs = await window(meter, args.warmup, args.measure, lambda: pump.delivered)
+        pump.running = False
+        got = await drain(lambda: pump.delivered, pump.published * len(subs), 10 * UNIT)
+        relay.to = None
+        max_rate = n / secs
+        result["saturated"] = {
+            "deliveries_per_s": max_rate,
+            "publishes_per_s": max_rate / len(subs),
+            **cpu_fields(meter, secs, n),
+            "undelivered_after_drain": pump.published * len(subs) - got,
+        }
 
     result["latency"] = []
     loads = (
@@ -256,9 +277,8 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     if args.slow_rate and not args.fixed_rate:
         loads.append(("slow", args.slow_rate))
     for label, pub_rate in loads:
-        for s in subs:
+        for s in samplers:
             s.samples = []
-            s.count_deliveries()
         pubs[0].count_replies(ignore_reply)
         base = delivered()
         meter.start()
@@ -273,15 +293,15 @@ async def fanout(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             "deliveries_per_s": (got - base) / secs,
             **cpu_fields(meter, secs, got - base),
             "undelivered_after_drain": base + sent * len(subs) - got,
-            "all": latency_summary([x for s in subs for x in (s.samples or [])]),
+            "all": latency_summary([x for s in samplers for x in (s.samples or [])]),
         }
         if len(target.addrs) > 1:
             row["by_instance"] = [
-                latency_summary([x for s in subs if s.group == g for x in (s.samples or [])])
+                latency_summary([x for s in samplers if s.group == g for x in (s.samples or [])])
                 for g in range(len(target.addrs))
             ]
         result["latency"].append(row)
-        for s in subs:
+        for s in samplers:
             s.samples = None
     close_all(subs + pubs)
     return result
@@ -433,6 +453,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--subs", type=int, default=1000)
     p.add_argument("--publishers", type=int, default=4)
     p.add_argument("--window", type=int, default=64, help="publishes in flight end to end")
+    p.add_argument(
+        "--sample-every",
+        type=int,
+        default=10,
+        help="fan-out: every Nth subscriber of an instance samples latency; the rest count deliveries per read",
+    )
     p.add_argument("--latency-fracs", type=_floats_or_ints(float), default=[0.5])
     p.add_argument("--slow-rate", type=float, default=20.0, help="publishes/s of the single slow publisher")
     p.add_argument("--fixed-rate", type=float, default=0.0, help="skip saturation; publish at this rate")

@@ -8,9 +8,10 @@ after setup :class:`RawConn` stops framing and counts the marker only a delivere
 (RFC 6455 §5.1), so the marker is visible in the raw stream.
 
 The price: in counting mode a connection cannot answer pings or see a close frame, and it never
-returns to framing (where the next frame starts is unknown). The fan-out workload therefore uses
-these connections for the saturation pass only, which is far shorter than any peer's heartbeat,
-and closes them afterwards; its drain check (``undelivered_after_drain``) would show a miscount.
+returns to framing (where the next frame starts is unknown). The fan-out workload therefore keeps
+one subscriber in ``--sample-every`` on picows to sample latency, lasts far less than the heartbeat
+interval the bench gives it (``workloads.Workload.heartbeat``), and checks every count by its drain
+(``undelivered_after_drain``), which would show a miscount.
 """
 
 from __future__ import annotations

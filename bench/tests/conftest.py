@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCH / "loadgen"))
 
 from run import JWT_SECRET, free_port, stop, wait_listening  # noqa: E402
 from subjects import NODE_DIR, PEERS, Subject, generated, render_chat  # noqa: E402
+from workloads import QUIET_HEARTBEAT_S  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
 
@@ -38,10 +39,22 @@ def chat_project_picows(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "heartbeat(seconds): the peer fixture's server ping interval (default: the bench's)"
+    )
+
+
 @pytest.fixture
 def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
-    """Start the subject named by the test's parameter; yields (name, port, pid)."""
+    """Start the subject named by the test's parameter; yields (name, port, pid).
+
+    The server pings as the bench configures it unless the test has a ``heartbeat`` marker: the
+    fan-out workload's counting connections cannot answer pings, and the bench never sends them any.
+    """
     name = request.param
+    marker = request.node.get_closest_marker("heartbeat")
+    heartbeat = float(marker.args[0]) if marker else QUIET_HEARTBEAT_S
     if name == "ws-node" and not node_ready():
         if os.environ.get("CI") == "true":
             pytest.fail("Node ws peer not installed: run `python bench/run.py --setup` first")
@@ -54,7 +67,7 @@ def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
     else:
         subject = PEERS[name]
     port = free_port()
-    argv, env = subject.command(port, jwt_secret=JWT_SECRET, heartbeat=0.5)
+    argv, env = subject.command(port, jwt_secret=JWT_SECRET, heartbeat=heartbeat)
     proc = subprocess.Popen(argv, cwd=subject.cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     try:
         wait_listening(port, proc, 15 * UNIT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import BENCH, UNIT
+from raw import open_raw
 from run import JWT_SECRET
+from wire import DIALECTS
 
 PEER_NAMES = ["wsforge", "wsforge-picows", "picows", "websockets", "socketio", "ws-node"]
 
@@ -57,6 +60,7 @@ def test_request_ack_answers_every_request(peer: tuple[str, int, int]) -> None:
     assert [p["fraction"] for p in paced] == [0.1, 0.5]
 
 
+@pytest.mark.heartbeat(0.5)
 @pytest.mark.parametrize("peer", PEER_NAMES, indirect=True)
 def test_idle_connections_survive_heartbeats(peer: tuple[str, int, int]) -> None:
     """Connections stay open through several 0.5 s server pings."""
@@ -86,3 +90,15 @@ def test_run_py_quick_writes_results_and_report(tmp_path: Path) -> None:
     assert [r for r in data["runs"] if "error" in r] == []
     assert "round trips/s (closed loop)" in (tmp_path / "RESULTS.md").read_text()
     assert (tmp_path / "plots" / "reqrep.png").exists()
+
+
+@pytest.mark.parametrize("peer", ["wsforge-picows", "picows"], indirect=True)
+def test_a_counting_connection_is_refused_with_the_servers_status(peer: tuple[str, int, int]) -> None:
+    """The bare RFC 6455 client fails its upgrade as loudly as picows does: with the 401 line."""
+    _name, port, _pid = peer
+
+    async def connect() -> None:
+        await open_raw(DIALECTS["wsforge"], "127.0.0.1", port, "/ws?access_token=not-a-jwt", 5 * UNIT)
+
+    with pytest.raises(ConnectionRefusedError, match="401"):
+        asyncio.run(connect())
