@@ -62,8 +62,11 @@ class Capacity:
 # What one instance (one core) sustains with every feature on; step 2 plans at 70 % of it.
 # Deliveries: bench/RESULTS.md, fan-out to 1,000 subscribers, deliveries per server-CPU-second of the
 # generated chat server (run 20261127T225237Z: websockets 72,467; picows 513,820). Two later runs on
-# other machines measured 69,731 / 583,300 (20261128T080259Z) and 87,063 / 551,002 (20261128T102405Z):
-# the figures below sit within (websockets) or under (picows) that spread, so they stay.
+# other machines measured 69,731 / 583,300 (20261128T080259Z) and 87,063 / 551,002 (20261128T102405Z),
+# with a load generator that was itself the limit for picows. Run 20261128T125612Z, whose generator
+# counts deliveries per read and no longer limits it, measured 98,252 / 1,112,368 on an AMD EPYC VM.
+# The figures below sit within (websockets) or under (picows) that spread, so they stay: the picows
+# one is the lowest measured, and the faster generator has not been run on the Intel machine.
 # Connections: that run held 10,000 JWT-verified idle connections with 1.5 s heartbeats at 19.8 KiB
 # (websockets) and 15.4 KiB (picows) RSS each; the figures below extrapolate that linearly (about
 # 0.4 / 0.6 GiB) and have not been measured at that count.
@@ -334,8 +337,9 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
                 f"{deliveries} deliveries/s and {req.concurrent_connections} connections would need "
                 f"{needed:.1f} websockets instances; the picows adapter carries several times more per core "
                 "(bench/RESULTS.md, fan-out per server-CPU-second). Run the mypyc build in production (the "
-                "Dockerfile's default for picows): 20-37 % less CPU per request/response in the benchmark, "
-                "0.83-0.93x raw picows' round trips per CPU-second against the pure build's 0.53-0.69x.",
+                "Dockerfile's default for picows): 14-37 % less CPU per request/response and about twice the "
+                "fan-out deliveries per CPU-second in the benchmark; 0.83-0.93x raw picows' round trips per "
+                "CPU-second against the pure build's 0.53-0.71x.",
             )
         )
     why = "the websockets library is the familiar default and carries the targets"
