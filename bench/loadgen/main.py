@@ -434,6 +434,13 @@ async def idle(args: argparse.Namespace, target: Target) -> dict[str, Any]:
 WORKLOADS = {"fanout": fanout, "reqrep": reqrep, "idle": idle}
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def _floats_or_ints(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     return lambda s: [kind(x) for x in s.split(",") if x]
 
@@ -455,7 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=64, help="publishes in flight end to end")
     p.add_argument(
         "--sample-every",
-        type=int,
+        type=_at_least_one,
         default=10,
         help="fan-out: every Nth subscriber of an instance samples latency; the rest count deliveries per read",
     )

@@ -25,6 +25,7 @@ from rfc6455 import (
     BINARY,
     CLOSE,
     PING,
+    PONG,
     TEXT,
     FrameReader,
     MarkerCounter,
@@ -82,7 +83,7 @@ class RawConn(Session, asyncio.Protocol):
             if opcode in (TEXT, BINARY):
                 self.on_data(payload)
             elif opcode == PING:
-                self._write(encode_frame(0xA, payload))
+                self._write(encode_frame(PONG, payload))
             elif opcode == CLOSE:
                 self.closed = True
                 self._write(encode_frame(CLOSE, payload[:2]))
