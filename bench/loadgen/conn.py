@@ -48,6 +48,11 @@ class Session:
         self.intended: deque[int] = deque()
         self.group = 0
 
+    def latencies(self) -> list[int]:
+        """Latency samples taken since ``samples`` was set to a list; stops sampling."""
+        found, self.samples = self.samples or [], None
+        return found
+
     def send(self, data: bytes) -> None:
         raise NotImplementedError
 

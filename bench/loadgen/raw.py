@@ -5,7 +5,11 @@ main cost, and on a 2-core machine the generator then limits the fastest servers
 subscriber in the saturation pass needs nothing from a delivery but the fact that it arrived, so
 after setup :class:`RawConn` stops framing and counts the marker only a delivered event carries
 (``wire.DELIVERY_MARKER``) in each read with ``bytes.count``. Server frames are never masked
-(RFC 6455 §5.1), so the marker is visible in the raw stream.
+(RFC 6455 §5.1), so the marker is visible in the raw stream. While ``samples`` is a list (the
+low-rate latency passes), each read is also kept with its receive time and later searched for the
+publishers' send times that follow
+the marker (after the pass, see :meth:`RawConn.latencies`), so that every subscriber, not one in
+``--sample-every``, gives latency samples.
 
 The price: in counting mode a connection cannot answer pings or see a close frame, and it never
 returns to framing (where the next frame starts is unknown). The fan-out workload therefore keeps
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import monotonic_ns
 from typing import cast
 
 from conn import Session
@@ -29,6 +34,7 @@ from rfc6455 import (
     TEXT,
     FrameReader,
     MarkerCounter,
+    StampReader,
     encode_frame,
     handshake_request,
     parse_handshake_response,
@@ -47,6 +53,8 @@ class RawConn(Session, asyncio.Protocol):
         self.head = b""
         self.reader = FrameReader()
         self.feed: Callable[[bytes], None] = self._upgrading
+        self.reads: list[tuple[int, bytes]] = []
+        """(receive time, bytes) of each read while ``samples`` is a list; see :meth:`latencies`."""
 
     # asyncio callbacks ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,11 +112,25 @@ class RawConn(Session, asyncio.Protocol):
             if found:
                 self.count += found
                 on_deliveries(found)
+            if self.samples is not None:
+                self.reads.append((monotonic_ns(), data))
 
         pending, self.reader.pending = self.reader.pending, b""
         self.feed = counting
         if pending:
             counting(pending)
+
+    def latencies(self) -> list[int]:
+        """Publish-to-receive time of every delivery read since sampling started; stops sampling.
+
+        The send times are parsed here, after the pass, not in ``data_received``: the generator
+        reads the subscribers one after another, so work per read there would delay the reads
+        after it and show up in every subject's latency.
+        """
+        stamps = StampReader(DELIVERY_MARKER)  # a pass starts on a frame boundary: nothing to carry
+        found = [received - sent for received, data in self.reads for sent in stamps.feed(data)]
+        self.samples, self.reads = None, []
+        return found
 
     # sending ----------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:

@@ -3,7 +3,8 @@
 picows parses every frame in Cython but still calls back into Python once per frame; at the
 fan-out rates of the fastest servers that per-frame callback is most of the generator's CPU. The
 raw connection (``raw.py``) uses this module for its handshake and setup frames, then stops
-framing altogether and counts deliveries with :class:`MarkerCounter`.
+framing altogether and counts deliveries with :class:`MarkerCounter` (and, in the low-rate latency
+passes, reads each delivery's send time with :class:`StampReader`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -141,3 +143,34 @@ class MarkerCounter:
         if keep:
             self.tail = (self.tail + data[-keep:])[-keep:]
         return found
+
+
+class StampReader:
+    """The number after each occurrence of a marker in a byte stream fed in arbitrary chunks.
+
+    A delivery's ``"t":<ns>`` may be cut anywhere by a read, digits included. A number counts only
+    once a non-digit follows it, so a cut one is never read short; what follows the last complete
+    match is carried into the next chunk, trimmed to the longest incomplete ``marker + digits``.
+    Each occurrence is returned exactly once, in stream order.
+    """
+
+    MAX_DIGITS = 20
+    """Digits of the largest number read (a 64-bit value has at most 20)."""
+
+    def __init__(self, marker: bytes) -> None:
+        if not marker:
+            raise ValueError("an empty marker occurs everywhere")
+        self.pattern = re.compile(re.escape(marker) + rb"(\d{1,%d})(?=\D)" % self.MAX_DIGITS)
+        self.keep = len(marker) + self.MAX_DIGITS
+        self.carry = b""
+
+    def feed(self, data: bytes) -> list[int]:
+        buffer = self.carry + data if self.carry else data
+        stamps = []
+        end = 0
+        for match in self.pattern.finditer(buffer):
+            stamps.append(int(match.group(1)))
+            end = match.end()
+        rest = len(buffer) - end
+        self.carry = buffer[-self.keep :] if rest > self.keep else buffer[end:]
+        return stamps

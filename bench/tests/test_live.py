@@ -48,6 +48,9 @@ def test_fanout_delivers_every_message_to_every_subscriber(peer: tuple[str, int,
     assert [r["load"] for r in rows] == [0.5, "slow"]
     assert [r["undelivered_after_drain"] for r in rows] == [0, 0]
     assert all(r["all"]["n"] > 0 for r in rows)
+    # One subscriber in ten samples at half load; every one, and every delivery, at the slow rate.
+    assert [r["sampling_subscribers"] for r in rows] == [1, 5]
+    assert rows[1]["all"]["n"] == rows[1]["deliveries"] > 0
 
 
 @pytest.mark.parametrize("peer", PEER_NAMES, indirect=True)

@@ -15,6 +15,7 @@ from rfc6455 import (
     FrameReader,
     MarkerCounter,
     ProtocolError,
+    StampReader,
     encode_frame,
     handshake_request,
     parse_handshake_response,
@@ -197,6 +198,22 @@ def test_marker_counter_counts_each_delivery_once_however_reads_are_cut() -> Non
     for size in (1, 2, 3, 4, 5, 64, len(stream)):
         counter = MarkerCounter(DELIVERY_MARKER)
         assert sum(counter.feed(stream[i : i + size]) for i in range(0, len(stream), size)) == 7
+
+
+def test_stamp_reader_reads_each_send_time_once_however_reads_are_cut() -> None:
+    """Every split of a stream, inside the marker or the digits, gives each whole number once."""
+    times = [7, 123, 1_700_000_000_123_456_789, 42, 18_446_744_073_709_551_615, 9]
+    stream = b"".join(
+        _server_frame(TEXT, orjson.dumps({"type": "event", "seq": i, "payload": publish_payload(t)}))
+        for i, t in enumerate(times)
+    ) + _server_frame(TEXT, b'{"type":"response","ts":5}')
+    for size in (1, 2, 3, 4, 5, 7, 23, 24, 25, 64, len(stream)):
+        reader = StampReader(DELIVERY_MARKER)
+        read = [t for i in range(0, len(stream), size) for t in reader.feed(stream[i : i + size])]
+        assert read == times, size
+    assert StampReader(DELIVERY_MARKER).feed(b'{"t":12') == []  # not yet known to be whole
+    with pytest.raises(ValueError):
+        StampReader(b"")
 
 
 def test_the_request_template_is_the_publish_it_stands_for() -> None:
