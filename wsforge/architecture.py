@@ -64,7 +64,8 @@ class Capacity:
 # generated chat server (run 20261127T225237Z: websockets 72,467; picows 513,820). Two later runs on
 # other machines measured 69,731 / 583,300 (20261128T080259Z) and 87,063 / 551,002 (20261128T102405Z),
 # with a load generator that was itself the limit for picows. Run 20261128T125612Z, whose generator
-# counts deliveries per read and no longer limits it, measured 98,252 / 1,112,368 on an AMD EPYC VM.
+# counts deliveries per read and no longer limits it, measured 98,252 / 1,112,368 on an AMD EPYC VM,
+# and run 20261128T145953Z 77,148 / 828,535 on the same kind of VM on a slower day.
 # The figures below sit within (websockets) or under (picows) that spread, so they stay: the picows
 # one is the lowest measured, and the faster generator has not been run on the Intel machine.
 # Connections: that run held 10,000 JWT-verified idle connections with 1.5 s heartbeats at 19.8 KiB
