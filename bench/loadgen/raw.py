@@ -6,10 +6,9 @@ subscriber in the saturation pass needs nothing from a delivery but the fact tha
 after setup :class:`RawConn` stops framing and counts the marker only a delivered event carries
 (``wire.DELIVERY_MARKER``) in each read with ``bytes.count``. Server frames are never masked
 (RFC 6455 §5.1), so the marker is visible in the raw stream. While ``samples`` is a list (the
-low-rate latency passes), each read is also kept with its receive time and later searched for the
-publishers' send times that follow
-the marker (after the pass, see :meth:`RawConn.latencies`), so that every subscriber, not one in
-``--sample-every``, gives latency samples.
+low-rate latency passes), each read is also kept with its receive time; after the pass,
+:meth:`RawConn.latencies` reads the publishers' send times that follow the marker, so that every
+subscriber, not only one in ``--sample-every``, gives latency samples.
 
 The price: in counting mode a connection cannot answer pings or see a close frame, and it never
 returns to framing (where the next frame starts is unknown). The fan-out workload therefore keeps
