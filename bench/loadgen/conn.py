@@ -6,8 +6,9 @@ matching, the hot-path counters):
 - :class:`Conn`, a picows client. ``on_data`` is swapped between a setup handler (futures, used
   while connecting and subscribing) and a lean hot-path handler, so steady-state cost per frame is
   one bound-method call, one payload copy and a substring test.
-- ``raw.RawConn``, a bare asyncio protocol for the fan-out subscribers that do not sample latency:
-  it stops framing once subscribed and counts deliveries in whole reads.
+- ``raw.RawConn``, a bare asyncio protocol for nine fan-out subscribers in ten: it stops framing
+  once subscribed and counts deliveries in whole reads (it samples latency only in the low-rate
+  passes, from reads it keeps and parses afterwards).
 
 The workloads report this process's CPU so a reader can check that it was not the bottleneck.
 """
