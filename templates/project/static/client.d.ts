@@ -12,6 +12,8 @@ export declare const CloseAction: Readonly<{
   REAUTH: "reauth";
 }>;
 export type CloseAction = (typeof CloseAction)[keyof typeof CloseAction];
+/** Error codes after which a subscribe is retried with backoff instead of dropped. */
+export declare const RETRYABLE_ERRORS: ReadonlySet<string>;
 
 /** stop: 1000 1008 4003 4400; retry later: 1013; reauth: 4001; everything else: retry. */
 export declare function classifyClose(code: number): CloseAction;
@@ -127,6 +129,8 @@ export interface ClientEvents {
   presence: { channel: string; kind: "join" | "leave"; user: string };
   resync: { channel: string; reason: string; seq: number; epoch: string | null };
   gap: { channel: string; seq: number };
+  /** A resubscribe was definitively refused (e.g. forbidden): the client no longer follows `channel`. */
+  subscriptionRefused: { channel: string; error: WsforgeError };
   event: { action: string; channel: string; payload: unknown };
   error: { error: Error };
   stopped: { code: number; reason: string };

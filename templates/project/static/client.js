@@ -19,6 +19,8 @@ export const CloseAction = Object.freeze({
 });
 
 const STOP_CODES = new Set([1000, 1008, 4003, 4400]);
+/** Error codes about the server's state, not the request: a subscribe answered so is retried. */
+export const RETRYABLE_ERRORS = new Set(["broker_unavailable", "rate_limited", "internal", "history_unavailable"]);
 
 /**
  * Map a close code to what the client should do (contract §3, "Close codes").
@@ -273,7 +275,13 @@ function randomMsgId() {
  * `state` {state}, `open` {protocol}, `close` {code, reason, action, wasOpen},
  * `reconnecting` {attempt, delayMs, action}, `message` {channel, seq, ts, sender, payload},
  * `presence` {channel, kind: "join"|"leave", user}, `resync` {channel, reason, seq, epoch},
- * `gap` {channel, seq}, `error` {error}, `stopped` {code, reason}.
+ * `gap` {channel, seq}, `subscriptionRefused` {channel, error}, `error` {error},
+ * `stopped` {code, reason}.
+ *
+ * A subscribe answered with a retryable error (`broker_unavailable`, `rate_limited`, `internal`,
+ * `history_unavailable`: the server's state, not the channel) is retried with the reconnect
+ * backoff and stays wanted; any other error (`forbidden`, `invalid_channel`, ...) drops the
+ * channel, rejects the waiting `subscribe()` calls and emits `subscriptionRefused`.
  */
 export class WsforgeClient extends EventTarget {
   constructor(url, options = {}) {
@@ -289,13 +297,14 @@ export class WsforgeClient extends EventTarget {
     this.now = options.now ?? (() => Date.now());
     this.setTimer = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     this.clearTimer = options.clearTimeout ?? ((handle) => clearTimeout(handle));
-    this.backoff = new Backoff({
+    this.backoffOptions = {
       baseMs: options.backoffBaseMs ?? 500,
       capMs: options.backoffCapMs ?? 30000,
       jitter: options.jitter ?? "full",
       resetAfterMs: options.resetAfterMs ?? 10000,
       random: options.random ?? Math.random,
-    });
+    };
+    this.backoff = new Backoff(this.backoffOptions);
     this.queue = new OfflineQueue(options.offlineQueueSize ?? 1000);
     this.seqs = new SeqTracker();
     this.subscriptions = new Map(); // channel -> {waiters: [{resolve, reject}], active}
@@ -594,6 +603,7 @@ export class WsforgeClient extends EventTarget {
       timeoutMs: this.requestTimeoutMs,
       timer: null,
       resolve: (result) => {
+        sub.backoff = null;
         this.seqs.subscribed(channel, result ?? {});
         const waiters = sub.waiters;
         sub.waiters = [];
@@ -605,20 +615,45 @@ export class WsforgeClient extends EventTarget {
           if (this.ws) this.ws.close(4000, "subscribe timeout");
           return;
         }
+        if (this.subscriptions.get(channel) !== sub) return; // unsubscribed meanwhile
+        if (RETRYABLE_ERRORS.has(error.code)) {
+          this.retrySubscribe(channel, sub, error);
+          return;
+        }
         // A refusal (forbidden, invalid_channel) will not change on retry: forget the channel.
         this.subscriptions.delete(channel);
         this.seqs.forget(channel);
-        for (const w of sub.waiters) w.reject(error);
+        const waiters = sub.waiters;
+        sub.waiters = [];
+        for (const w of waiters) w.reject(error);
+        this.emit("subscriptionRefused", { channel, error });
       },
     };
     this.transmit(entry);
+  }
+
+  /** Ask again after a retryable refusal, on the same socket; a new socket resubscribes anyway. */
+  retrySubscribe(channel, sub, error) {
+    sub.backoff ??= new Backoff(this.backoffOptions);
+    const delayMs = Math.max(sub.backoff.next(), error.retryAfterMs ?? 0);
+    const ws = this.ws;
+    this.clearTimer(sub.retryTimer);
+    sub.retryTimer = this.setTimer(() => {
+      sub.retryTimer = null;
+      if (this.stopped || this.ws !== ws || this.state !== "open" || sub.active) return;
+      if (this.subscriptions.get(channel) !== sub) return;
+      this.sendSubscribe(channel);
+    }, delayMs);
   }
 
   async unsubscribe(channel) {
     const sub = this.subscriptions.get(channel);
     this.subscriptions.delete(channel);
     this.seqs.forget(channel);
-    if (sub) for (const w of sub.waiters) w.reject(new WsforgeError("unsubscribed", channel));
+    if (sub) {
+      this.clearTimer(sub.retryTimer);
+      for (const w of sub.waiters) w.reject(new WsforgeError("unsubscribed", channel));
+    }
     if (this.state === "open") return this.request("unsubscribe", { channel });
     return {};
   }

@@ -72,6 +72,7 @@ __all__ = [
     "ServerClosed",
     "backoff",
     "classify_close",
+    "classify_error",
     "classify_status",
 ]
 
@@ -223,6 +224,22 @@ def classify_status(status: int) -> Decision:
     if status >= 500:
         return "retry"
     return "stop"
+
+
+RETRYABLE_ERRORS = frozenset({"broker_unavailable", "rate_limited", "internal", "history_unavailable"})
+"""Error codes that describe the server's state, not the request: the same request may succeed later."""
+
+
+def classify_error(code: str) -> Literal["retry", "refused"]:
+    """Is an ``error`` answer to a subscribe worth retrying, or a definitive refusal?
+
+    ``broker_unavailable`` (an instance restarting while the broker is down), ``rate_limited``,
+    ``internal`` and ``history_unavailable`` say nothing about the channel: the subscription stays
+    wanted and is retried with the reconnect policy's delays. Anything else (``forbidden``,
+    ``invalid_channel``, ``unauthorized``, ``too_many_subscriptions``, ...) would be refused
+    again, so the subscription is dropped and the application is told.
+    """
+    return "retry" if code in RETRYABLE_ERRORS else "refused"
 
 
 class Reconnector:
@@ -396,9 +413,13 @@ class SeqTracker:
 class Event:
     """One server-pushed event.
 
-    ``action`` is ``message``, ``presence.join``, ``presence.leave`` or ``resync``. On ``resync``
-    the application must refetch the channel's state: events were lost for good (history
-    retention exceeded, or the server's history restarted with a new epoch).
+    ``action`` is ``message``, ``presence.join``, ``presence.leave``, ``resync`` or
+    ``subscription.refused``. On ``resync`` the application must refetch the channel's state:
+    events were lost for good (history retention exceeded, a gap the broker could not refill, or
+    the server's history restarted with a new epoch). ``subscription.refused`` (payload
+    ``{"code", "message"}``) says the server definitively refused to resubscribe ``channel`` after
+    a reconnect (e.g. ``forbidden`` once the user's grants changed): the client no longer follows
+    it. Only ``message`` events carry a ``seq``; the others are not part of the channel's sequence.
     """
 
     action: str
@@ -434,6 +455,9 @@ _DEFAULT: Any = object()
 @dataclass(slots=True)
 class _Subscription:
     waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+    delays: Iterator[float] | None = None
+    """Retry delays after retryable refusals; reset by a successful subscribe."""
+    retry: asyncio.Task[None] | None = None
 
 
 @dataclass(slots=True)
@@ -603,6 +627,11 @@ class Client:
 
         Returns the subscribe response ``{seq, epoch, recovered, replayed, presence?}``.
 
+        A retryable error (``broker_unavailable`` while the broker restarts, ``rate_limited``, see
+        :func:`classify_error`) does not end the subscription: it is retried with the reconnect
+        policy's delays, and this call returns when it succeeds (or raises ``TimeoutError`` after
+        ``timeout``; the subscription then stays wanted until :meth:`unsubscribe`).
+
         Raises:
             RequestError: refused (``forbidden``, ``invalid_channel``, ...); not kept for later.
         """
@@ -629,6 +658,8 @@ class Client:
         sub = self._subscriptions.pop(channel, None)
         self._positions.forget(channel)
         if sub is not None:
+            if sub.retry is not None:
+                sub.retry.cancel()
             for waiter in sub.waiters:
                 _fail(waiter, ClientError(f"unsubscribed from {channel} before the subscription completed"))
         if self._open.is_set():
@@ -859,6 +890,8 @@ class Client:
             if item.future is not None:
                 _fail(item.future, error)
         for sub in self._subscriptions.values():
+            if sub.retry is not None:
+                sub.retry.cancel()
             for waiter in sub.waiters:
                 _fail(waiter, error)
             sub.waiters.clear()
@@ -959,22 +992,61 @@ class Client:
 
     def _answered(self, pending: _Pending, *, result: Any = None, exc: RequestError | None = None) -> None:
         if pending.action == "subscribe" and pending.channel is not None:
-            sub = self._subscriptions.get(pending.channel)
-            if exc is not None:
-                # Refused: don't retry it on every reconnect.
-                self._subscriptions.pop(pending.channel, None)
-                logger.warning("subscribe %s refused: %s", pending.channel, exc)
-            elif isinstance(result, dict):
-                self._positions.subscribed(pending.channel, result, resumed=pending.resumed)
-            if sub is not None:
-                for waiter in sub.waiters:
-                    _settle(waiter, result, exc)
-                sub.waiters.clear()
+            self._subscribe_answered(pending.channel, pending.resumed, result, exc)
         elif pending.outgoing is not None and pending.outgoing.future is not None:
             seq = result.get("seq") if isinstance(result, dict) else None
             _settle(pending.outgoing.future, seq, exc)
         if pending.future is not None:
             _settle(pending.future, result, exc)
+
+    def _subscribe_answered(self, channel: str, resumed: bool, result: Any, exc: RequestError | None) -> None:
+        sub = self._subscriptions.get(channel)
+        if sub is None:
+            return  # unsubscribed meanwhile
+        if exc is None:
+            sub.delays = None
+            if isinstance(result, dict):
+                self._positions.subscribed(channel, result, resumed=resumed)
+        elif classify_error(exc.code) == "retry":
+            # The channel is fine, the server is not (yet): keep wanting it and ask again later.
+            self._retry_subscribe(channel, sub, exc)
+            return
+        else:
+            del self._subscriptions[channel]
+            self._positions.forget(channel)
+            logger.warning("subscribe %s refused: %s", channel, exc)
+            if not sub.waiters:  # a resubscribe nobody awaits: the application must still hear of it
+                payload = {"code": exc.code, "message": exc.message}
+                self._push_event(Event("subscription.refused", channel, payload))
+        for waiter in sub.waiters:
+            _settle(waiter, result, exc)
+        sub.waiters.clear()
+
+    def _retry_subscribe(self, channel: str, sub: _Subscription, exc: RequestError) -> None:
+        if sub.delays is None:
+            sub.delays = self._reconnect_delays()
+        delay = next(sub.delays, self._retry_later_s)
+        if exc.retry_after_ms is not None:
+            delay = max(delay, exc.retry_after_ms / 1000)
+        logger.info("subscribe %s failed (%s); retrying in %.2f s", channel, exc.code, delay)
+        conn = self._conn
+        if sub.retry is not None:
+            sub.retry.cancel()
+        sub.retry = asyncio.get_running_loop().create_task(self._resubscribe_later(channel, conn, delay))
+
+    async def _resubscribe_later(self, channel: str, conn: ClientConnection | None, delay: float) -> None:
+        await asyncio.sleep(delay)
+        sub = self._subscriptions.get(channel)
+        if sub is None or conn is None or self._conn is not conn or self._stop_error is not None:
+            return  # left, or a new connection resubscribes every wanted channel itself
+        sub.retry = None
+        await self._send_subscribe(conn, channel, resume=True)
+
+    def _push_event(self, event: Event) -> None:
+        if self._events.qsize() >= self._event_buffer > 0:
+            self._events.get_nowait()
+            self.stats.events_dropped += 1
+        self._events.put_nowait(event)
 
     def _on_event(self, frame: Mapping[str, Any]) -> None:
         event = self._event_from(frame)
@@ -988,7 +1060,9 @@ class Client:
             self._positions.resync(
                 channel, seq if isinstance(seq, int) else 0, epoch if isinstance(epoch, str) else None
             )
-        elif event.seq is not None and channel is not None:
+        elif event.action == "message" and event.seq is not None and channel is not None:
+            # Only messages are sequenced: presence and other notices carry no seq (or 0) and
+            # must not be taken for duplicates of the channel's position.
             missed = self._positions.accept(channel, event.seq)
             if missed is None:
                 self.stats.duplicates += 1
@@ -997,10 +1071,7 @@ class Client:
                 self.stats.gaps += 1
                 logger.warning("gap of %d events on %s before seq %d", missed, channel, event.seq)
                 event = Event(event.action, channel, event.payload, event.seq, event.ts, event.sender, missed)
-        if self._events.qsize() >= self._event_buffer > 0:
-            self._events.get_nowait()
-            self.stats.events_dropped += 1
-        self._events.put_nowait(event)
+        self._push_event(event)
 
     # -- helpers -----------------------------------------------------------------------------------
 

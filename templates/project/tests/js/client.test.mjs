@@ -310,6 +310,56 @@ describe("WsforgeClient", () => {
     assert.deepEqual(ScriptedSocket.instances[1].sent, []);
   });
 
+  test("a resubscribe answered broker_unavailable is retried with backoff, not dropped", async () => {
+    const client = makeClient(clock);
+    const seen = [];
+    client.on("message", (d) => seen.push(d.seq));
+    client.on("subscriptionRefused", (d) => seen.push(["refused", d.channel]));
+    const sub = client.subscribe("room:a");
+    client.connect();
+    let ws = ScriptedSocket.instances[0];
+    ws.accept();
+    ws.respond(ws.sent[0], { seq: 4, epoch: "e", recovered: false, replayed: 0 });
+    await sub;
+    ws.deliver(event("room:a", 5, "x"));
+    ws.serverClose(1001);
+    clock.advance(1000);
+    ws = ScriptedSocket.instances[1];
+    ws.accept();
+    const resub = ws.lastSent();
+    assert.deepEqual([resub.action, resub.payload], ["subscribe", { since_seq: 5, epoch: "e" }]);
+    ws.deliver({ v: 1, type: "error", id: resub.id, error: { code: "broker_unavailable", message: "down" } });
+    assert.equal(ws.sent.length, 1, "no retry before the backoff delay");
+    clock.advance(1000);
+    const retry = ws.lastSent();
+    assert.deepEqual([ws.sent.length, retry.action, retry.payload], [2, "subscribe", { since_seq: 5, epoch: "e" }]);
+    ws.respond(retry, { seq: 6, epoch: "e", recovered: true, replayed: 1 });
+    ws.deliver(event("room:a", 6, "y"));
+    ws.deliver(event("room:a", 7, "z"));
+    assert.deepEqual(seen, [5, 6, 7]);
+    assert.ok(client.subscriptions.has("room:a"));
+  });
+
+  test("a resubscribe refused for good drops the channel and tells the application", () => {
+    const client = makeClient(clock);
+    const refused = [];
+    client.on("subscriptionRefused", (d) => refused.push([d.channel, d.error.code]));
+    client.subscribe("room:a");
+    client.connect();
+    let ws = ScriptedSocket.instances[0];
+    ws.accept();
+    ws.respond(ws.sent[0], { seq: 0, epoch: "e", recovered: false, replayed: 0 });
+    ws.serverClose(1001);
+    clock.advance(1000);
+    ws = ScriptedSocket.instances[1];
+    ws.accept();
+    ws.deliver({ v: 1, type: "error", id: ws.lastSent().id, error: { code: "forbidden", message: "grant revoked" } });
+    clock.advance(5000);
+    assert.deepEqual(refused, [["room:a", "forbidden"]]);
+    assert.equal(ws.sent.length, 1);
+    assert.equal(client.subscriptions.has("room:a"), false);
+  });
+
   test("close() sends 1000 and does not reconnect", () => {
     const client = makeClient(clock);
     client.connect();
