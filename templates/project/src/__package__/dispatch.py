@@ -318,6 +318,19 @@ class Session:
         notice = {"reason": "epoch_changed", "seq": seq - 1, "epoch": epoch}
         return self.dispatcher.encode_notice(self.codec, "resync", channel, notice, ts)
 
+    def lost(self, channel: str, through: int, epoch: str | None, ts: int) -> bytes | None:
+        """The broker will never deliver ``channel``'s messages up to ``through``: the ``resync``
+        event (reason ``messages_lost``) to queue, or None when this session is not (yet) active
+        on the channel or already past ``through``. Later events continue after ``through``."""
+        last = self._subscriptions.get(channel)
+        if last is None or last >= through:
+            return None
+        self._subscriptions[channel] = through
+        if epoch is None:
+            epoch = self._epochs.get(channel)
+        notice = {"reason": "messages_lost", "seq": through, "epoch": epoch}
+        return self.dispatcher.encode_notice(self.codec, "resync", channel, notice, ts)
+
     def expire(self, now: float) -> list[Effect]:
         """Close with 4001 when the token's ``exp`` has passed (the glue calls this at ``expires_at``)."""
         exp = self.identity.exp

@@ -33,6 +33,7 @@ from typing import Any, Final, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
 from .broker import Broker, BrokerUnavailable, ChannelOptions, MemoryBroker, Message, create_broker
+from .broker.ordering import LOST_THROUGH
 from .channels import ChannelRegistry, NamespacePolicy
 from .dispatch import (
     CallRpc,
@@ -860,6 +861,14 @@ class Server:
         encoded: dict[Codec, bytes] = {}
         if seq == 0:
             notice = message.payload if isinstance(message.payload, dict) else {}
+            lost = notice.get(LOST_THROUGH)
+            if isinstance(lost, int):
+                # The broker gave up on a gap: announce the loss instead of a silent jump in seq.
+                for conn in members:
+                    resync = conn.session.lost(channel, lost, message.epoch, message.ts)
+                    if resync is not None:
+                        conn.push_reply(resync)
+                return
             kind = notice.get("presence")
             if kind not in ("join", "leave"):
                 return

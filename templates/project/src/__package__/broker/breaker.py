@@ -45,6 +45,7 @@ from .base import (
     PresenceMember,
     PublishResult,
 )
+from .ordering import LOST_THROUGH
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,12 @@ class BreakerBroker:
 
     def _shift(self, message: Message) -> Message:
         offset = self._offset.get(message.channel, 0)
-        if not offset or message.seq == 0:
+        if not offset:
+            return message
+        if message.seq == 0:
+            lost = message.payload.get(LOST_THROUGH) if isinstance(message.payload, dict) else None
+            if isinstance(lost, int):  # a lost notice names a broker seq: shift it like the messages
+                return dataclasses.replace(message, payload={LOST_THROUGH: lost + offset})
             return message
         return dataclasses.replace(message, seq=message.seq + offset)
 

@@ -111,6 +111,9 @@ class NatsBroker:
         max_history: per-channel cap of the history stream (the largest ``history_size``).
         reorder_wait_s: how long a channel without history waits for a late message before
             showing the gap.
+        refill_deadline_s: how long a refill that fails while NATS is connected is retried before
+            the gap is given up (subscribers then get ``resync``). Time spent waiting for a
+            reconnect does not count: a gap is never given up because NATS was down.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class NatsBroker:
         op_timeout_s: float = 2.0,
         max_history: int = DURABLE_DEFAULT_HISTORY,
         reorder_wait_s: float = 0.05,
+        refill_deadline_s: float = 10.0,
         instance_id: str | None = None,
     ) -> None:
         url, from_url = split_url_options(url)
@@ -136,6 +140,7 @@ class NatsBroker:
         self._op_timeout_s = op_timeout_s
         self._max_history = max_history
         self._reorder_wait_s = reorder_wait_s
+        self._refill_deadline_s = refill_deadline_s
         self._instance = instance_id or uuid.uuid4().hex[:12]
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -552,28 +557,53 @@ class NatsBroker:
         self._fills[channel] = asyncio.create_task(self._fill(channel, wait), name=f"nats-fill-{channel}")
 
     async def _fill(self, channel: str, wait: float) -> None:
-        """Fetch what the core subject missed from the stream; give up visibly if it is gone."""
+        """Fetch what the core subject missed from the stream; give up visibly if it is gone.
+
+        A live message may arrive between a reconnect and the end of :meth:`_setup` (nats-py
+        restores core subscriptions first): the refill then waits until the broker is ready
+        instead of failing. A refill that fails while connected is retried with backoff for
+        ``refill_deadline_s``. Only then, or when the stream no longer holds the range, is the gap
+        given up, with a lost notice so that subscribers get ``resync``.
+        """
         if wait:
             await asyncio.sleep(wait)
-        epoch, last = self._gate.position(channel)
-        kind = self._kinds.get(channel)
-        if last is not None and kind == _KEPT:
+        deadline = time.monotonic() + self._refill_deadline_s
+        delay = 0.05
+        while not self._closed and self._gate.is_tracked(channel) and self._kinds.get(channel) == _KEPT:
+            if not self._ready.is_set():
+                await self._ready.wait()
+                deadline = time.monotonic() + self._refill_deadline_s
             try:
-                history = await self._history(
-                    channel, kind, last, self._max_history, ChannelOptions(durable=True), 10_000
-                )
-                if epoch is not None and history.epoch != epoch:
-                    # The stream was recreated (data lost): the new numbering starts at 1.
-                    self._gate.reset(channel, history.epoch, 0)
-                    history = await self._history(
-                        channel, kind, 0, self._max_history, ChannelOptions(durable=True), 10_000
-                    )
+                covered = await self._refill_once(channel)
             except (*_BACKEND_ERRORS, BrokerUnavailable) as exc:
-                log.warning("nats refill of %s failed: %s", channel, exc)
-            else:
-                for message in history.messages:
-                    self._deliver(self._gate.offer(message, history.epoch))
-        self._deliver(self._gate.skip(channel))
+                if time.monotonic() >= deadline:
+                    log.warning("nats refill of %s failed for %.0f s: %s", channel, self._refill_deadline_s, exc)
+                    break
+                log.info("nats refill of %s failed, retrying: %s", channel, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            gap = self._gate.gap(channel)
+            if gap is None or covered is None or covered >= gap[1] or time.monotonic() >= deadline:
+                break
+            # The gap opened after the tail was read (a live message overtook its predecessor
+            # meanwhile): read again rather than give up on messages the stream has.
+        self._deliver(self._gate.give_up(channel, int(time.time() * 1000)))
+
+    async def _refill_once(self, channel: str) -> int | None:
+        """Offer the stream's messages after the gate's position; the stream tail read, or None."""
+        epoch, last = self._gate.position(channel)
+        if last is None:
+            return None
+        options = ChannelOptions(durable=True)
+        history = await self._history(channel, _KEPT, last, self._max_history, options, 10_000)
+        if epoch is not None and history.epoch != epoch:
+            # The stream was recreated (data lost): the new numbering starts at 1.
+            self._gate.reset(channel, history.epoch, 0)
+            history = await self._history(channel, _KEPT, 0, self._max_history, options, 10_000)
+        for message in history.messages:
+            self._deliver(self._gate.offer(message, history.epoch))
+        return history.last_seq
 
     def _deliver(self, messages: list[Message]) -> None:
         if self._on_message is None:

@@ -4,9 +4,11 @@ The scale-out brokers deliver over a lossy, at-least-once path (pub/sub or core 
 drop messages while a connection is re-established, and that may replay some after a refill from
 the stored history). The gate sits between that path and the server: it drops what was already
 delivered, holds back messages that arrived ahead of a gap, and tells the adapter which range to
-fetch from history. When the range cannot be fetched (ephemeral channel, trimmed history) the
-adapter calls :meth:`SequenceGate.skip` and the gap becomes visible to clients through ``seq``,
-never a silent reorder.
+fetch from history. A fetch that fails (the broker is reconnecting) is retried by the adapter;
+when the range truly cannot be fetched (ephemeral channel, trimmed history, retries exhausted)
+the adapter calls :meth:`SequenceGate.give_up`, which hands out a *lost notice* (see
+:data:`LOST_THROUGH`) before the held messages, so the server sends its subscribers ``resync``:
+a loss is announced, never a silent jump in ``seq``.
 
 An ``epoch`` change (the broker lost its state, e.g. Redis restarted without persistence) resets
 the channel: sequence numbers start again from 1 and must not be mistaken for duplicates. The new
@@ -20,6 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import Message
+
+LOST_THROUGH = "lost_through"
+"""Key of the payload of a lost notice: an unsequenced :class:`Message` (``seq == 0``) whose payload
+is ``{"lost_through": n}`` says that this instance will never deliver the channel's messages up to
+``n`` that it has not delivered yet. The server answers it with a ``resync`` (``messages_lost``)."""
 
 
 @dataclass(slots=True)
@@ -85,13 +92,18 @@ class SequenceGate:
             return None
         return state.last + 1, min(state.held) - 1
 
-    def skip(self, channel: str) -> list[Message]:
-        """Give up on the current gap: deliver what is held, leaving the gap visible in ``seq``."""
+    def give_up(self, channel: str, ts: int) -> list[Message]:
+        """Give up on the current gap: a lost notice (timestamp ``ts``), then what is held.
+
+        Empty when there is no gap. The notice carries the channel's epoch, so a server can tell
+        its subscribers where the numbering continues.
+        """
         state = self._channels.get(channel)
         if state is None or not state.held:
             return []
         state.last = min(state.held) - 1
-        return self._drain(state)
+        notice = Message(channel, 0, ts, {LOST_THROUGH: state.last}, epoch=state.epoch)
+        return [notice, *self._drain(state)]
 
     @staticmethod
     def _drain(state: _ChannelState) -> list[Message]:

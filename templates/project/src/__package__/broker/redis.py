@@ -577,7 +577,11 @@ class RedisBroker:
             await self._refill([channel])
 
     async def _refill(self, channels: list[str]) -> None:
-        """Fetch what pub/sub missed (reconnect, gap) from the streams; give up visibly if trimmed."""
+        """Fetch what pub/sub missed (reconnect, gap) from the streams; give up visibly if trimmed.
+
+        A failed read raises :class:`BrokerUnavailable` into the reader loop, which reconnects and
+        refills every tracked channel again: a gap is never given up because Redis was unreachable.
+        """
         for channel in channels:
             epoch, last = self._gate.position(channel)
             if last is None:
@@ -588,7 +592,8 @@ class RedisBroker:
                 history = await self.history(channel, 0, ChannelOptions(durable=True))
             for message in history.messages:
                 self._deliver(self._gate.offer(message, history.epoch))
-            self._deliver(self._gate.skip(channel))
+            # What is still missing is gone from the stream (trimmed, expired, never kept).
+            self._deliver(self._gate.give_up(channel, int(time.time() * 1000)))
 
     def _deliver(self, messages: list[Message]) -> None:
         if self._on_message is None:
