@@ -105,11 +105,23 @@ CONNECTIONS_PER_IP: dict[ClientEnvironment, int] = {
     ClientEnvironment.SERVER: 1000,
 }
 
-# (latency class) -> circuit breaker failure threshold, reset timeout.
-BREAKER_TABLE: dict[LatencyClass, tuple[int, float]] = {
-    LatencyClass.REALTIME: (5, 5.0),
-    LatencyClass.INTERACTIVE: (5, 15.0),
+# (latency class) -> circuit breaker failure threshold, reset timeout, broker operation deadline
+# (ms), health check interval (s). A publish must fail inside the latency budget's order of
+# magnitude, not after a client library's multi-second default, and /readyz must turn red within
+# about a second or two of the broker hanging, even on an idle server.
+BREAKER_TABLE: dict[LatencyClass, tuple[int, float, int, float]] = {
+    LatencyClass.REALTIME: (5, 5.0, 250, 1.0),
+    LatencyClass.INTERACTIVE: (5, 15.0, 1000, 2.0),
 }
+
+# History must outlast a failover: the hottest channel's messages during the time a client needs
+# to notice, wait its first reconnect delay and resubscribe elsewhere, twice over for safety.
+HOT_CHANNEL_SKEW = 10
+"""The hottest channel carries this many times the average channel's rate (capped at the total)."""
+FAILOVER_HANDSHAKE_S = 1.0
+"""Handshake, authentication and resubscribe after the first reconnect delay."""
+HISTORY_CAP = 10_000
+"""Upper bound of a sized history (the brokers' default for durable channels)."""
 
 DEFAULT_BROKER_URLS: dict[ScalingStrategy, str] = {
     ScalingStrategy.SINGLE: "memory://",
@@ -174,6 +186,7 @@ def design(
     heartbeat = _decide_heartbeat(req, d)
     reconnect = _decide_reconnect(req, d)
     breaker = _decide_breaker(req, d)
+    failover_rate = _hot_channel_rate(req, fanout)
 
     overrides = _apply_conventions(conv, d)
     if overrides.get("serialization"):
@@ -208,6 +221,7 @@ def design(
         auth = auth.model_copy(update={"issuer": overrides["jwt_issuer"]})
 
     namespaces = _apply_durability(req, namespaces, scaling, d)
+    namespaces = _size_history_for_failover(namespaces, failover_rate, reconnect, d)
     protocol = ProtocolSpec(codecs=codecs, subprotocols=[f"wsforge.v1.{c.value}" for c in codecs])
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
@@ -571,13 +585,59 @@ def _decide_reconnect(req: Requirements, d: _Decisions) -> ReconnectSpec:
 
 
 def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
-    threshold, reset = BREAKER_TABLE[req.latency_class]
+    threshold, reset, op_timeout_ms, health_s = BREAKER_TABLE[req.latency_class]
     d.add(
         "circuit_breaker",
-        {"failure_threshold": threshold, "reset_timeout_s": reset},
-        f"latency class {req.latency_class.value}: stop waiting on a dead broker after {threshold} failures, probe again after {reset:.0f} s.",
+        {
+            "failure_threshold": threshold,
+            "reset_timeout_s": reset,
+            "op_timeout_ms": op_timeout_ms,
+            "health_interval_s": health_s,
+        },
+        f"latency class {req.latency_class.value}: a broker operation fails after {op_timeout_ms} ms "
+        f"(a hung broker must not hold publishes for seconds), a broker round trip is checked every "
+        f"{health_s:g} s so /readyz turns 503 even on an idle server, the circuit opens after "
+        f"{threshold} failures and probes again after {reset:.0f} s.",
     )
-    return CircuitBreakerSpec(failure_threshold=threshold, reset_timeout_s=reset)
+    return CircuitBreakerSpec(
+        failure_threshold=threshold,
+        reset_timeout_s=reset,
+        op_timeout_ms=op_timeout_ms,
+        health_interval_s=health_s,
+    )
+
+
+def _hot_channel_rate(req: Requirements, fanout: int) -> float:
+    """Messages per second on the hottest channel: the average channel's share times the skew."""
+    channels = max(1.0, req.concurrent_connections / max(1, fanout))
+    return min(float(req.messages_per_second), HOT_CHANNEL_SKEW * req.messages_per_second / channels)
+
+
+def _size_history_for_failover(
+    namespaces: list[NamespaceSpec], rate: float, reconnect: ReconnectSpec, d: _Decisions
+) -> list[NamespaceSpec]:
+    """Grow kept history so a client failing over to another instance resumes instead of resyncing."""
+    window = reconnect.base_s + FAILOVER_HANDSHAKE_S
+    needed = min(HISTORY_CAP, math.ceil(2 * rate * window))
+    out: list[NamespaceSpec] = []
+    grown: list[str] = []
+    for ns in namespaces:
+        if 0 < ns.history_size < needed:
+            grown.append(f"{ns.name}: {ns.history_size} -> {needed}")
+            ns = ns.model_copy(update={"history_size": needed})
+        out.append(ns)
+    kept = [ns.history_size for ns in out if ns.history_size]
+    if kept:
+        d.add(
+            "channels.history_for_failover",
+            grown or "kept sizes suffice",
+            f"the hottest channel is estimated at {rate:.0f} msg/s; a client failing over needs up to "
+            f"{window:g} s (first reconnect delay up to {reconnect.base_s:g} s, plus handshake and "
+            f"resubscribe), so history keeps at least 2 x {rate:.0f} x {window:g} = {needed} messages "
+            f"(at most {HISTORY_CAP}); a channel faster than that during a failover is told to resync.",
+            Source.REQUIREMENT,
+        )
+    return out
 
 
 def _apply_durability(

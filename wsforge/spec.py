@@ -172,6 +172,10 @@ class CircuitBreakerSpec(_Model):
     failure_threshold: int = Field(ge=1)
     reset_timeout_s: float = Field(gt=0)
     half_open_max_calls: int = Field(default=1, ge=1)
+    op_timeout_ms: int = Field(default=1000, ge=10)
+    """Deadline of one broker operation; a slower broker counts as unavailable."""
+    health_interval_s: float = Field(default=2.0, gt=0)
+    """How often an active round trip to the broker is checked (``/readyz`` reflects the last one)."""
 
 
 class ShutdownSpec(_Model):

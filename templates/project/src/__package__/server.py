@@ -381,10 +381,13 @@ class Server:
         self.broker: Broker = broker or create_broker(
             settings.broker_url,
             idempotency_window_s=settings.idempotency_window_s,
+            op_timeout_s=settings.broker_op_timeout_s,
+            pool_size=settings.broker_pool_size,
             circuit_breaker={
                 "failure_threshold": settings.breaker_failure_threshold,
                 "reset_timeout_s": settings.breaker_reset_timeout_s,
                 "half_open_max_calls": settings.breaker_half_open_max_calls,
+                "health_interval_s": settings.broker_health_interval_s,
             },
         )
         self.handlers = dict(HANDLERS if handlers is None else handlers)

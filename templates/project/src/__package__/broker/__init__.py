@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from .base import (
     Broker,
+    BrokerBusy,
     BrokerError,
     BrokerUnavailable,
     ChannelOptions,
@@ -23,6 +24,7 @@ from .memory import MemoryBroker
 
 __all__ = [
     "Broker",
+    "BrokerBusy",
     "BrokerError",
     "BrokerUnavailable",
     "ChannelOptions",
@@ -42,7 +44,9 @@ def create_broker(url: str, **options: Any) -> Broker:
 
     For redis:// and nats://, ``circuit_breaker`` (a dict of :class:`.breaker.BreakerBroker`
     arguments: ``failure_threshold``, ``reset_timeout_s``, ``half_open_max_calls``) configures the
-    breaker wrapped around the adapter.
+    breaker wrapped around the adapter (and ``health_interval_s``, its active health check).
+    ``op_timeout_s`` (deadline of one operation) and ``pool_size`` (Redis connections) apply to
+    the networked adapters only; the URL's query options win over them.
 
     Raises:
         ValueError: unknown scheme.
@@ -50,7 +54,11 @@ def create_broker(url: str, **options: Any) -> Broker:
     scheme = url.partition("://")[0].lower()
     breaker = options.pop("circuit_breaker", {})
     if scheme == "memory":
+        for remote_only in ("op_timeout_s", "pool_size"):
+            options.pop(remote_only, None)
         return MemoryBroker(**options)
+    if scheme == "nats":
+        options.pop("pool_size", None)  # one multiplexed connection
     adapter = _ADAPTERS.get(scheme)
     if adapter is None:
         raise ValueError(f"unsupported broker URL scheme {scheme!r} (memory://, redis://, nats://)")

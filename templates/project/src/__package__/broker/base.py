@@ -26,6 +26,12 @@ class BrokerUnavailable(BrokerError):
     """The backend cannot be reached; the circuit breaker counts these."""
 
 
+class BrokerBusy(BrokerUnavailable):
+    """This instance has more operations in flight than connections to the backend, and none freed
+    up within the operation deadline. The server answers ``broker_unavailable`` like any other
+    unavailability, but the circuit breaker does not count it: the backend itself is healthy."""
+
+
 # Not frozen: a frozen dataclass pays an object.__setattr__ per field (~0.1 us each) and these
 # are built for every request or message. Nothing mutates them after construction. Their own
 # ``__init__`` (``init=False``): dataclass's generated one stays interpreted in the mypyc build.

@@ -4,7 +4,14 @@ States (:class:`CircuitState`): ``CLOSED`` passes calls through and counts conse
 :class:`BrokerUnavailable`; after ``failure_threshold`` of them the circuit is ``OPEN`` and calls do
 not touch the backend (no pile-up of timeouts while Redis is down). After ``reset_timeout_s`` it is
 ``HALF_OPEN``: up to ``half_open_max_calls`` probes go through, one success closes it, one failure
-opens it again. A background task also probes while open, so an idle server recovers too.
+opens it again.
+
+An active health check runs in the background every ``health_interval_s``: one round trip to
+the backend (the adapter's ``ping``, bounded by its operation deadline). Its outcome feeds the
+circuit like any call, so an idle server notices a hung broker (SIGSTOP, a full network buffer)
+and recovers when it answers again; ``healthy`` is False until the latest check succeeded.
+Running out of pooled connections (:class:`BrokerBusy`) is not a backend failure and is never
+counted.
 
 While the circuit is not closed:
 
@@ -19,7 +26,7 @@ While the circuit is not closed:
 * presence is answered from this instance's members; on recovery every local member is joined
   again (idempotent) and departures seen meanwhile are replayed, then every channel of interest
   is subscribed again.
-* ``healthy`` is False, so ``/readyz`` reports degraded.
+* ``healthy`` is False, so ``/readyz`` reports degraded (also while the latest health check failed).
 
 :class:`CircuitBreaker` is the state machine alone, with the clock passed in (no I/O).
 """
@@ -37,6 +44,7 @@ from typing import Any, TypeVar
 
 from .base import (
     Broker,
+    BrokerBusy,
     BrokerUnavailable,
     ChannelOptions,
     History,
@@ -113,9 +121,13 @@ class BreakerBroker:
         failure_threshold: int = 5,
         reset_timeout_s: float = 5.0,
         half_open_max_calls: int = 1,
+        health_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
+        self.health_interval_s = health_interval_s
+        self._health_ok = True
+        """Outcome of the latest health check (True until the first one ran)."""
         self.circuit = CircuitBreaker(failure_threshold, reset_timeout_s, half_open_max_calls)
         self._clock = clock
         self._on_message: OnMessage | None = None
@@ -133,7 +145,7 @@ class BreakerBroker:
 
     @property
     def healthy(self) -> bool:
-        return self.circuit.state is CircuitState.CLOSED and self.inner.healthy
+        return self.circuit.state is CircuitState.CLOSED and self.inner.healthy and self._health_ok
 
     @property
     def state(self) -> CircuitState:
@@ -142,7 +154,7 @@ class BreakerBroker:
     async def start(self, on_message: OnMessage) -> None:
         """Start the inner broker; if it is down, start degraded and keep probing."""
         self._on_message = on_message
-        self._probe_task = asyncio.create_task(self._probe_forever(), name="broker-breaker-probe")
+        self._probe_task = asyncio.create_task(self._check_health_forever(), name="broker-health")
         try:
             await self.inner.start(self._receive)
         except BrokerUnavailable as exc:
@@ -275,6 +287,8 @@ class BreakerBroker:
         """Await one backend call, feeding the outcome to the circuit."""
         try:
             result = await call
+        except BrokerBusy:
+            raise  # our own pool is exhausted; the backend answered everything it was asked
         except BrokerUnavailable:
             self._fail()
             raise
@@ -306,14 +320,33 @@ class BreakerBroker:
             except BrokerUnavailable:
                 self._fail()
 
-    async def _probe_forever(self) -> None:
+    async def _check_health_forever(self) -> None:
+        """Round-trip to the backend every ``health_interval_s`` (and sooner while the circuit is
+        open, so that a recovered broker is noticed within a fraction of the reset timeout)."""
+        ping = getattr(self.inner, "ping", None)
         while not self._closed:
-            await asyncio.sleep(max(self.circuit.reset_timeout_s / 4, 0.01))
-            if self.circuit.state is CircuitState.CLOSED or not self.inner.healthy:
+            interval = self.health_interval_s
+            if self.circuit.state is not CircuitState.CLOSED:
+                interval = min(interval, max(self.circuit.reset_timeout_s / 4, 0.01))
+            await asyncio.sleep(interval)
+            if not self.inner.healthy:
+                self._health_ok = False  # disconnected: the adapter is reconnecting by itself
                 continue
-            if self.circuit.allow(self._clock()):
-                with contextlib.suppress(BrokerUnavailable):
+            if not self.circuit.allow(self._clock()):
+                continue
+            try:
+                if ping is not None:
+                    await self._guarded(ping())
+                else:
                     await self._guarded(self.inner.presence_members(_PROBE_CHANNEL))
+            except BrokerUnavailable as exc:
+                if self._health_ok:
+                    log.warning("broker health check failed: %s", exc)
+                self._health_ok = False
+            else:
+                if not self._health_ok:
+                    log.info("broker health check passed again")
+                self._health_ok = True
 
     def _learn(self, channel: str, options: ChannelOptions) -> None:
         if channel in self._interest:

@@ -169,6 +169,20 @@ class NatsBroker:
     def instance_id(self) -> str:
         return self._instance
 
+    async def ping(self) -> None:
+        """One JetStream request/reply round trip (account info), within the operation deadline.
+
+        Not ``nc.flush``: a flush that times out leaves a cancelled PONG future behind, and the
+        late PONG then breaks nats-py's read loop (``InvalidStateError``) and the connection.
+        JetStream answering is also what publishes need, more than the server answering PINGs.
+        """
+        js = self._require_js()
+        try:
+            async with asyncio.timeout(self._op_timeout_s):
+                await js.account_info()
+        except (*_BACKEND_ERRORS, nats.errors.Error) as exc:
+            raise BrokerUnavailable(f"nats health check: {exc!r}") from exc
+
     async def start(self, on_message: OnMessage) -> None:
         """Connect; raises :class:`BrokerUnavailable` if NATS is unreachable, but keeps trying."""
         self._on_message = on_message

@@ -46,11 +46,13 @@ from typing import Any, TypeVar, cast
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from .base import (
+    BrokerBusy,
     BrokerUnavailable,
     ChannelOptions,
     History,
@@ -246,6 +248,9 @@ class RedisBroker:
             read (at least its history's TTL); 0 keeps them forever. A channel used again later
             starts over with a new epoch, so its clients resync.
         op_timeout_s: socket timeout of one command; a slower Redis counts as unavailable.
+        pool_size: connections for commands. Operations beyond it wait for a free connection up to
+            ``op_timeout_s`` and then fail with :class:`BrokerBusy`, which the circuit breaker does
+            not count (redis-py's own pool would refuse the 101st at once, as a connection error).
         instance_id: names this process in presence entries; random by default.
     """
 
@@ -259,6 +264,7 @@ class RedisBroker:
         channel_ttl_s: float = 7 * 24 * 3600,
         op_timeout_s: float = 2.0,
         reconnect_max_s: float = 2.0,
+        pool_size: int = 200,
         instance_id: str | None = None,
     ) -> None:
         url, from_url = split_url_options(url)
@@ -273,7 +279,9 @@ class RedisBroker:
         self._presence_ttl_ms = max(1, int(presence_ttl_s * 1000))
         self._channel_ttl_ms = max(0, int(channel_ttl_s * 1000))
         self._op_timeout_s = op_timeout_s
+        self._pool_size = pool_size
         self._reconnect_max_s = reconnect_max_s
+        self._health: aioredis.Redis | None = None
         self._instance = instance_id or uuid.uuid4().hex[:12]
         self._client: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
@@ -304,13 +312,25 @@ class RedisBroker:
         starts while Redis is down recovers when Redis comes up.
         """
         self._on_message = on_message
-        self._client = aioredis.Redis.from_url(
+        # One retry re-dials a pooled connection that a Redis restart broke (a connection error,
+        # not a timeout: a hung Redis must fail within one operation deadline, not two).
+        retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+        pool = aioredis.BlockingConnectionPool.from_url(
             self._url,
+            max_connections=self._pool_size,
+            timeout=self._op_timeout_s,
             socket_connect_timeout=self._op_timeout_s,
             socket_timeout=self._op_timeout_s,
-            # One retry re-dials a pooled connection that a Redis restart broke; more would
-            # only delay the BrokerUnavailable the circuit breaker is waiting for.
-            retry=Retry(NoBackoff(), 1),
+            retry=retry,
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
+        # Health checks get a connection of their own: a pool busy with publishes is not a sick Redis.
+        self._health = aioredis.Redis.from_url(
+            self._url,
+            single_connection_client=True,
+            socket_connect_timeout=self._op_timeout_s,
+            socket_timeout=self._op_timeout_s,
+            retry=retry,
         )
         for name, source in (
             ("publish", _PUBLISH),
@@ -343,7 +363,11 @@ class RedisBroker:
             with contextlib.suppress(RedisError, OSError):
                 await self._forget_local_members()
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
             self._client = None
+        if self._health is not None:
+            await self._health.aclose()
+            self._health = None
 
     # -- interest ----------------------------------------------------------------------------
 
@@ -515,10 +539,25 @@ class RedisBroker:
             raise BrokerUnavailable("redis broker is not started")
         return self._client
 
+    async def ping(self) -> None:
+        """One round trip on the health connection, within the operation deadline."""
+        health = self._health
+        if health is None or self._closed:
+            raise BrokerUnavailable("redis broker is not started")
+        try:
+            async with asyncio.timeout(self._op_timeout_s):
+                await health.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"redis health check: {exc!r}") from exc
+
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         self._require_client()
         try:
             return await op()
+        except RedisConnectionError as exc:
+            if "No connection available" in str(exc):  # BlockingConnectionPool's wait timed out
+                raise BrokerBusy(f"redis: all {self._pool_size} connections busy") from exc
+            raise BrokerUnavailable(f"redis: {exc}") from exc
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"redis: {exc}") from exc
 
