@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from ._yaml import load_yaml_with_lines
+from ._yaml import load_yaml_with_lines, read_input_text
 from .errors import MemoryStoreError
 from .requirements import format_validation_error
 from .spec import NamespaceSpec
@@ -252,12 +252,7 @@ class YamlMemoryStore:
 
     @staticmethod
     def _read_text(path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise MemoryStoreError(f"{path}: not UTF-8 text ({exc.reason}); file left untouched") from exc
-        except OSError as exc:
-            raise MemoryStoreError(f"{path}: cannot read: {exc.strerror}") from exc
+        return read_input_text(path, "memory file (left untouched)", MemoryStoreError)
 
     @staticmethod
     def _validate(path: Path, text: str) -> MemoryEntry:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._yaml import load_yaml_with_lines, locate
+from ._yaml import load_yaml_with_lines, locate, read_input_text
 from .errors import RequirementsError
 
 PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -175,10 +175,7 @@ def build_requirements(
 
 def read_answers(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a YAML or JSON answers file into a mapping plus the line of each key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RequirementsError(f"{path}: cannot read answers file: {exc.strerror}") from exc
+    text = read_input_text(path, "answers file", RequirementsError)
     try:
         data, lines = load_yaml_with_lines(text)
     except ValueError as exc:

@@ -78,6 +78,8 @@ def load_recording(path: Path, *, connections: set[str] | None = None) -> list[R
     """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: recording is not UTF-8 text ({exc.reason} at offset {exc.start})") from exc
     except OSError as exc:
         raise UserError(f"{path}: cannot read recording: {exc.strerror}") from exc
     sessions: dict[str, RecordedSession] = {}
