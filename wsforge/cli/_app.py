@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer._click import exceptions as click_exceptions
 
 from ..errors import ReviewFailed, UserError
@@ -48,8 +49,17 @@ def _root(
     """Turn real-time requirements into a WebSocket system you own: spec, code, docs, review."""
 
 
-stderr = Console(stderr=True, soft_wrap=True)
-stdout = Console(soft_wrap=True)
+# Markup is off: every line carries user- or spec-derived values (paths, lists like
+# ``[json, msgpack]``), and rich would eat or choke on their brackets. Colour goes through
+# :func:`styled`, which never parses its text.
+stderr = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+stdout = Console(soft_wrap=True, markup=False, highlight=False)
+
+
+def styled(head: str, style: str, rest: str = "") -> Text:
+    """``head`` in ``style`` followed by ``rest``, both shown literally (no markup parsing)."""
+    return Text.assemble((head, style), rest)
+
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -66,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        stderr.print(styled("error:", "red", f" {exc}"))
         return EXIT_USER_ERROR
     except ReviewFailed as exc:
-        stderr.print(f"[red]{exc}[/red]", highlight=False)
+        stderr.print(styled(str(exc), "red"))
         return EXIT_FINDINGS
     except _INTERRUPT:
         stderr.print("interrupted; nothing was written")

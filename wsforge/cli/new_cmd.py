@@ -15,7 +15,7 @@ from ..memory import YamlMemoryStore
 from ..render import MANIFEST
 from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
 from ..workflow import plan_summary, run_new
-from ._app import app, stderr, stdout
+from ._app import app, stderr, stdout, styled
 
 REQUIRED_KEYS = tuple(k for k, f in Requirements.model_fields.items() if f.is_required())
 
@@ -134,7 +134,7 @@ def new(
         stdout.print_json(json.dumps(summary))
         return
     for record in result.checklist:
-        stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+        stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
     if dry_run:
         stdout.print(f"dry run: nothing written. Plan for {target}:", highlight=False)
         for action, path in plan_summary(result.spec, target):

@@ -13,7 +13,7 @@ from ..memory import MemoryStore, YamlMemoryStore
 from ..requirements import Requirements
 from ..update.merge import Action, ConflictStyle, FilePlan, unified_diff
 from ..update.run import RegenerateResult, run_regenerate
-from ._app import EXIT_CONFLICTS, app, stderr, stdout
+from ._app import EXIT_CONFLICTS, app, stderr, stdout, styled
 
 
 def _diff(plan: FilePlan) -> str:
@@ -44,7 +44,7 @@ def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_f
         stdout.print_json(json.dumps(summary))
     else:
         for record in result.run.checklist:
-            stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+            stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
         head = (
             "dry run: nothing written. Plan for"
             if dry_run
@@ -68,10 +68,13 @@ def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_f
     if conflicts:
         verb = "would remain" if dry_run else "remain"
         stderr.print(
-            f"[red]{len(conflicts)} conflict(s) {verb}:[/red] {', '.join(conflicts)}. "
-            "Resolve the <<<<<<< yours / >>>>>>> wsforge markers (or apply the .rej patches), "
-            "then run `wsforge regenerate` again.",
-            highlight=False,
+            styled(
+                f"{len(conflicts)} conflict(s) {verb}:",
+                "red",
+                f" {', '.join(conflicts)}. "
+                "Resolve the <<<<<<< yours / >>>>>>> wsforge markers (or apply the .rej patches), "
+                "then run `wsforge regenerate` again.",
+            )
         )
         raise typer.Exit(EXIT_CONFLICTS)
 

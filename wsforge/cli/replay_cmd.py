@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import ReviewFailed
 from ..probe.replay import load_recording, replay
 from ..probe.runner import validate_url
-from ._app import app, stderr, stdout
+from ._app import app, stderr, stdout, styled
 from .review_cmd import OutputFormat
 
 
@@ -56,15 +57,20 @@ def replay_cmd(
     if fmt == OutputFormat.JSON:
         stdout.out(json.dumps(result.to_dict(), indent=2), highlight=False)
     else:
-        table = Table(title=f"replay of {recording}")
+        table = Table(title=Text(f"replay of {recording}"))
         for column in ("connection", "frame #", "recorded", "replayed"):
             table.add_column(column, overflow="fold")
         for diff in result.differences:
-            table.add_row(diff.conn, str(diff.index), json.dumps(diff.expected), json.dumps(diff.got))
+            table.add_row(
+                Text(diff.conn),
+                Text(str(diff.index)),
+                Text(json.dumps(diff.expected)),
+                Text(json.dumps(diff.got)),
+            )
         if result.differences:
             stdout.print(table)
         for error in result.errors:
-            stdout.print(f"[red]error[/red] {error}", highlight=False)
+            stdout.print(styled("error", "red", f" {error}"))
         stdout.print(
             f"{result.sessions} session(s), {result.frames_sent} frame(s) sent, "
             f"{result.frames_received}/{result.frames_expected} answer(s), "
