@@ -14,6 +14,7 @@ from ..requirements import Requirements
 from ..update.merge import Action, ConflictStyle, FilePlan, unified_diff
 from ..update.run import RegenerateResult, run_regenerate
 from ._app import EXIT_CONFLICTS, app, stderr, stdout, styled
+from .review_cmd import FailOn, SummaryFormat, check_fail_after_write
 
 
 def _diff(plan: FilePlan) -> str:
@@ -88,8 +89,12 @@ def merge_existing(
     config: AgentConfig,
     dry_run: bool,
     output_format: str,
+    fail_on: FailOn = FailOn.ERROR,
 ) -> None:
-    """``wsforge new`` over an existing project: the same merge, with the answers just gathered."""
+    """``wsforge new`` over an existing project: the same merge, with the answers just gathered.
+
+    Exits 4 when conflicts remain, else 3 when step 5's review reaches ``fail_on`` (as ``new``).
+    """
     result = run_regenerate(
         target,
         store=store,
@@ -99,6 +104,7 @@ def merge_existing(
         requirements_source=source,
     )
     report(result, dry_run=dry_run, show_diff=dry_run, output_format=output_format)
+    check_fail_after_write(result.run.review, fail_on, target, result.run.documents, dry_run=dry_run)
 
 
 @app.command("regenerate")
@@ -120,8 +126,8 @@ def regenerate(
         typer.Option("--diff/--no-diff", help="Print unified diffs (default: on with --dry-run)."),
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="text or json (summary on stdout).")
-    ] = "text",
+        SummaryFormat, typer.Option("--format", help="Summary on stdout: text, or json for machines.")
+    ] = SummaryFormat.TEXT,
 ) -> None:
     """Re-run steps 1-5 with the current memory and wsforge.yaml; merge into your edited project.
 

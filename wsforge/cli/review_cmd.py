@@ -65,6 +65,40 @@ def check_fail(report: ReviewReport, fail_on: FailOn) -> None:
         )
 
 
+def check_fail_after_write(
+    report: ReviewReport | None, fail_on: FailOn, target: Path, documents: Sequence[Path], *, dry_run: bool
+) -> None:
+    """``wsforge new``'s ending: exit 3 as ``review`` would, saying what *was* written first.
+
+    The project, documents and memory stay on disk (a user fixes the answers or the spec and
+    regenerates); the message says so, so exit 3 does not read as "nothing happened".
+    """
+    if report is None or fail_on == FailOn.NEVER:
+        return
+    level = Severity(fail_on.value)
+    failing = [f for f in report.findings if f.severity.at_least(level)]
+    if not failing:
+        return
+    ids = ", ".join(sorted({f.rule_id for f in failing}))
+    review_doc = next((str(d) for d in documents if d.name.startswith("websocket_review_")), None)
+    written = (
+        "dry run: nothing was written"
+        if dry_run
+        else f"the project was written to {target}" + (f"; details in {review_doc}" if review_doc else "")
+    )
+    raise ReviewFailed(
+        f"step 5 review found {len(failing)} finding(s) at or above {level.value} ({ids}); {written}",
+        len(failing),
+    )
+
+
+class SummaryFormat(StrEnum):
+    """``--format`` of ``new`` and ``regenerate``: narration on stderr, the summary on stdout."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 @app.command("review")
 def review(
     path: Annotated[
