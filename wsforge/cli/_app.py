@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     except _CLICK_ERROR as exc:
         exc.show()  # type: ignore[attr-defined]
         return EXIT_USAGE if isinstance(exc, _USAGE_ERROR) else int(getattr(exc, "exit_code", 1))
-    return int(result) if isinstance(result, int) else EXIT_OK
+    code = int(result) if isinstance(result, int) else EXIT_OK
+    if code == EXIT_INTERRUPTED:
+        # typer turns Ctrl-C into Exit(130) and, outside standalone mode, *returns* 130 instead of
+        # raising: the except clauses above never see it.
+        stderr.print("interrupted; nothing was written")
+    return code
 
 
 def entrypoint() -> None:
