@@ -137,16 +137,19 @@ def review(
 
     target = load_target(path, memory_for)
     known: list[str] = []
+    contract = None
     if use_memory:
         entry = memory_for(target.spec.project)
         if entry is not None:
             known = [f"{issue.id}: {issue.summary}" for issue in entry.known_issues]
+            contract = entry.message_schema
     result = review_spec(
         target.spec,
         spec_path=target.spec_path,
         spec_lines=target.spec_lines,
         project_dir=target.project_dir,
         known_issues=known,
+        contract=contract,
     )
     if report:
         doc = config.claudedocs_dir / f"websocket_review_{target.spec.project}.md"
