@@ -328,7 +328,7 @@ class YamlMemoryStore:
             return MemoryEntry.model_validate(data)
         except ValidationError as exc:
             raise MemoryStoreError(
-                format_validation_error(exc, str(path), lines) + " (file left untouched)"
+                format_validation_error(exc, str(path), lines, MemoryEntry) + " (file left untouched)"
             ) from exc
 
     def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:

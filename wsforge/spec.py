@@ -229,4 +229,4 @@ def load_spec(path: Path) -> ArchitectureSpec:
     try:
         return ArchitectureSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, str(path), lines)) from exc
+        raise SpecError(format_validation_error(exc, str(path), lines, ArchitectureSpec)) from exc

@@ -28,7 +28,10 @@ app = typer.Typer(
     help="Turn real-time requirements into a WebSocket system you own: spec, code, docs, review.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
+    # Markdown mode reflows docstring paragraphs to the terminal width (rich mode keeps their hard
+    # line breaks, which cut sentences in two on a narrow terminal).
+    rich_markup_mode="markdown",
 )
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # noqa: F401  (registers the commands on ``app``)
 
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="wsforge", standalone_mode=False)
     except UserError as exc:
         stderr.print(styled("error:", "red", f" {exc}"))
         return EXIT_USER_ERROR

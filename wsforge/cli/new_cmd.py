@@ -13,7 +13,7 @@ from ..config import load_config
 from ..errors import InteractiveSessionRequired, MemoryStoreError, RequirementsError
 from ..memory import YamlMemoryStore
 from ..render import MANIFEST
-from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
+from ..requirements import QUESTION_KEYS, Requirements, build_requirements, check_known_keys, read_answers
 from ..workflow import plan_summary, run_new
 from ._app import app, stderr, stdout, styled
 from .review_cmd import FailOn, SummaryFormat, check_fail_after_write
@@ -34,6 +34,7 @@ def gather_answers(
     source = "<answers>"
     if answers_file is not None:
         data, lines = read_answers(answers_file)
+        check_known_keys(data, str(answers_file), lines)
         merged.update(data)
         source = str(answers_file)
     if name:
@@ -64,7 +65,7 @@ def new(
         bool, typer.Option("--non-interactive", help="Never prompt; a missing answer is an error.")
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Project directory (default: ./<project_name>).")
+        Path | None, typer.Option("--output", "-o", help="Project directory (default: `./<project_name>`).")
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Write into an existing, non-empty directory.")

@@ -118,7 +118,8 @@ def regenerate(
     conflict: Annotated[
         ConflictStyle,
         typer.Option(
-            "--conflict", help="inline: conflict markers in the file; rej: keep your file, write <file>.rej."
+            "--conflict",
+            help="inline: conflict markers in the file; rej: keep your file, write `<file>.rej`.",
         ),
     ] = ConflictStyle.INLINE,
     show_diff: Annotated[

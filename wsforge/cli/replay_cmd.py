@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,13 @@ from ..errors import ReviewFailed
 from ..probe.replay import load_recording, replay
 from ..probe.runner import validate_url
 from ._app import app, stderr, stdout, styled
-from .review_cmd import OutputFormat
+
+
+class ReplayFormat(StrEnum):
+    """``replay --format``: the differences as a table, or the whole result as JSON."""
+
+    TABLE = "table"
+    JSON = "json"
 
 
 @app.command("replay")
@@ -33,7 +40,9 @@ def replay_cmd(
     ] = None,
     origin: Annotated[str | None, typer.Option(help="Origin header to send.")] = None,
     settle: Annotated[float, typer.Option(help="Seconds to wait for answers after the last frame.")] = 2.0,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
+    fmt: Annotated[
+        ReplayFormat, typer.Option("--format", "-f", help="Output on stdout: a table, or json for machines.")
+    ] = ReplayFormat.TABLE,
 ) -> None:
     """Re-send recorded client frames and compare the server's answers with the recording.
 
@@ -54,7 +63,7 @@ def replay_cmd(
             settle_s=settle,
         )
     )
-    if fmt == OutputFormat.JSON:
+    if fmt == ReplayFormat.JSON:
         stdout.out(json.dumps(result.to_dict(), indent=2), highlight=False)
     else:
         table = Table(title=Text(f"replay of {recording}"))

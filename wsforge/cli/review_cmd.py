@@ -117,7 +117,7 @@ def review(
         bool,
         typer.Option(
             "--report/--no-report",
-            help="Also write claudedocs/websocket_review_<project>.md (the step-5 document).",
+            help="Also write `claudedocs/websocket_review_<project>.md` (the step-5 document).",
         ),
     ] = True,
     use_memory: Annotated[
