@@ -46,8 +46,10 @@ def replay_cmd(
 ) -> None:
     """Re-send recorded client frames and compare the server's answers with the recording.
 
-    Timestamps, epochs and token expiries are ignored. Exit 0 when every answer matches, 3 when
-    a session diverges (the first differing frame of each session is shown).
+    All connections' frames are re-sent in their recorded order, each step waiting for the answers
+    the recording had by then, so a replay against a fresh server gets the same answers.
+    Timestamps, epochs and token expiries are ignored; seq is compared exactly. Exit 0 when every
+    answer matches, 3 when a session diverges (the first differing frame of each session is shown).
     """
     validate_url(url)
     sessions = load_recording(recording, connections=set(conn) if conn else None)
