@@ -139,3 +139,18 @@ def test_breaking_memory_change_is_named_at_step_3_and_flagged_by_review(
     data = yaml.safe_load(path.read_text())
     assert any("breaks deployed clients" in change for change in data["history"][-1]["changes"])
     assert data["message_schema"]["envelope"]["type"] == "t"  # the new contract is now the recorded one
+
+
+def test_regenerate_names_a_breaking_memory_change_at_step_3(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wsforge regenerate` after a breaking convention edit says so in its step 3 line, like `new`."""
+    assert _new(_answers(workdir)) == 0
+    path = _memory_path(workdir)
+    path.write_text(path.read_text() + "conventions:\n  envelope_fields: {payload: p}\n")
+    capsys.readouterr()
+    assert main(["regenerate", "chat-demo"]) == 0
+    step3 = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("step 3"))
+    assert (
+        "WARNING: breaks deployed clients: envelope field payload renamed on the wire: payload -> p" in step3
+    )
