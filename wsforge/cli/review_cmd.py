@@ -11,7 +11,7 @@ import typer
 
 from ..config import load_config
 from ..errors import ReviewFailed
-from ..memory import MemoryEntry, YamlMemoryStore
+from ..memory import MemoryEntry, YamlMemoryStore, atomic_write_text
 from ..review import ReviewReport, Rule, Severity, catalogue, review_spec
 from ..review.formats import print_table, to_json, to_markdown, to_sarif
 from ..review.load import load_target
@@ -46,8 +46,7 @@ def emit(
     else:
         text = to_markdown(report)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        atomic_write_text(output, text)
         stderr.print(f"wrote {output}", highlight=False)
     else:
         stdout.out(text, end="", highlight=False)
@@ -153,8 +152,7 @@ def review(
     )
     if report:
         doc = config.claudedocs_dir / f"websocket_review_{target.spec.project}.md"
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(to_markdown(result), encoding="utf-8")
+        atomic_write_text(doc, to_markdown(result))
         stderr.print(f"review document: {doc}", highlight=False)
     emit(result, fmt, output, catalogue())
     check_fail(result, fail_on)
