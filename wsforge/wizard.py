@@ -368,7 +368,9 @@ def _prompt_for(question: Question, initial: Any, ask: Asker) -> _Prompt:
 
     def validate(raw: Any) -> bool | str:
         text = "" if raw is None else str(raw).strip()
-        if keep and (not text or (text == CLEAR and question.clearable)):
+        if keep and not text:
+            return check(initial)  # a lower layer's value is checked like a typed one
+        if keep and text == CLEAR and question.clearable:
             return True
         return check(raw)
 

@@ -349,6 +349,16 @@ def test_enter_keeps_the_shown_default() -> None:
     assert kwargs["validate"]("") is True
 
 
+def test_enter_on_an_invalid_lower_layer_value_is_refused_at_the_prompt() -> None:
+    """A default from memory that no longer validates is shown, but Enter does not accept it."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "avg_payload_bytes": "100"})
+    ask_requirements({"avg_payload_bytes": 0}, ask=ask)
+    kwargs = next(kw for _, key, kw in ask.asked if key == "avg_payload_bytes")
+    assert kwargs["instruction"].endswith("[0]")
+    assert kwargs["validate"]("") == "must be at least 1"
+    assert kwargs["validate"]("100") is True
+
+
 def test_dash_clears_an_optional_default() -> None:
     """`-` answers "none" where none is allowed; elsewhere it is validated like any text."""
     ask = ScriptedAsk({**FULL_SCRIPT, "avg_subscribers_per_channel": "-", "allowed_origins": "-"})
