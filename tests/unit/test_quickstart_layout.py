@@ -50,7 +50,9 @@ def test_quickstart_command_leaves_git_status_clean(tmp_path: Path) -> None:
     _git("add", ".", cwd=tmp_path)
     commit = _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "checkout", cwd=tmp_path)
     assert commit.returncode == 0, commit.stderr
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
     env.pop("WSFORGE_MEMORY_DIR", None)
     env.pop("WSFORGE_CLAUDEDOCS_DIR", None)
     run = subprocess.run(
