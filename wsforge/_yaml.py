@@ -1,21 +1,69 @@
-"""YAML helpers that remember where each key was, so errors can name a line."""
+"""Read the files people hand to wsforge, and YAML that remembers where each key was.
+
+Every file wsforge reads as input (answers, memory, ``wsforge.yaml``, review targets, the agent
+config) goes through :func:`read_input_text` and, when YAML, :func:`load_yaml_with_lines`, so a
+hostile or broken file gives one line naming the file and the problem instead of a traceback:
+not UTF-8, larger than :data:`MAX_INPUT_BYTES`, nested deeper than :data:`MAX_DEPTH`, an alias that
+refers to itself, or aliases that expand past :data:`MAX_NODES` values ("billion laughs").
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .errors import UserError
+
+MAX_INPUT_BYTES = 1024 * 1024
+"""Largest input file read. Answers, memory and specs are a few kilobytes; a bigger file is a mistake."""
+
+MAX_NODES = 100_000
+"""Largest number of values a YAML document may hold once its aliases are expanded."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists accepted in a YAML document."""
 
 
 class _LineLoader(yaml.SafeLoader):
     """A safe loader that records the 1-based line of every mapping key."""
 
 
+def read_input_text(path: Path, what: str, error: type[UserError] = UserError) -> str:
+    """Read ``path`` as UTF-8 text of at most :data:`MAX_INPUT_BYTES`.
+
+    Args:
+        what: what the file is, for the message (``"answers file"``, ``"memory"``).
+        error: the :class:`UserError` subclass to raise.
+
+    Raises:
+        UserError: (as ``error``) ``"<path>: <problem>"``: unreadable, too large or not UTF-8.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_INPUT_BYTES:
+        raise error(
+            f"{path}: {what} is larger than {MAX_INPUT_BYTES:,} bytes; wsforge reads no bigger input files"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{path}:{line}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+
+
 def load_yaml_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     """Parse ``text`` and return the data and ``{key path: line}``.
 
     Raises:
-        ValueError: ``"<line>: <problem>"`` for malformed YAML.
+        ValueError: ``"<line>: <problem>"`` for malformed YAML, a recursive alias, nesting deeper
+            than :data:`MAX_DEPTH` or more than :data:`MAX_NODES` values after alias expansion.
     """
     try:
         node = yaml.compose(text, Loader=_LineLoader)
@@ -27,12 +75,52 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
         if context is not None and context.line + 1 != line:
             problem += f" ({getattr(exc, 'context', None) or 'started'} at line {context.line + 1})"
         raise ValueError(f"{line}: invalid YAML: {problem}") from exc
+    except RecursionError as exc:
+        raise ValueError(f"1: YAML nested deeper than {MAX_DEPTH} levels") from exc
     if node is None:
         return None, {}
+    _check_shape(node)
     lines: dict[tuple[str, ...], int] = {}
     _collect(node, (), lines)
     data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
     return data, lines
+
+
+def _check_shape(root: yaml.Node) -> None:
+    """Refuse recursive aliases, deep nesting and alias expansion past :data:`MAX_NODES`.
+
+    Counts values as if every alias were expanded (an alias's target counted once per use), with
+    each node's expanded size memoised, so a "billion laughs" document is refused after a few
+    thousand steps instead of being walked.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in open_nodes:
+            raise ValueError(f"{line}: recursive alias: a value contains itself")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{line}: YAML nested deeper than {MAX_DEPTH} levels")
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        open_nodes.add(key)
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_NODES:
+                raise ValueError(f"{line}: aliases expand to more than {MAX_NODES:,} values (an alias bomb?)")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def _collect(node: yaml.Node, path: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> None:

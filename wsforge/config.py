@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._yaml import load_yaml_with_lines, read_input_text
 from .errors import UserError
 
 CONFIG_FILE = "wsforge.config.yaml"
@@ -40,9 +40,9 @@ def load_config(cwd: Path) -> AgentConfig:
     path = cwd / CONFIG_FILE
     if path.is_file():
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: invalid YAML: {exc}") from exc
+            loaded = load_yaml_with_lines(read_input_text(path, "config"))[0] or {}
+        except ValueError as exc:
+            raise UserError(f"{path}:{exc}") from exc
         if not isinstance(loaded, dict):
             raise UserError(f"{path}:1: config must be a mapping")
         data.update(loaded)

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from ._yaml import load_yaml_with_lines
+from ._yaml import load_yaml_with_lines, read_input_text
 from .errors import MemoryStoreError
 from .requirements import format_validation_error
 from .spec import NamespaceSpec
@@ -34,6 +34,9 @@ from .spec import NamespaceSpec
 SKILL = "websocket-engineer"
 SCHEMA_VERSION: Literal[1] = 1
 MAX_LOG_ENTRIES = 200
+"""Longest ``compliance`` list :meth:`YamlMemoryStore.append` keeps (step 5 keeps only the last run's)."""
+MAX_HISTORY_ENTRIES = 20
+"""Runs kept in ``history``: a short log, so the hand-edited conventions stay easy to find."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -82,6 +85,11 @@ class KnownIssue(_Model):
     summary: str
     severity: Literal["info", "warning", "error"] = "warning"
     since: str | None = None
+    source: Literal["user", "review"] = Field(
+        default="user",
+        description="review: recorded by step 5 for an unresolved error finding, removed once it passes; "
+        "user: written by a person, never touched by wsforge.",
+    )
 
 
 class DecisionRecord(_Model):
@@ -104,6 +112,7 @@ class HistoryRecord(_Model):
     event: str
     wsforge_version: str | None = None
     changes: list[str] = Field(default_factory=list)
+    review: str | None = Field(default=None, description="Step 5's findings summary for the run.")
 
 
 class MemoryEntry(_Model):
@@ -119,8 +128,21 @@ class MemoryEntry(_Model):
     answers: dict[str, Any] = Field(
         default_factory=dict, description="The last run's answers; defaults for the next wizard run."
     )
-    compliance: list[ComplianceRecord] = Field(default_factory=list)
-    history: list[HistoryRecord] = Field(default_factory=list)
+    message_schema: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The wire contract deployed clients rely on (envelope, codecs, subprotocols, namespaces, "
+        "each message's payload shape), written by step 5; the next run compares against it.",
+    )
+    versioning: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The protocol versioning strategy: version, negotiation, what breaks clients.",
+    )
+    compliance: list[ComplianceRecord] = Field(
+        default_factory=list, description="The last run's checklist (steps 1-5); older runs are in history."
+    )
+    history: list[HistoryRecord] = Field(
+        default_factory=list, description=f"The last {MAX_HISTORY_ENTRIES} runs, oldest first."
+    )
 
     _greenfield: bool = PrivateAttr(default=False)
     _path: Path | None = PrivateAttr(default=None)
@@ -169,6 +191,7 @@ def _check_name(kind: str, value: str) -> str:
 
 def _yaml() -> YAML:
     y = YAML()  # round-trip: keeps comments and order
+    y.preserve_quotes = True  # a person's "quoted" strings stay quoted on rewrite
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 100
     return y
@@ -186,15 +209,53 @@ def _to_commented(value: Any) -> Any:
 
 
 def _merge_into(target: CommentedMap, key: str, value: Any) -> None:
-    """Merge mappings one level deep so a person's other keys (and comments) survive."""
+    """Merge mappings one level deep so a person's other keys (and comments) survive.
+
+    A value equal to what the file holds is left as it is, so its quoting and comments survive;
+    a list keeps the existing node of every item that is unchanged.
+    """
     current = target.get(key)
     if isinstance(current, CommentedMap) and isinstance(value, Mapping):
         for k, v in value.items():
-            if v is None and k in current:
+            if (v is None and k in current) or (k in current and _same(current[k], v)):
                 continue
             current[k] = _to_commented(v)
-    else:
+    elif isinstance(current, CommentedSeq) and isinstance(value, list | tuple):
+        if not _same(current, value):
+            target[key] = _reuse_items(current, value)
+    elif key not in target or not _same(current, value):
         target[key] = _to_commented(value)
+
+
+def _same(current: Any, value: Any) -> bool:
+    try:
+        return bool(_plain_data(current) == _plain_data(value))
+    except Exception:
+        return False
+
+
+def _plain_data(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_data(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _reuse_items(current: CommentedSeq, value: list[Any] | tuple[Any, ...]) -> CommentedSeq:
+    """A new list whose unchanged items are the file's own nodes (their quotes and comments)."""
+    unused = list(current)
+    out = CommentedSeq()
+    for item in value:
+        match = next((node for node in unused if _same(node, item)), None)
+        if match is not None:
+            unused.remove(match)
+            out.append(match)
+        else:
+            out.append(_to_commented(item))
+    return out
 
 
 class YamlMemoryStore:
@@ -244,20 +305,16 @@ class YamlMemoryStore:
         if not isinstance(seq, list):
             raise MemoryStoreError(f"{path}: {section}: must be a list to append to")
         seq.append(_to_commented(dict(entry)))
-        if section in ("history", "compliance") and len(seq) > MAX_LOG_ENTRIES:
-            del seq[: len(seq) - MAX_LOG_ENTRIES]
+        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
+        if section in ("history", "compliance") and len(seq) > limit:
+            del seq[: len(seq) - limit]
         return self._save(path, doc)
 
     # -- internals -------------------------------------------------------------------------
 
     @staticmethod
     def _read_text(path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise MemoryStoreError(f"{path}: not UTF-8 text ({exc.reason}); file left untouched") from exc
-        except OSError as exc:
-            raise MemoryStoreError(f"{path}: cannot read: {exc.strerror}") from exc
+        return read_input_text(path, "memory file (left untouched)", MemoryStoreError)
 
     @staticmethod
     def _validate(path: Path, text: str) -> MemoryEntry:
@@ -271,7 +328,7 @@ class YamlMemoryStore:
             return MemoryEntry.model_validate(data)
         except ValidationError as exc:
             raise MemoryStoreError(
-                format_validation_error(exc, str(path), lines) + " (file left untouched)"
+                format_validation_error(exc, str(path), lines, MemoryEntry) + " (file left untouched)"
             ) from exc
 
     def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:
@@ -353,6 +410,9 @@ class DictMemoryStore:
     ) -> MemoryEntry:
         current = dict(self._entries.get((skill, project)) or {"skill": skill, "project": project})
         current[section] = [*current.get(section, []), dict(entry)]
+        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
+        if section in ("history", "compliance"):
+            current[section] = current[section][-limit:]
         result = MemoryEntry.model_validate(current)
         self._entries[(skill, project)] = current
         return result

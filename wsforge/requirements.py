@@ -8,15 +8,16 @@ dotted field path, so a typo costs one short message instead of a traceback.
 
 from __future__ import annotations
 
+import difflib
 import keyword
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._yaml import load_yaml_with_lines, locate
+from ._yaml import load_yaml_with_lines, locate, read_input_text
 from .errors import RequirementsError
 
 PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -141,22 +142,82 @@ QUESTION_KEYS: tuple[str, ...] = tuple(Requirements.model_fields)
 
 
 def format_validation_error(
-    exc: ValidationError, source: str, lines: dict[tuple[str, ...], int] | None
+    exc: ValidationError,
+    source: str,
+    lines: dict[tuple[str, ...], int] | None,
+    model: type[BaseModel] | None = None,
 ) -> str:
-    """One line per problem: ``file:line: field: message``."""
+    """One line per problem: ``file:line: field: message``.
+
+    With ``model`` (the model that was validated), an unknown key names its closest known key
+    (``serialisation`` -> ``did you mean 'serialization'?``). pydantic's ``Value error, `` prefix is
+    dropped: the message is the validator's own sentence.
+    """
     parts = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         field = ".".join(loc) or "<root>"
         line = locate(lines, loc) if lines else None
         where = f"{source}:{line}" if line else source
-        msg = err["msg"]
+        msg = str(err["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(prefix)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+            known = _known_keys(model, err["loc"][:-1]) if model is not None else []
+            close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
         elif err["type"] == "missing":
             msg = "required answer is missing"
         parts.append(f"{where}: {field}: {msg}")
     return "; ".join(parts)
+
+
+def check_known_keys(data: dict[str, Any], source: str, lines: dict[tuple[str, ...], int] | None) -> None:
+    """Refuse keys that are not questions, naming the closest one (before "missing answer" noise).
+
+    Raises:
+        RequirementsError: ``file:line: key: unknown key; did you mean 'x'?`` for each.
+    """
+    problems = []
+    for key in data:
+        if key in QUESTION_KEYS:
+            continue
+        line = (lines or {}).get((str(key),))
+        where = f"{source}:{line}" if line else source
+        close = difflib.get_close_matches(str(key), QUESTION_KEYS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (known keys: {', '.join(QUESTION_KEYS)})"
+        problems.append(f"{where}: {key}: unknown key{hint}")
+    if problems:
+        raise RequirementsError("; ".join(problems))
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found by following ``loc`` from ``model`` (lists, optionals)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def build_requirements(
@@ -170,15 +231,12 @@ def build_requirements(
     try:
         return Requirements.model_validate(answers)
     except ValidationError as exc:
-        raise RequirementsError(format_validation_error(exc, source, lines)) from exc
+        raise RequirementsError(format_validation_error(exc, source, lines, Requirements)) from exc
 
 
 def read_answers(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a YAML or JSON answers file into a mapping plus the line of each key."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RequirementsError(f"{path}: cannot read answers file: {exc.strerror}") from exc
+    text = read_input_text(path, "answers file", RequirementsError)
     try:
         data, lines = load_yaml_with_lines(text)
     except ValueError as exc:

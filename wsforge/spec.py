@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._yaml import load_yaml_with_lines
+from ._yaml import load_yaml_with_lines, read_input_text
 from .errors import SpecError
 from .requirements import Requirements, format_validation_error
 
@@ -223,10 +223,7 @@ def load_spec(path: Path) -> ArchitectureSpec:
     Raises:
         SpecError: naming the file, line and field.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from exc
+    text = read_input_text(path, "spec", SpecError)
     try:
         data, lines = load_yaml_with_lines(text)
     except ValueError as exc:
@@ -236,4 +233,4 @@ def load_spec(path: Path) -> ArchitectureSpec:
     try:
         return ArchitectureSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, str(path), lines)) from exc
+        raise SpecError(format_validation_error(exc, str(path), lines, ArchitectureSpec)) from exc

@@ -7,7 +7,11 @@ Each answer is checked as it is typed with the *same* pydantic rules that
 field), so a bad number or project name is refused at the prompt instead of after the last question.
 
 Layering (wizard > answers file > memory > defaults): the caller merges the lower layers and passes
-them as ``defaults``; the wizard pre-fills each question with them and returns what the user chose.
+them as ``defaults``; each question *shows* its value from there (``[1000]`` after a text prompt, the
+pointer or ticks on a choice) and Enter keeps it, while typing replaces it: the default is never
+inserted as editable text, where typing ``5000`` would give ``10005000``. Each question's help is
+printed above it, and after the last one the answers are summarised with a write / edit / cancel
+choice, so nothing runs on an answer the user has not seen.
 Only this module imports questionary; everything else is plain functions that tests call directly.
 """
 
@@ -56,6 +60,30 @@ PROMPTS: dict[str, str] = {
     "avg_subscribers_per_channel": "Typical subscribers per channel (blank: derive from the use case)",
 }
 """The text shown for each question; a field missing here falls back to its description."""
+
+HELP: dict[str, str] = {
+    "project_name": "Names the project directory, the Python package ('-' becomes '_') and its memory file.",
+    "use_cases": "Picks channel namespaces, presence and ordering defaults; pick every one that applies.",
+    "message_patterns": "Whether clients only listen, also publish, or call the server and await a reply.",
+    "concurrent_connections": "Sizes instances and the broker: beyond one instance, a broker fans messages out.",
+    "messages_per_second": "Published messages per second across all channels, before fan-out to subscribers.",
+    "avg_payload_bytes": "Drives the codec choice, the frame size limit and the bandwidth estimate.",
+    "latency_class": "How long a message may take from publisher to subscribers.",
+    "client_environments": "Decides the generated clients and whether browser origins must be checked.",
+    "durability": "Live only, replay from bounded history after a reconnect, or history that survives restarts.",
+    "auth": "How the server knows who connects, checked before the WebSocket upgrade completes.",
+    "allowed_origins": "Browsers send an Origin header; others are refused (cross-site WebSocket hijacking).",
+    "serialization": "JSON is readable in dev tools; MessagePack is smaller and faster for binary-heavy data.",
+    "avg_subscribers_per_channel": "Fan-out per published message; leave blank to use the use case's typical value.",
+}
+"""Why each question matters, printed above it (a field missing here shows its description)."""
+
+CLEAR = "-"
+"""Typed at a text prompt whose blank answer keeps a default: answer "none" (empty list / no value)."""
+
+CONFIRM_PROMPT = "Write the project with these answers?"
+CONFIRM_WRITE, CONFIRM_EDIT, CONFIRM_CANCEL = "write", "edit", "cancel"
+EDIT_PROMPT = "Which answer do you want to change?"
 
 HINTS: dict[str, str] = {
     "project_name": "(lowercase, e.g. chat-demo)",
@@ -141,6 +169,11 @@ class Question(BaseModel):
     many: bool = False
     """A text answer holding a comma- or space-separated list."""
     only_if: tuple[str, str] | None = None
+
+    @property
+    def clearable(self) -> bool:
+        """Whether "no answer" is a valid answer (an optional number, a list that may be empty)."""
+        return self.optional or self.many
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -276,7 +309,7 @@ def _question_for(key: str, field: FieldInfo) -> Question:
     common: dict[str, Any] = {
         "key": key,
         "prompt": PROMPTS.get(key, field.description or key),
-        "help": field.description or "",
+        "help": HELP.get(key, field.description or ""),
         "hint": HINTS.get(key, ""),
         "optional": optional,
         "only_if": ONLY_IF.get(key),
@@ -328,12 +361,37 @@ def _prompt_for(question: Question, initial: Any, ask: Asker) -> _Prompt:
             for value, title in question.choices
         ]
         return ask.checkbox(question.prompt, choices=choices, validate=question.validator())
-    return ask.text(
-        question.prompt,
-        default=initial,
-        validate=question.validator(),
-        instruction=question.hint or None,
-    )
+    # The default is shown after the prompt, never inserted as editable text: with it inserted,
+    # typing 5000 at "[1000]" gave 10005000. Blank keeps the default; CLEAR empties an optional one.
+    keep = initial not in ("", None)
+    check = question.validator()
+
+    def validate(raw: Any) -> bool | str:
+        text = "" if raw is None else str(raw).strip()
+        if keep and not text:
+            return check(initial)  # a lower layer's value is checked like a typed one
+        if keep and text == CLEAR and question.clearable:
+            return True
+        return check(raw)
+
+    shown = ""
+    if keep:
+        shown = f"[{initial}; '{CLEAR}' for none]" if question.clearable else f"[{initial}]"
+    instruction = " ".join(part for part in (question.hint, shown) if part)
+    return ask.text(question.prompt, default="", validate=validate, instruction=instruction or None)
+
+
+def _typed_or_default(question: Question, raw: Any, initial: Any) -> Any:
+    """What a text prompt's answer means: blank keeps ``initial``; CLEAR empties a clearable one."""
+    if question.kind not in ("text", "int"):
+        return raw
+    text = "" if raw is None else str(raw).strip()
+    if initial not in ("", None):
+        if not text:
+            return initial
+        if text == CLEAR and question.clearable:
+            return ""
+    return raw
 
 
 def ask_requirements(
@@ -341,16 +399,21 @@ def ask_requirements(
     *,
     ask: Asker | types.ModuleType = questionary,
     keys: Sequence[str] | None = None,
+    confirm: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Ask every requirements question (or only ``keys``); return ``defaults`` overlaid with the answers.
 
     ``defaults`` is the merge of the lower layers (answers file > memory > defaults); each question
-    starts from its value there, and the result is the complete merge (wizard on top), in answer
-    form, ready for :func:`~wsforge.requirements.build_requirements`. A question whose condition
-    does not hold (origins without browser clients) is not asked, so its lower-layer value stands.
+    shows its value there as the default, and the result is the complete merge (wizard on top), in
+    answer form, ready for :func:`~wsforge.requirements.build_requirements`. A question whose
+    condition does not hold (origins without browser clients) is not asked, so its lower-layer
+    value stands. With ``confirm``, the answers are then summarised and the user picks write, edit
+    (re-ask one question, then summarise again) or cancel. ``say`` prints help and the summary
+    (default: standard error, where narration goes).
 
     Raises:
-        KeyboardInterrupt: the user pressed Ctrl-C; the caller writes nothing and exits 130.
+        KeyboardInterrupt: the user pressed Ctrl-C or chose cancel; the caller writes nothing, exits 130.
         InteractiveSessionRequired: there is no terminal, or input ended (Ctrl-D, closed stdin).
     """
     if ask is questionary and not _has_terminal():
@@ -358,18 +421,88 @@ def ask_requirements(
             f"no terminal to ask the requirements questions on; {NO_TERMINAL_HINT}"
         )
     asker: Asker = ask
+    show = say or _say
     answers: dict[str, Any] = {key: _plain_answer(value) for key, value in defaults.items()}
+    asked: list[Question] = []
     for question in QUESTIONS:
         if keys is not None and question.key not in keys:
             continue
         if not question.applies(answers):
             continue
-        prompt = _prompt_for(question, question.prefill(defaults.get(question.key)), asker)
-        try:
-            raw = prompt.unsafe_ask()
-        except EOFError as exc:
-            raise InteractiveSessionRequired(
-                f"input ended before {question.key!r} was answered; {NO_TERMINAL_HINT}"
-            ) from exc
-        answers[question.key] = question.parse(raw)
+        answers[question.key] = _ask_one(question, answers.get(question.key), asker, show)
+        asked.append(question)
+    while confirm and asked:
+        show(summarise(answers, asked))
+        choice = _unsafe(
+            asker.select(
+                CONFIRM_PROMPT,
+                choices=[
+                    questionary.Choice("yes, write the project", value=CONFIRM_WRITE),
+                    questionary.Choice("edit an answer", value=CONFIRM_EDIT),
+                    questionary.Choice("cancel (nothing is written)", value=CONFIRM_CANCEL),
+                ],
+                default=CONFIRM_WRITE,
+            ),
+            "the confirmation",
+        )
+        if choice == CONFIRM_WRITE:
+            break
+        if choice != CONFIRM_EDIT:
+            raise KeyboardInterrupt
+        key = _unsafe(
+            asker.select(
+                EDIT_PROMPT,
+                choices=[
+                    questionary.Choice(f"{q.prompt}: {_display(answers.get(q.key))}", value=q.key)
+                    for q in asked
+                ],
+            ),
+            "the edit choice",
+        )
+        question = next(q for q in QUESTIONS if q.key == key)
+        answers[key] = _ask_one(question, answers.get(key), asker, show)
+        # An edit can make a skipped question relevant (browser clients -> origins): ask it now.
+        for later in QUESTIONS:
+            if later not in asked and (keys is None or later.key in keys) and later.applies(answers):
+                answers[later.key] = _ask_one(later, answers.get(later.key), asker, show)
+                asked.append(later)
+        asked.sort(key=QUESTIONS.index)
     return answers
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _unsafe(prompt: _Prompt, what: str) -> Any:
+    try:
+        return prompt.unsafe_ask()
+    except EOFError as exc:
+        raise InteractiveSessionRequired(
+            f"input ended before {what} was answered; {NO_TERMINAL_HINT}"
+        ) from exc
+
+
+def _ask_one(question: Question, layered: Any, ask: Asker, say: Callable[[str], None]) -> Any:
+    if question.help:
+        say(f"  {question.help}")
+    initial = question.prefill(layered)
+    raw = _unsafe(_prompt_for(question, initial, ask), repr(question.key))
+    return question.parse(_typed_or_default(question, raw, initial))
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "(none)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def summarise(answers: Mapping[str, Any], asked: Sequence[Question]) -> str:
+    """The answers as the user will confirm them: one ``prompt: value`` line per question asked."""
+    width = max(len(q.prompt) for q in asked)
+    rows = [f"  {q.prompt:<{width}}  {_display(answers.get(q.key))}" for q in asked]
+    return "\nYour answers:\n" + "\n".join(rows) + "\n"

@@ -18,12 +18,13 @@ from . import __version__
 from .architecture import design
 from .config import AgentConfig
 from .context import PackagedContextProvider
+from .contract import breaking_changes, message_contract, versioning_strategy
 from .errors import WsforgeError
-from .memory import MemoryEntry, MemoryStore, now_iso
+from .memory import KnownIssue, MemoryEntry, MemoryStore, now_iso
 from .render import SPEC_FILE, plan_files, render_project, write_project
 from .reports import write_reports
 from .requirements import Requirements
-from .review import ReviewReport, review_spec
+from .review import Finding, ReviewReport, Severity, review_spec
 from .spec import ArchitectureSpec
 
 STEP_NAMES = {1: "requirements", 2: "architecture", 3: "memory", 4: "implement", 5: "review"}
@@ -123,6 +124,7 @@ def run_new(
             f"loaded {memory.path}; {len(overridden)} convention(s) applied"
             + (f" ({', '.join(overridden)})" if overridden else "")
             + f"; {len(memory.known_issues)} known issue(s)"
+            + contract_warning(memory, spec)
         )
 
     memory, spec = checklist.run(3, step3, step3_detail)
@@ -150,6 +152,14 @@ def run_new(
     return result
 
 
+def contract_warning(memory: MemoryEntry, spec: ArchitectureSpec) -> str:
+    """Step 3's warning when this design changes the wire contract memory recorded (else "")."""
+    broken = breaking_changes(memory.message_schema, message_contract(spec))
+    if not broken:
+        return ""
+    return "; WARNING: breaks deployed clients: " + "; ".join(text for _, text in broken)
+
+
 def review_step(spec: ArchitectureSpec, memory: MemoryEntry, target: Path, *, code: bool) -> ReviewReport:
     """Step 5's audit: the spec always, the generated code too when ``code`` (it exists and parses)."""
     return review_spec(
@@ -157,6 +167,7 @@ def review_step(spec: ArchitectureSpec, memory: MemoryEntry, target: Path, *, co
         spec_path=target / SPEC_FILE,
         project_dir=target if code else None,
         known_issues=[f"{k.id}: {k.summary}" for k in memory.known_issues],
+        contract=memory.message_schema,
     )
 
 
@@ -174,16 +185,25 @@ def _remember(
     event: str = "generated",
     changes: list[str] | None = None,
 ) -> None:
-    """Update memory after a successful run: decisions, scaling, answers, checklist, history.
+    """Update memory after a successful run (step 5).
 
-    ``changes`` (regenerate: what changed and why) replaces the default list of memory overrides.
+    Writes the decisions, scaling, answers, the wire contract (``message_schema``) and the
+    ``versioning`` strategy; replaces ``compliance`` with this run's checklist (older runs keep a
+    one-entry summary in ``history``, itself bounded); and syncs ``known_issues``: an unresolved
+    error-level review finding is recorded (``source: review``), one that now passes is removed,
+    and entries a person wrote are left alone. ``changes`` (regenerate: what changed and why)
+    replaces the default list of memory overrides.
     """
     spec = result.spec
     project = spec.project
+    contract = message_contract(spec, _text(result.files.get("asyncapi.yaml")))
+    broken = [text for _, text in breaking_changes(result.memory.message_schema, contract)]
+    issues, opened, closed = _sync_known_issues(result.memory.known_issues, result.review)
     store.update(
         config.skill,
         project,
         {
+            "known_issues": issues,
             "decisions": [d.model_dump(mode="json") for d in spec.decisions],
             "scaling": {
                 "strategy": spec.scaling.strategy.value,
@@ -192,10 +212,22 @@ def _remember(
                 "transport": spec.transport.value,
             },
             "answers": result.requirements.model_dump(mode="json"),
+            "message_schema": contract,
+            "versioning": versioning_strategy(spec),
+            "compliance": [record.as_memory() for record in result.checklist],
         },
     )
-    for record in result.checklist:
-        store.append(config.skill, project, record.as_memory(), section="compliance")
+    logged = (
+        changes
+        if changes is not None
+        else [f"{d.key} <- memory" for d in spec.decisions if d.source.value == "memory"]
+    )
+    logged = [
+        *logged,
+        *(f"breaks deployed clients: {text}" for text in broken),
+        *(f"known issue recorded: {issue_id}" for issue_id in opened),
+        *(f"known issue resolved: {issue_id}" for issue_id in closed),
+    ]
     store.append(
         config.skill,
         project,
@@ -203,12 +235,48 @@ def _remember(
             "at": now_iso(),
             "event": event,
             "wsforge_version": __version__,
-            "changes": changes
-            if changes is not None
-            else [f"{d.key} <- memory" for d in spec.decisions if d.source.value == "memory"],
+            "changes": logged,
+            "review": findings_summary(result.review) if result.review is not None else None,
         },
         section="history",
     )
+
+
+def _text(data: bytes | None) -> str | None:
+    return data.decode("utf-8") if data is not None else None
+
+
+def _sync_known_issues(
+    current: list[KnownIssue], report: ReviewReport | None
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Known issues after this review: ``(entries, ids recorded now, ids resolved now)``.
+
+    One ``source: review`` entry per rule with an error finding (its ``since`` kept while it stays
+    open); a person's entries are kept exactly as written (only the keys they wrote).
+    """
+    failing: dict[str, list[Finding]] = {}
+    for finding in report.findings if report is not None else []:
+        if finding.severity == Severity.ERROR:
+            failing.setdefault(finding.rule_id, []).append(finding)
+    previous = {issue.id: issue for issue in current if issue.source == "review"}
+    entries: list[dict[str, Any]] = [
+        issue.model_dump(mode="json", exclude_unset=True) for issue in current if issue.source != "review"
+    ]
+    for rule_id, found in sorted(failing.items()):
+        first = found[0]
+        where = ", ".join(dict.fromkeys(f.key for f in found))
+        entries.append(
+            {
+                "id": rule_id,
+                "summary": f"{first.title} ({where}: {first.evidence})",
+                "severity": "error",
+                "since": previous[rule_id].since if rule_id in previous else now_iso()[:10],
+                "source": "review",
+            }
+        )
+    opened = sorted(set(failing) - set(previous))
+    closed = sorted(set(previous) - set(failing))
+    return entries, opened, closed
 
 
 def run_regenerate(target: Path, **kwargs: Any) -> Any:

@@ -142,3 +142,43 @@ def test_json_summary(workdir: Path, chat_answers: Path, capsys: pytest.CaptureF
     summary = json.loads(capsys.readouterr().out)
     assert summary["project"] == "chat-demo"
     assert [c["step"] for c in summary["checklist"]] == [1, 2, 3, 4, 5]
+
+
+def _star_origin_answers(workdir: Path) -> Path:
+    data = yaml.safe_load((EXAMPLES / "chat.yaml").read_text())
+    data["allowed_origins"] = ["*"]
+    path = workdir / "star.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_new_exits_3_when_its_review_finds_errors_and_says_the_project_was_written(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 5 finding an error gives exit 3 like `wsforge review`, and the project, docs and memory stay."""
+    answers = _star_origin_answers(workdir)
+    assert _new("--answers", str(answers), "--non-interactive") == 3
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "step 5 review found 1 finding(s) at or above error (WSF-SEC-003)" in last
+    assert f"the project was written to {workdir / 'chat-demo'}" in last
+    assert (workdir / "chat-demo" / "wsforge.yaml").is_file()
+    assert (workdir / "claudedocs" / "websocket_review_chat-demo.md").is_file()
+    assert (workdir / "memory" / SKILL / "chat-demo.yaml").is_file()
+    assert main(["review", "chat-demo", "--no-report"]) == 3
+
+
+def test_new_fail_on_never_keeps_exit_0(workdir: Path) -> None:
+    """`--fail-on never` opts out, as `wsforge review --fail-on never` does."""
+    answers = _star_origin_answers(workdir)
+    assert _new("--answers", str(answers), "--non-interactive", "--fail-on", "never") == 0
+
+
+def test_new_dry_run_with_errors_exits_3_and_says_nothing_was_written(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dry run reaches the same verdict and says it wrote nothing."""
+    answers = _star_origin_answers(workdir)
+    assert _new("--answers", str(answers), "--non-interactive", "--dry-run") == 3
+    assert "dry run: nothing was written" in capsys.readouterr().err
+    assert sorted(p.name for p in workdir.iterdir()) == ["star.yaml"]

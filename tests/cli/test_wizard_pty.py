@@ -2,8 +2,9 @@
 
 The child process runs :func:`wsforge.wizard.ask_requirements` with the real questionary module,
 as the CLI does, and prints the answers as JSON. Keys are sent as a user would type them: Enter
-accepts a pre-filled default, space toggles a checkbox, the down arrow moves a selection, Ctrl-U
-clears a pre-filled text field.
+accepts the default shown in brackets (text prompts start empty), space toggles a checkbox, the
+down arrow moves a selection, Ctrl-U clears what was typed. After the last question the answers
+are summarised and Enter on the confirmation writes.
 
 prompt_toolkit asks the terminal where the cursor is (CPR, ``ESC [6n``) and, without a reply, waits
 about a second per prompt and then hides its bottom toolbar, where validation messages appear.
@@ -148,6 +149,9 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
     child.send(ENTER)
     child.expect("subscribers per channel")
     child.send(ENTER)
+    child.expect("Your answers:")
+    child.expect("Write the project with these answers")
+    child.send(ENTER)
     child.expect(r"RESULT=(\{.*\})\r\n")
     answers = json.loads(child.child.match.group(1))
     assert child.finish() == 0
@@ -168,6 +172,96 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
         "avg_subscribers_per_channel": None,
     }
     assert build_requirements(answers).concurrent_connections == 20_000
+
+
+def _answer_the_rest(child: Terminal) -> None:
+    """Enter through every question after the connections one (browser origins left blank)."""
+    for prompt in ("messages per second", "payload size", "latency target", "Where do clients run"):
+        child.expect(prompt)
+        child.send(ENTER)
+    for prompt in ("misses", "authenticate", "origins", "Wire encoding", "subscribers per channel"):
+        child.expect(prompt)
+        child.send(ENTER)
+
+
+def _start_at_connections(wizard: Callable[[dict[str, object]], Terminal]) -> Terminal:
+    child = wizard({"project_name": "chat-demo", "use_cases": ["chat"], "concurrent_connections": 1000})
+    child.expect("Project name")
+    child.send(ENTER)
+    child.expect("real-time traffic")
+    child.send(ENTER)
+    child.expect("Who sends")
+    child.send(ENTER)
+    child.expect("Peak concurrent connections")
+    child.expect(r"\[1000\]")  # the default is shown after the prompt, not typed into the field
+    return child
+
+
+def test_typing_a_number_replaces_the_shown_default(wizard: Callable[[dict[str, object]], Terminal]) -> None:
+    """At "Peak concurrent connections [1000]", typing 5000 gives 5000, not 10005000."""
+    child = _start_at_connections(wizard)
+    child.send("5000" + ENTER)
+    _answer_the_rest(child)
+    child.expect("Write the project with these answers")
+    child.send(ENTER)
+    child.expect(r"RESULT=(\{.*\})\r\n")
+    assert json.loads(child.child.match.group(1))["concurrent_connections"] == 5000
+    assert child.finish() == 0
+
+
+def test_enter_keeps_the_shown_default(wizard: Callable[[dict[str, object]], Terminal]) -> None:
+    """Enter on an empty field accepts the default in brackets."""
+    child = _start_at_connections(wizard)
+    child.send(ENTER)
+    _answer_the_rest(child)
+    child.expect("Write the project with these answers")
+    child.send(ENTER)
+    child.expect(r"RESULT=(\{.*\})\r\n")
+    assert json.loads(child.child.match.group(1))["concurrent_connections"] == 1000
+    assert child.finish() == 0
+
+
+def test_help_summary_and_edit_before_anything_is_written(
+    wizard: Callable[[dict[str, object]], Terminal],
+) -> None:
+    """Each question's help is shown; the summary lists the answers; edit re-asks one, then confirm."""
+    child = wizard({"project_name": "chat-demo", "use_cases": ["chat"], "concurrent_connections": 1000})
+    child.expect("Python package")  # project_name's help line, above its prompt
+    child.expect("Project name")
+    child.send(ENTER)
+    child.expect("real-time traffic")
+    child.send(ENTER)
+    child.expect("Who sends")
+    child.send(ENTER)
+    child.expect("a broker fans messages out")  # concurrent_connections' help line
+    child.expect(r"\[1000\]")
+    child.send("5000" + ENTER)
+    _answer_the_rest(child)
+    child.expect("Your answers:")
+    child.expect(r"Peak concurrent connections\s+5,000")
+    child.expect("Write the project with these answers")
+    child.send(DOWN + ENTER)  # edit an answer
+    child.expect("Which answer do you want to change")
+    child.send(DOWN * 3 + ENTER)  # project name, use cases, who sends, connections
+    child.expect(r"\[5000\]")
+    child.send("7k" + ENTER)
+    child.expect(r"Peak concurrent connections\s+7,000")
+    child.expect("Write the project with these answers")
+    child.send(ENTER)
+    child.expect(r"RESULT=(\{.*\})\r\n")
+    assert json.loads(child.child.match.group(1))["concurrent_connections"] == 7000
+    assert child.finish() == 0
+
+
+def test_cancel_at_the_summary_writes_nothing(wizard: Callable[[dict[str, object]], Terminal]) -> None:
+    """The third choice cancels: exit 130 and no answers."""
+    child = _start_at_connections(wizard)
+    child.send(ENTER)
+    _answer_the_rest(child)
+    child.expect("Write the project with these answers")
+    child.send(DOWN + DOWN + ENTER)
+    child.expect("interrupted; nothing was written")
+    assert child.finish() == 130
 
 
 def test_ctrl_c_interrupts_without_answers(wizard: Callable[[dict[str, object]], Terminal]) -> None:
@@ -221,6 +315,8 @@ def test_wsforge_new_runs_the_wizard(tmp_path: Path) -> None:
         for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel"):
             terminal.expect(prompt)
             terminal.send(ENTER)
+        terminal.expect("Write the project with these answers")
+        terminal.send(ENTER)
         assert terminal.finish() == 0
     finally:
         if terminal.child.isalive():
@@ -245,7 +341,7 @@ def test_wsforge_new_ctrl_c_writes_nothing(tmp_path: Path) -> None:
         terminal.send("pty-demo" + ENTER)
         terminal.expect("real-time traffic")
         terminal.send(CTRL_C)
-        # typer turns KeyboardInterrupt into Exit(130) itself, so only the status is asserted here.
+        terminal.expect("interrupted; nothing was written")
         assert terminal.finish() == 130
     finally:
         if terminal.child.isalive():

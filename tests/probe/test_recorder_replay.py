@@ -11,7 +11,8 @@ from types import ModuleType
 
 import jwt
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from tests.probe.conftest import SECRET, generated_server
 from tests.probe.servers import UNIT
@@ -168,3 +169,78 @@ def test_normalize_drops_volatile_keys(value: dict[str, object]) -> None:
     from wsforge.probe.replay import normalize
 
     assert normalize(value) == {"a": [{"b": 1}]}
+
+
+async def _two_clients(url: str) -> None:
+    """alice and bob: alice subscribes, bob subscribes (alice sees him join), alice publishes, alice leaves."""
+    origin = Origin(ORIGIN)
+    alice = await connect(
+        url, additional_headers={"Authorization": f"Bearer {_token('alice')}"}, origin=origin
+    )
+    bob = await connect(url, additional_headers={"Authorization": f"Bearer {_token('bob')}"}, origin=origin)
+
+    async def request(ws: ClientConnection, frame: dict[str, object], answers: int) -> None:
+        await ws.send(json.dumps(frame))
+        for _ in range(answers):
+            await asyncio.wait_for(ws.recv(), 5 * UNIT)
+
+    subscribe = {"v": 1, "type": "request", "action": "subscribe", "id": "1", "channel": "room:lobby"}
+    await request(alice, subscribe, 1)
+    await request(bob, subscribe, 1)
+    await asyncio.sleep(0.1 * UNIT)  # alice's presence.join for bob
+    publish = {
+        "v": 1,
+        "type": "request",
+        "action": "publish",
+        "id": "2",
+        "channel": "room:lobby",
+        "payload": {"t": "hi"},
+    }
+    await request(alice, publish, 0)
+    await asyncio.sleep(0.3 * UNIT)
+    await alice.close()
+    await asyncio.sleep(0.2 * UNIT)  # bob's presence.leave for alice
+    await bob.close()
+
+
+def test_two_clients_replay_on_a_restarted_server_without_differences(
+    chat_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cross-session order is kept (bob's subscribe is answered seq 0, after alice's), at pace and --as-fast."""
+    recording = tmp_path / "flows.jsonl"
+    with generated_server(chat_project, SECRET, WS_RECORD_PATH=str(recording)) as url:
+        asyncio.run(_two_clients(url))
+    sessions = load_recording(recording)
+    assert sorted(s.user or "" for s in sessions) == ["alice", "bob"]
+    common = ["--jwt-secret", SECRET, "--origin", ORIGIN, "--settle", str(2 * UNIT)]
+    for pace in ([], ["--as-fast"]):
+        with generated_server(chat_project, SECRET) as url:  # the same server, restarted
+            capsys.readouterr()
+            assert main(["replay", str(recording), url, *pace, *common]) == 0, capsys.readouterr().out
+            out = capsys.readouterr().out
+            assert "2 session(s), 3 frame(s) sent, 7/7 answer(s), 0 session(s) differ" in out, out
+
+
+def test_two_clients_replay_still_reports_a_real_divergence(
+    chat_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording whose server answered differently (here: the message text) is reported, exit 3."""
+    recording = tmp_path / "flows.jsonl"
+    with generated_server(chat_project, SECRET, WS_RECORD_PATH=str(recording)) as url:
+        asyncio.run(_two_clients(url))
+    lines = recording.read_text(encoding="utf-8").splitlines()
+    events = [json.loads(line) for line in lines]
+    bob = next(e["conn"] for e in events if e["dir"] == "open" and e["user"] == "bob")
+    for event in events:
+        frame = event.get("frame") or {}
+        if event["conn"] == bob and event["dir"] == "out" and frame.get("action") == "message":
+            frame["payload"] = {"t": "what bob saw in production"}
+    recording.write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    with generated_server(chat_project, SECRET) as url:
+        args = ["replay", str(recording), url, "--as-fast", "--jwt-secret", SECRET, "--origin", ORIGIN]
+        assert main([*args, "--format", "json"]) == 3
+    result = json.loads(capsys.readouterr().out)
+    [difference] = result["differences"]
+    assert difference["conn"] == bob
+    assert difference["expected"]["payload"] == {"t": "what bob saw in production"}
+    assert difference["got"]["payload"] == {"t": "hi"}

@@ -30,9 +30,9 @@ def test_examples_validate_against_requirements_schema(path) -> None:  # type: i
 
 
 def test_example_memory_validates() -> None:
-    """The documented example memory in memory/ is valid."""
+    """The documented example memory in examples/sample-run/memory/ is valid."""
     schema = json.loads((schemas_dir() / "memory_entry.schema.json").read_text())
-    files = list((REPO / "memory").rglob("*.yaml"))
+    files = list((REPO / "examples" / "sample-run" / "memory").rglob("*.yaml"))
     assert files
     for path in files:
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)

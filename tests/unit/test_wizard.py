@@ -13,7 +13,17 @@ import questionary
 
 from wsforge.errors import InteractiveSessionRequired
 from wsforge.requirements import Requirements, build_requirements
-from wsforge.wizard import QUESTIONS, Question, ask_requirements
+from wsforge.wizard import (
+    CONFIRM_CANCEL,
+    CONFIRM_EDIT,
+    CONFIRM_PROMPT,
+    CONFIRM_WRITE,
+    EDIT_PROMPT,
+    QUESTIONS,
+    Question,
+    ask_requirements,
+    summarise,
+)
 
 BY_KEY = {q.key: q for q in QUESTIONS}
 
@@ -194,20 +204,32 @@ class _Answer:
 class ScriptedAsk:
     """Stands in for the questionary module: records each prompt and answers from a script.
 
-    A script entry of ``...`` accepts the prompt's pre-filled value, as pressing Enter would.
+    A script entry of ``...`` presses Enter: a choice prompt keeps its selection, a text prompt
+    answers blank (which keeps the shown default). The confirmation and edit prompts answer from
+    the lists ``script["_confirm"]`` (default: write) and ``script["_edit"]``, in order.
     """
 
     def __init__(self, script: dict[str, Any]) -> None:
-        self.script = script
+        self.script = dict(script)
         self.asked: list[tuple[str, str, dict[str, Any]]] = []
+        self.confirms: list[Any] = list(self.script.pop("_confirm", []))
+        self.edits: list[Any] = list(self.script.pop("_edit", []))
 
     def _key(self, message: str) -> str:
         return next(q.key for q in QUESTIONS if q.prompt == message)
 
     def _answer(self, kind: str, message: str, kwargs: dict[str, Any]) -> _Answer:
+        if message == CONFIRM_PROMPT:
+            self.asked.append((kind, "_confirm", kwargs))
+            return _Answer(self.confirms.pop(0) if self.confirms else CONFIRM_WRITE)
+        if message == EDIT_PROMPT:
+            self.asked.append((kind, "_edit", kwargs))
+            return _Answer(self.edits.pop(0))
         key = self._key(message)
         self.asked.append((kind, key, kwargs))
         value = self.script[key]
+        if isinstance(value, tuple):  # one answer per time the question is asked (edits)
+            value, self.script[key] = value[0], value[1:]
         if value is ...:
             if kind == "checkbox":
                 value = [c.value for c in kwargs["choices"] if c.checked]
@@ -255,7 +277,9 @@ def test_answers_validate_into_requirements() -> None:
     requirements = build_requirements(answers)
     assert requirements.project_name == "chat-demo"
     assert requirements.durability.value == "replay"
-    assert [kind for kind, _, _ in ask.asked] == [q.kind if q.kind != "int" else "text" for q in QUESTIONS]
+    kinds = [kind for kind, key, _ in ask.asked if not key.startswith("_")]
+    assert kinds == [q.kind if q.kind != "int" else "text" for q in QUESTIONS]
+    assert [key for _, key, _ in ask.asked][-1] == "_confirm"
 
 
 def test_lower_layers_prefill_every_prompt() -> None:
@@ -278,6 +302,10 @@ def test_lower_layers_prefill_every_prompt() -> None:
     # value survives the merge.
     assert answers["allowed_origins"] == ["https://x.example.com"]
     assert "allowed_origins" not in [key for _, key, _ in ask.asked]
+    # Shown, not inserted: every text prompt starts empty and shows the layered value after it.
+    texts = {key: kwargs for kind, key, kwargs in ask.asked if kind == "text"}
+    assert all(kwargs["default"] == "" for kwargs in texts.values())
+    assert texts["concurrent_connections"]["instruction"].endswith("[1234]")
 
 
 def test_origins_asked_when_the_user_picks_browser_in_this_session() -> None:
@@ -289,7 +317,9 @@ def test_origins_asked_when_the_user_picks_browser_in_this_session() -> None:
 
 def test_keys_limits_the_questions() -> None:
     ask = ScriptedAsk({"durability": "persistent", "auth": "cookie"})
-    answers = ask_requirements({"auth": "jwt", "project_name": "x"}, ask=ask, keys=["auth", "durability"])
+    answers = ask_requirements(
+        {"auth": "jwt", "project_name": "x"}, ask=ask, keys=["auth", "durability"], confirm=False
+    )
     assert answers == {"durability": "persistent", "auth": "cookie", "project_name": "x"}
     assert [key for _, key, _ in ask.asked] == ["durability", "auth"]
 
@@ -299,8 +329,100 @@ def test_wizard_answers_win_over_the_lower_layers_and_enums_become_values() -> N
 
     ask = ScriptedAsk({"auth": "cookie"})
     layered = {"auth": AuthMode.JWT, "use_cases": [UseCase.CHAT], "extra": 1}
-    answers = ask_requirements(layered, ask=ask, keys=["auth"])
+    answers = ask_requirements(layered, ask=ask, keys=["auth"], confirm=False)
     assert answers == {"auth": "cookie", "use_cases": ["chat"], "extra": 1}
+
+
+def test_typing_replaces_the_default_instead_of_appending_to_it() -> None:
+    """At "Peak concurrent connections [1000]", typing 5000 gives 5000 (it gave 10005000)."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "concurrent_connections": "5000"})
+    answers = ask_requirements({"concurrent_connections": 1000}, ask=ask)
+    assert answers["concurrent_connections"] == 5000
+
+
+def test_enter_keeps_the_shown_default() -> None:
+    """A blank answer keeps the default shown in brackets."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "concurrent_connections": ""})
+    answers = ask_requirements({"concurrent_connections": 1000}, ask=ask)
+    assert answers["concurrent_connections"] == 1000
+    kwargs = next(kw for _, key, kw in ask.asked if key == "concurrent_connections")
+    assert kwargs["validate"]("") is True
+
+
+def test_enter_on_an_invalid_lower_layer_value_is_refused_at_the_prompt() -> None:
+    """A default from memory that no longer validates is shown, but Enter does not accept it."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "avg_payload_bytes": "100"})
+    ask_requirements({"avg_payload_bytes": 0}, ask=ask)
+    kwargs = next(kw for _, key, kw in ask.asked if key == "avg_payload_bytes")
+    assert kwargs["instruction"].endswith("[0]")
+    assert kwargs["validate"]("") == "must be at least 1"
+    assert kwargs["validate"]("100") is True
+
+
+def test_dash_clears_an_optional_default() -> None:
+    """`-` answers "none" where none is allowed; elsewhere it is validated like any text."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "avg_subscribers_per_channel": "-", "allowed_origins": "-"})
+    answers = ask_requirements(
+        {"avg_subscribers_per_channel": 20, "allowed_origins": ["https://a.example.com"]}, ask=ask
+    )
+    assert answers["avg_subscribers_per_channel"] is None
+    assert answers["allowed_origins"] == []
+
+
+def test_each_question_prints_its_help_and_the_summary_lists_every_answer() -> None:
+    """Help is shown above each prompt; the summary shows every asked question's answer before the confirm."""
+    said: list[str] = []
+    ask = ScriptedAsk(FULL_SCRIPT)
+    answers = ask_requirements({}, ask=ask, say=said.append)
+    for question in QUESTIONS:
+        assert f"  {question.help}" in said, question.key
+    summary = said[-1]
+    assert "Your answers:" in summary
+    assert "Peak concurrent connections" in summary and "20,000" in summary
+    assert summarise(answers, QUESTIONS) == summary
+
+
+def test_edit_re_asks_one_question_and_summarises_again() -> None:
+    """Choosing edit re-asks the chosen question with its current answer, then asks to confirm again."""
+    said: list[str] = []
+    script = {
+        **FULL_SCRIPT,
+        "concurrent_connections": ("20k", "5000"),
+        "_confirm": [CONFIRM_EDIT, CONFIRM_WRITE],
+        "_edit": ["concurrent_connections"],
+    }
+    ask = ScriptedAsk(script)
+    answers = ask_requirements({}, ask=ask, say=said.append)
+    assert answers["concurrent_connections"] == 5000
+    keys = [key for _, key, _ in ask.asked]
+    assert keys[-4:] == ["_confirm", "_edit", "concurrent_connections", "_confirm"]
+    assert "5,000" in said[-1]
+    edited = [kw for _, key, kw in ask.asked if key == "concurrent_connections"][-1]
+    assert edited["instruction"].endswith("[20000]")
+
+
+def test_edit_that_adds_browser_clients_asks_the_origins_question() -> None:
+    """An edit can make a skipped question relevant; it is asked before confirming again."""
+    script = {
+        **FULL_SCRIPT,
+        "client_environments": (["server"], ["browser"]),
+        "allowed_origins": "https://app.example.com",
+        "_confirm": [CONFIRM_EDIT, CONFIRM_WRITE],
+        "_edit": ["client_environments"],
+    }
+    ask = ScriptedAsk(script)
+    answers = ask_requirements({}, ask=ask)
+    assert answers["client_environments"] == ["browser"]
+    assert answers["allowed_origins"] == ["https://app.example.com"]
+    keys = [key for _, key, _ in ask.asked]
+    assert keys[-5:] == ["_confirm", "_edit", "client_environments", "allowed_origins", "_confirm"]
+
+
+def test_cancel_at_the_summary_interrupts() -> None:
+    """Cancel writes nothing: it raises KeyboardInterrupt like Ctrl-C (exit 130)."""
+    ask = ScriptedAsk({**FULL_SCRIPT, "_confirm": [CONFIRM_CANCEL]})
+    with pytest.raises(KeyboardInterrupt):
+        ask_requirements({}, ask=ask)
 
 
 def test_ctrl_c_propagates_as_keyboard_interrupt() -> None:

@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer._click import exceptions as click_exceptions
 
 from ..errors import ReviewFailed, UserError
@@ -27,7 +28,10 @@ app = typer.Typer(
     help="Turn real-time requirements into a WebSocket system you own: spec, code, docs, review.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
+    # Markdown mode reflows docstring paragraphs to the terminal width (rich mode keeps their hard
+    # line breaks, which cut sentences in two on a narrow terminal).
+    rich_markup_mode="markdown",
 )
 
 
@@ -48,8 +52,17 @@ def _root(
     """Turn real-time requirements into a WebSocket system you own: spec, code, docs, review."""
 
 
-stderr = Console(stderr=True, soft_wrap=True)
-stdout = Console(soft_wrap=True)
+# Markup is off: every line carries user- or spec-derived values (paths, lists like
+# ``[json, msgpack]``), and rich would eat or choke on their brackets. Colour goes through
+# :func:`styled`, which never parses its text.
+stderr = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+stdout = Console(soft_wrap=True, markup=False, highlight=False)
+
+
+def styled(head: str, style: str, rest: str = "") -> Text:
+    """``head`` in ``style`` followed by ``rest``, both shown literally (no markup parsing)."""
+    return Text.assemble((head, style), rest)
+
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -64,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # noqa: F401  (registers the commands on ``app``)
 
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="wsforge", standalone_mode=False)
     except UserError as exc:
-        stderr.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        stderr.print(styled("error:", "red", f" {exc}"))
         return EXIT_USER_ERROR
     except ReviewFailed as exc:
-        stderr.print(f"[red]{exc}[/red]", highlight=False)
+        stderr.print(styled(str(exc), "red"))
         return EXIT_FINDINGS
     except _INTERRUPT:
         stderr.print("interrupted; nothing was written")
@@ -82,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     except _CLICK_ERROR as exc:
         exc.show()  # type: ignore[attr-defined]
         return EXIT_USAGE if isinstance(exc, _USAGE_ERROR) else int(getattr(exc, "exit_code", 1))
-    return int(result) if isinstance(result, int) else EXIT_OK
+    code = int(result) if isinstance(result, int) else EXIT_OK
+    if code == EXIT_INTERRUPTED:
+        # typer turns Ctrl-C into Exit(130) and, outside standalone mode, *returns* 130 instead of
+        # raising: the except clauses above never see it.
+        stderr.print("interrupted; nothing was written")
+    return code
 
 
 def entrypoint() -> None:

@@ -13,9 +13,10 @@ from ..config import load_config
 from ..errors import InteractiveSessionRequired, MemoryStoreError, RequirementsError
 from ..memory import YamlMemoryStore
 from ..render import MANIFEST
-from ..requirements import QUESTION_KEYS, Requirements, build_requirements, read_answers
+from ..requirements import QUESTION_KEYS, Requirements, build_requirements, check_known_keys, read_answers
 from ..workflow import plan_summary, run_new
-from ._app import app, stderr, stdout
+from ._app import app, stderr, stdout, styled
+from .review_cmd import FailOn, SummaryFormat, check_fail_after_write
 
 REQUIRED_KEYS = tuple(k for k, f in Requirements.model_fields.items() if f.is_required())
 
@@ -33,6 +34,7 @@ def gather_answers(
     source = "<answers>"
     if answers_file is not None:
         data, lines = read_answers(answers_file)
+        check_known_keys(data, str(answers_file), lines)
         merged.update(data)
         source = str(answers_file)
     if name:
@@ -63,7 +65,7 @@ def new(
         bool, typer.Option("--non-interactive", help="Never prompt; a missing answer is an error.")
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Project directory (default: ./<project_name>).")
+        Path | None, typer.Option("--output", "-o", help="Project directory (default: `./<project_name>`).")
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Write into an existing, non-empty directory.")
@@ -72,8 +74,15 @@ def new(
         bool, typer.Option("--dry-run", help="Run every step, print the file plan, write nothing.")
     ] = False,
     output_format: Annotated[
-        str, typer.Option("--format", help="text or json (summary on stdout).")
-    ] = "text",
+        SummaryFormat, typer.Option("--format", help="Summary on stdout: text, or json for machines.")
+    ] = SummaryFormat.TEXT,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Exit 3 when step 5's review has a finding this severe (the project is still written).",
+        ),
+    ] = FailOn.ERROR,
 ) -> None:
     """Capture requirements, design the architecture, render the project, review it, write the docs."""
     cwd = Path.cwd()
@@ -111,6 +120,7 @@ def new(
             config=config,
             dry_run=dry_run,
             output_format=output_format,
+            fail_on=fail_on,
         )
         return
     result = run_new(
@@ -132,15 +142,18 @@ def new(
             "checklist": [r.as_memory() for r in result.checklist],
         }
         stdout.print_json(json.dumps(summary))
+        check_fail_after_write(result.review, fail_on, target, result.documents, dry_run=dry_run)
         return
     for record in result.checklist:
-        stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+        stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
     if dry_run:
         stdout.print(f"dry run: nothing written. Plan for {target}:", highlight=False)
         for action, path in plan_summary(result.spec, target):
             stdout.print(f"  {action:9} {path}", highlight=False)
+        check_fail_after_write(result.review, fail_on, target, result.documents, dry_run=dry_run)
         return
     stdout.print(f"created {target}", highlight=False)
     for doc in result.documents:
         stdout.print(f"  doc  {doc}", highlight=False)
     stdout.print(f"next: see {target / 'README.md'}", highlight=False)
+    check_fail_after_write(result.review, fail_on, target, result.documents, dry_run=dry_run)

@@ -13,7 +13,8 @@ from ..memory import MemoryStore, YamlMemoryStore
 from ..requirements import Requirements
 from ..update.merge import Action, ConflictStyle, FilePlan, unified_diff
 from ..update.run import RegenerateResult, run_regenerate
-from ._app import EXIT_CONFLICTS, app, stderr, stdout
+from ._app import EXIT_CONFLICTS, app, stderr, stdout, styled
+from .review_cmd import FailOn, SummaryFormat, check_fail_after_write
 
 
 def _diff(plan: FilePlan) -> str:
@@ -44,7 +45,7 @@ def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_f
         stdout.print_json(json.dumps(summary))
     else:
         for record in result.run.checklist:
-            stderr.print(f"[green]step {record.step}[/green] {record.name}: {record.detail}", highlight=False)
+            stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
         head = (
             "dry run: nothing written. Plan for"
             if dry_run
@@ -68,10 +69,13 @@ def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_f
     if conflicts:
         verb = "would remain" if dry_run else "remain"
         stderr.print(
-            f"[red]{len(conflicts)} conflict(s) {verb}:[/red] {', '.join(conflicts)}. "
-            "Resolve the <<<<<<< yours / >>>>>>> wsforge markers (or apply the .rej patches), "
-            "then run `wsforge regenerate` again.",
-            highlight=False,
+            styled(
+                f"{len(conflicts)} conflict(s) {verb}:",
+                "red",
+                f" {', '.join(conflicts)}. "
+                "Resolve the <<<<<<< yours / >>>>>>> wsforge markers (or apply the .rej patches), "
+                "then run `wsforge regenerate` again.",
+            )
         )
         raise typer.Exit(EXIT_CONFLICTS)
 
@@ -85,8 +89,12 @@ def merge_existing(
     config: AgentConfig,
     dry_run: bool,
     output_format: str,
+    fail_on: FailOn = FailOn.ERROR,
 ) -> None:
-    """``wsforge new`` over an existing project: the same merge, with the answers just gathered."""
+    """``wsforge new`` over an existing project: the same merge, with the answers just gathered.
+
+    Exits 4 when conflicts remain, else 3 when step 5's review reaches ``fail_on`` (as ``new``).
+    """
     result = run_regenerate(
         target,
         store=store,
@@ -96,6 +104,7 @@ def merge_existing(
         requirements_source=source,
     )
     report(result, dry_run=dry_run, show_diff=dry_run, output_format=output_format)
+    check_fail_after_write(result.run.review, fail_on, target, result.run.documents, dry_run=dry_run)
 
 
 @app.command("regenerate")
@@ -109,7 +118,8 @@ def regenerate(
     conflict: Annotated[
         ConflictStyle,
         typer.Option(
-            "--conflict", help="inline: conflict markers in the file; rej: keep your file, write <file>.rej."
+            "--conflict",
+            help="inline: conflict markers in the file; rej: keep your file, write `<file>.rej`.",
         ),
     ] = ConflictStyle.INLINE,
     show_diff: Annotated[
@@ -117,8 +127,8 @@ def regenerate(
         typer.Option("--diff/--no-diff", help="Print unified diffs (default: on with --dry-run)."),
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="text or json (summary on stdout).")
-    ] = "text",
+        SummaryFormat, typer.Option("--format", help="Summary on stdout: text, or json for machines.")
+    ] = SummaryFormat.TEXT,
 ) -> None:
     """Re-run steps 1-5 with the current memory and wsforge.yaml; merge into your edited project.
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import ReviewFailed
 from ..probe.replay import load_recording, replay
 from ..probe.runner import validate_url
-from ._app import app, stderr, stdout
-from .review_cmd import OutputFormat
+from ._app import app, stderr, stdout, styled
+
+
+class ReplayFormat(StrEnum):
+    """``replay --format``: the differences as a table, or the whole result as JSON."""
+
+    TABLE = "table"
+    JSON = "json"
 
 
 @app.command("replay")
@@ -32,12 +40,16 @@ def replay_cmd(
     ] = None,
     origin: Annotated[str | None, typer.Option(help="Origin header to send.")] = None,
     settle: Annotated[float, typer.Option(help="Seconds to wait for answers after the last frame.")] = 2.0,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
+    fmt: Annotated[
+        ReplayFormat, typer.Option("--format", "-f", help="Output on stdout: a table, or json for machines.")
+    ] = ReplayFormat.TABLE,
 ) -> None:
     """Re-send recorded client frames and compare the server's answers with the recording.
 
-    Timestamps, epochs and token expiries are ignored. Exit 0 when every answer matches, 3 when
-    a session diverges (the first differing frame of each session is shown).
+    All connections' frames are re-sent in their recorded order, each step waiting for the answers
+    the recording had by then, so a replay against a fresh server gets the same answers.
+    Timestamps, epochs and token expiries are ignored; seq is compared exactly. Exit 0 when every
+    answer matches, 3 when a session diverges (the first differing frame of each session is shown).
     """
     validate_url(url)
     sessions = load_recording(recording, connections=set(conn) if conn else None)
@@ -53,18 +65,23 @@ def replay_cmd(
             settle_s=settle,
         )
     )
-    if fmt == OutputFormat.JSON:
+    if fmt == ReplayFormat.JSON:
         stdout.out(json.dumps(result.to_dict(), indent=2), highlight=False)
     else:
-        table = Table(title=f"replay of {recording}")
+        table = Table(title=Text(f"replay of {recording}"))
         for column in ("connection", "frame #", "recorded", "replayed"):
             table.add_column(column, overflow="fold")
         for diff in result.differences:
-            table.add_row(diff.conn, str(diff.index), json.dumps(diff.expected), json.dumps(diff.got))
+            table.add_row(
+                Text(diff.conn),
+                Text(str(diff.index)),
+                Text(json.dumps(diff.expected)),
+                Text(json.dumps(diff.got)),
+            )
         if result.differences:
             stdout.print(table)
         for error in result.errors:
-            stdout.print(f"[red]error[/red] {error}", highlight=False)
+            stdout.print(styled("error", "red", f" {error}"))
         stdout.print(
             f"{result.sessions} session(s), {result.frames_sent} frame(s) sent, "
             f"{result.frames_received}/{result.frames_expected} answer(s), "

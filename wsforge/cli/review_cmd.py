@@ -11,7 +11,7 @@ import typer
 
 from ..config import load_config
 from ..errors import ReviewFailed
-from ..memory import MemoryEntry, YamlMemoryStore
+from ..memory import MemoryEntry, YamlMemoryStore, atomic_write_text
 from ..review import ReviewReport, Rule, Severity, catalogue, review_spec
 from ..review.formats import print_table, to_json, to_markdown, to_sarif
 from ..review.load import load_target
@@ -46,8 +46,7 @@ def emit(
     else:
         text = to_markdown(report)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        atomic_write_text(output, text)
         stderr.print(f"wrote {output}", highlight=False)
     else:
         stdout.out(text, end="", highlight=False)
@@ -63,6 +62,40 @@ def check_fail(report: ReviewReport, fail_on: FailOn) -> None:
         raise ReviewFailed(
             f"{report.kind} failed: {len(failing)} finding(s) at or above {level.value}", len(failing)
         )
+
+
+def check_fail_after_write(
+    report: ReviewReport | None, fail_on: FailOn, target: Path, documents: Sequence[Path], *, dry_run: bool
+) -> None:
+    """``wsforge new``'s ending: exit 3 as ``review`` would, saying what *was* written first.
+
+    The project, documents and memory stay on disk (a user fixes the answers or the spec and
+    regenerates); the message says so, so exit 3 does not read as "nothing happened".
+    """
+    if report is None or fail_on == FailOn.NEVER:
+        return
+    level = Severity(fail_on.value)
+    failing = [f for f in report.findings if f.severity.at_least(level)]
+    if not failing:
+        return
+    ids = ", ".join(sorted({f.rule_id for f in failing}))
+    review_doc = next((str(d) for d in documents if d.name.startswith("websocket_review_")), None)
+    written = (
+        "dry run: nothing was written"
+        if dry_run
+        else f"the project was written to {target}" + (f"; details in {review_doc}" if review_doc else "")
+    )
+    raise ReviewFailed(
+        f"step 5 review found {len(failing)} finding(s) at or above {level.value} ({ids}); {written}",
+        len(failing),
+    )
+
+
+class SummaryFormat(StrEnum):
+    """``--format`` of ``new`` and ``regenerate``: narration on stderr, the summary on stdout."""
+
+    TEXT = "text"
+    JSON = "json"
 
 
 @app.command("review")
@@ -83,7 +116,7 @@ def review(
         bool,
         typer.Option(
             "--report/--no-report",
-            help="Also write claudedocs/websocket_review_<project>.md (the step-5 document).",
+            help="Also write `claudedocs/websocket_review_<project>.md` (the step-5 document).",
         ),
     ] = True,
     use_memory: Annotated[
@@ -103,21 +136,23 @@ def review(
 
     target = load_target(path, memory_for)
     known: list[str] = []
+    contract = None
     if use_memory:
         entry = memory_for(target.spec.project)
         if entry is not None:
             known = [f"{issue.id}: {issue.summary}" for issue in entry.known_issues]
+            contract = entry.message_schema
     result = review_spec(
         target.spec,
         spec_path=target.spec_path,
         spec_lines=target.spec_lines,
         project_dir=target.project_dir,
         known_issues=known,
+        contract=contract,
     )
     if report:
         doc = config.claudedocs_dir / f"websocket_review_{target.spec.project}.md"
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(to_markdown(result), encoding="utf-8")
+        atomic_write_text(doc, to_markdown(result))
         stderr.print(f"review document: {doc}", highlight=False)
     emit(result, fmt, output, catalogue())
     check_fail(result, fail_on)

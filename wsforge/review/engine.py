@@ -14,7 +14,7 @@ from .._yaml import locate
 from ..spec import ArchitectureSpec
 from . import drift
 from .model import Check, Criterion, CriterionResult, Finding, Hit, ReviewReport, Rule, Severity
-from .rules import KNOWN_ISSUE_RULE, RULES, known_issue_hits
+from .rules import CONTRACT_RULE, KNOWN_ISSUE_RULE, RULES, contract_hits, known_issue_hits
 
 
 def review_spec(
@@ -24,6 +24,7 @@ def review_spec(
     spec_lines: dict[tuple[str, ...], int] | None = None,
     project_dir: Path | None = None,
     known_issues: list[str] | None = None,
+    contract: dict[str, Any] | None = None,
 ) -> ReviewReport:
     """Check ``spec`` against every rule and return the findings and per-criterion results.
 
@@ -34,6 +35,9 @@ def review_spec(
             finding can point at the offending line.
         project_dir: a generated project; adds the drift checks (code vs spec).
         known_issues: memory's known issues (``"<id>: <summary>"``), merged with the spec's own.
+        contract: memory's ``message_schema`` (the wire contract of the last run); changes that
+            break its clients are ``WSF-MEM-002`` findings. Message shapes are compared when
+            ``project_dir`` holds an ``asyncapi.yaml``.
 
     Pure apart from reading files under ``project_dir``; never writes.
     """
@@ -63,6 +67,7 @@ def review_spec(
     issues = list(dict.fromkeys([*spec.known_issues, *(known_issues or [])]))
     fired = {finding.rule_id for finding in findings}
     record(KNOWN_ISSUE_RULE, known_issue_hits(issues, fired))
+    record(CONTRACT_RULE, contract_hits(contract, _current_contract(spec, project_dir)))
 
     findings.sort(key=lambda f: (-f.severity.rank, f.rule_id, f.key))
     return ReviewReport(
@@ -73,9 +78,20 @@ def review_spec(
     )
 
 
+def _current_contract(spec: ArchitectureSpec, project_dir: Path | None) -> dict[str, Any]:
+    from ..contract import message_contract
+
+    asyncapi = project_dir / "asyncapi.yaml" if project_dir is not None else None
+    try:
+        text = asyncapi.read_text(encoding="utf-8") if asyncapi is not None and asyncapi.is_file() else None
+        return message_contract(spec, text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return message_contract(spec)  # an unreadable asyncapi.yaml: compare what the spec says
+
+
 def catalogue() -> list[Rule]:
     """Every rule a review can report, in catalogue order (SARIF ``tool.driver.rules``, docs)."""
-    return [*RULES, *drift.DRIFT_RULES, drift.DERIVATION_RULE, KNOWN_ISSUE_RULE]
+    return [*RULES, *drift.DRIFT_RULES, drift.DERIVATION_RULE, KNOWN_ISSUE_RULE, CONTRACT_RULE]
 
 
 def _finding(rule: Rule, hit: Hit, file: str | None, lines: dict[tuple[str, ...], int]) -> Finding:

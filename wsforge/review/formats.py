@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import __version__
 from .._resources import templates_dir
@@ -120,7 +121,7 @@ def print_table(report: ReviewReport, console: Console | None = None) -> None:
     console = console or Console()
     counts = report.counts()
     if report.findings:
-        table = Table(title=f"wsforge {report.kind}: {report.subject}", show_lines=True, expand=False)
+        table = Table(title=Text(f"wsforge {report.kind}: {report.subject}"), show_lines=True, expand=False)
         table.add_column("Rule", no_wrap=True)
         table.add_column("Severity", no_wrap=True)
         table.add_column("Where", overflow="fold")
@@ -131,21 +132,24 @@ def print_table(report: ReviewReport, console: Console | None = None) -> None:
             if finding.file:
                 where = f"{finding.file}:{finding.line}" if finding.line else finding.file
                 where += f"\n{finding.key}"
+            # Text cells are never parsed as markup: keys, evidence and fixes quote user values.
             table.add_row(
-                finding.rule_id,
-                f"[{_STYLE[finding.severity]}]{finding.severity.value}[/]",
-                where,
-                f"{finding.title}\n[dim]{finding.evidence}[/]",
-                finding.fix,
+                Text(finding.rule_id),
+                Text(finding.severity.value, style=_STYLE[finding.severity]),
+                Text(where),
+                Text.assemble(f"{finding.title}\n", (finding.evidence, "dim")),
+                Text(finding.fix),
             )
         console.print(table)
-    verdicts = "  ".join(
-        f"{criterion.value}: {'[green]pass[/]' if result.passed else '[red]fail[/]'}"
+    verdicts = Text("  ").join(
+        Text.assemble(f"{criterion.value}: ", ("pass", "green") if result.passed else ("fail", "red"))
         for criterion, result in report.criteria.items()
         if result.checks
     )
     console.print(verdicts)
     console.print(
-        f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['note']} note(s) "
-        f"in {sum(len(r.checks) for r in report.criteria.values())} checks"
+        Text(
+            f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['note']} note(s) "
+            f"in {sum(len(r.checks) for r in report.criteria.values())} checks"
+        )
     )

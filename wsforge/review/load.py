@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._yaml import load_yaml_with_lines
+from .._yaml import load_yaml_with_lines, read_input_text
 from ..errors import SpecError, UserError
 from ..memory import MemoryEntry
 from ..spec import ArchitectureSpec, load_spec
@@ -58,11 +58,11 @@ def load_target(
     if not path.is_file():
         raise UserError(f"{path}: no such file or directory")
     try:
-        data, lines = load_yaml_with_lines(path.read_text(encoding="utf-8"))
+        data, lines = load_yaml_with_lines(read_input_text(path, "review input", SpecError))
+    except SpecError:
+        raise
     except ValueError as exc:
         raise SpecError(f"{path}:{exc}") from exc
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
     if isinstance(data, dict) and "requirements" in data and "protocol" in data:
         spec, lines = _load_spec(path)
         return ReviewTarget(spec, path, lines, None, "spec")
@@ -82,5 +82,5 @@ def load_target(
 
 def _load_spec(path: Path) -> tuple[ArchitectureSpec, dict[tuple[str, ...], int]]:
     spec = load_spec(path)
-    _, lines = load_yaml_with_lines(path.read_text(encoding="utf-8"))
+    _, lines = load_yaml_with_lines(read_input_text(path, "spec", SpecError))
     return spec, lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..requirements import ClientEnvironment, Durability, MessagePattern
@@ -770,6 +771,31 @@ KNOWN_ISSUE_RULE = Rule(
     check=lambda spec: iter(()),
     looks_at=("known_issues",),
 )
+
+
+CONTRACT_RULE = Rule(
+    "WSF-MEM-002",
+    Criterion.MEMORY,
+    Severity.WARNING,
+    "Change breaks clients built against the recorded protocol",
+    why="Memory records the wire contract the last run generated (envelope, codecs, subprotocols, "
+    "namespaces, each message's payload shape). Clients already deployed speak that contract; a "
+    "renamed envelope field, a removed codec, namespace or message, a new required request field or a "
+    "changed type makes them fail, and nothing in the new code tells them why.",
+    fix="Keep the old contract (undo the memory or answer change), or ship the change as a new protocol "
+    "version served next to the old one until old clients are gone (memory's versioning section). "
+    "Once no old client remains, the next run records the new contract and the finding goes away.",
+    check=lambda spec: iter(()),
+    looks_at=("protocol.version", "protocol.subprotocols", "envelope"),
+)
+
+
+def contract_hits(old: dict[str, Any] | None, new: dict[str, Any]) -> Iterator[Hit]:
+    """Hits for every change from memory's recorded contract ``old`` that breaks deployed clients."""
+    from ..contract import breaking_changes
+
+    for key, text in breaking_changes(old or {}, new):
+        yield Hit(tuple(key.split(".")), text)
 
 
 def known_issue_hits(issues: list[str], fired: set[str]) -> Iterator[Hit]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .._yaml import load_yaml_with_lines
+from .._yaml import load_yaml_with_lines, read_input_text
 from ..errors import SpecError, UserError
 from ..render import MANIFEST, PRISTINE_DIR, SPEC_FILE
 from .merge import REJ_SUFFIX, Action, FilePlan, MergeFn, git_merge_file, has_markers
@@ -91,10 +91,10 @@ def read_state(root: Path) -> ProjectState:
     if spec_bytes is None:
         raise SpecError(f"{spec_path}: missing; restore it (regenerate designs from it)")
     try:
-        spec_text = spec_bytes.decode("utf-8")
+        spec_text = read_input_text(spec_path, "spec", SpecError)
         data, lines = load_yaml_with_lines(spec_text)
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{spec_path}: not UTF-8 text ({exc.reason})") from exc
+    except SpecError:
+        raise
     except ValueError as exc:
         raise SpecError(f"{spec_path}:{exc}") from exc
     if not isinstance(data, dict):

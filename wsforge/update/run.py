@@ -26,7 +26,7 @@ from ..reports import write_reports
 from ..requirements import Requirements, format_validation_error
 from ..review import ReviewReport
 from ..spec import ArchitectureSpec, dump_spec
-from ..workflow import Checklist, RunResult, _remember, findings_summary, review_step
+from ..workflow import Checklist, RunResult, _remember, contract_warning, findings_summary, review_step
 from .merge import Action, ConflictStyle, FilePlan, MergeFn, git_merge_file, plan_merge
 from .project import ProjectState, apply_plan, needs_writing, plan_spec_file, read_state, read_working, sha256
 from .spec_edits import Change, Edit, diff, explain, overlay
@@ -161,7 +161,7 @@ def run_regenerate(
                 + ", ".join(e.dotted for e in overrides)
             )
         parts.append("changes: " + ("; ".join(map(str, changes)) if changes else "none"))
-        return "; ".join(parts)
+        return "; ".join(parts) + contract_warning(memory, spec)
 
     memory, designed, spec, overrides, changes = checklist.run(3, step3, step3_detail)
     result_box: dict[str, Any] = {}
