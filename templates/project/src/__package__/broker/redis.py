@@ -46,9 +46,9 @@ from typing import Any, TypeVar, cast
 import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from .base import (
     BrokerUnavailable,
