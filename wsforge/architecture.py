@@ -137,6 +137,19 @@ class _Decisions:
         return value
 
 
+def _show_final_values(d: _Decisions, final: dict[str, Any]) -> None:
+    """Decisions that a memory convention changed in part (or that follow one, like the subprotocol
+    order) show the value the spec ends with, in the table's shape, so every document rendered from
+    the spec agrees: not the table's stale value, nor the bare convention value (``20.0`` for the
+    heartbeat, a list of namespace objects)."""
+    for key, value in final.items():
+        row = d.rows.get(key)
+        if row is None or row.value == value:
+            continue
+        note = "" if row.source == Source.MEMORY else " The value shown follows the memory conventions."
+        d.rows[key] = row.model_copy(update={"value": value, "rationale": row.rationale + note})
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
@@ -209,6 +222,15 @@ def design(
 
     namespaces = _apply_durability(req, namespaces, scaling, d)
     protocol = ProtocolSpec(codecs=codecs, subprotocols=[f"wsforge.v1.{c.value}" for c in codecs])
+    _show_final_values(
+        d,
+        {
+            "protocol.subprotocols": protocol.subprotocols,
+            "channels.namespaces": [f"{ns.name} ({_plain(ns.auth)})" for ns in namespaces],
+            "heartbeat": heartbeat.model_dump(mode="json"),
+            "reconnect": reconnect.model_dump(mode="json", include={"base_s", "cap_s", "jitter", "reset_after_s"}),
+        },
+    )
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
         project=req.project_name,
