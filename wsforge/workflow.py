@@ -184,7 +184,7 @@ def _remember(
         config.skill,
         project,
         {
-            "decisions": [d.model_dump(mode="json") for d in spec.decisions],
+            "decisions": [d.model_dump(mode="json", exclude={"alternatives"}) for d in spec.decisions],
             "scaling": {
                 "strategy": spec.scaling.strategy.value,
                 "instances": spec.scaling.instances,
