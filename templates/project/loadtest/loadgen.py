@@ -62,6 +62,8 @@ class Stats:
     delivery_ns: list[int] = field(default_factory=list)
     ack_ns: list[int] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    error_codes: dict[str, int] = field(default_factory=dict)
+    """``action: code`` of the error answers."""
 
     def fail(self, reason: str) -> None:
         self.failed += 1
@@ -212,6 +214,8 @@ class Client:
         self.ws: ClientConnection | None = None
         self.pending: dict[str, int] = {}
         self.subscribed = asyncio.Event()
+        """Set when the subscribe was answered (:attr:`subscribe_ok` says whether it succeeded)."""
+        self.subscribe_ok = False
 
     async def run(self, stop: asyncio.Event) -> None:
         args, stats, plan = self.args, self.stats, self.plan
@@ -293,10 +297,14 @@ class Client:
                     sent = self.pending.pop(msg.get("id"), None)
                     if kind == "error":
                         stats.errors += 1
+                        error = msg.get("error")
+                        code = f"{msg.get('action')}: {error.get('code') if isinstance(error, dict) else error}"
+                        stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
                     elif sent is not None and msg.get("action") == "publish":
                         stats.acked += 1
                         stats.ack_ns.append(now - sent)
                     if msg.get("action") == "subscribe":
+                        self.subscribe_ok = kind == "response"
                         self.subscribed.set()
         except ConnectionClosed:
             stats.closed += 1
@@ -377,12 +385,12 @@ async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
             await asyncio.sleep(0.1)
     waits = [asyncio.wait_for(c.subscribed.wait(), args.timeout) for c in clients]
     await asyncio.gather(*waits, return_exceptions=True)
-    subscribed = sum(c.subscribed.is_set() for c in clients)
+    subscribed = sum(c.subscribe_ok for c in clients)
     load_started = time.monotonic()
     if plan.via_broker:
         pub_tasks = [asyncio.create_task(broker_publish_loop(plan, args, stats, args.rate, stop))]
     else:
-        publishers = [c for c in clients if c.subscribed.is_set()][: plan.publishers]
+        publishers = [c for c in clients if c.subscribe_ok][: plan.publishers]
         rate = args.rate / max(1, len(publishers))
         pub_tasks = [asyncio.create_task(p.publish_loop(rate, stop)) for p in publishers]
     await asyncio.sleep(args.duration)
@@ -403,6 +411,7 @@ async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
         "publish_rate": stats.published / load_s,
         "acked": stats.acked,
         "errors": stats.errors,
+        "error_codes": stats.error_codes,
         "deliveries": {"expected": expected, "received": stats.delivered, "lost": max(0, expected - stats.delivered),
                        "rate": stats.delivered / load_s},
         "delivery_latency_ms": percentiles(stats.delivery_ns),

@@ -304,13 +304,20 @@ class RedisBroker:
         starts while Redis is down recovers when Redis comes up.
         """
         self._on_message = on_message
-        self._client = aioredis.Redis.from_url(
-            self._url,
-            socket_connect_timeout=self._op_timeout_s,
-            socket_timeout=self._op_timeout_s,
-            # One retry re-dials a pooled connection that a Redis restart broke; more would
-            # only delay the BrokerUnavailable the circuit breaker is waiting for.
-            retry=Retry(NoBackoff(), 1),
+        # A blocking pool: a burst of commands (hundreds of clients subscribing at once) waits up to
+        # op_timeout_s for a pooled connection; redis-py's default pool raises "Too many connections"
+        # beyond 100 in use, which the circuit breaker would count as an outage.
+        self._client = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=100,
+                timeout=self._op_timeout_s,
+                socket_connect_timeout=self._op_timeout_s,
+                socket_timeout=self._op_timeout_s,
+                # One retry re-dials a pooled connection that a Redis restart broke; more would
+                # only delay the BrokerUnavailable the circuit breaker is waiting for.
+                retry=Retry(NoBackoff(), 1),
+            )
         )
         for name, source in (
             ("publish", _PUBLISH),
