@@ -1,6 +1,6 @@
 """Load generator for this project's server: many concurrent clients, latency percentiles, progress.
 
-    python loadtest/loadgen.py --connections 1000 --publishers 10 --rate 200 --duration 30
+    python loadtest/loadgen.py --connections 1000 --publishers 10 --rate 20 --duration 30
 
 It reads the project's own settings (``src/<package>/settings.py`` with the ``WS_*`` environment,
 as the server does): the URL, the auth mode and token sources, the per-IP connection cap, the
