@@ -144,9 +144,31 @@ class _Decisions:
     def __init__(self) -> None:
         self.rows: dict[str, Decision] = {}
 
-    def add(self, key: str, value: Any, rationale: str, source: Source = Source.TABLE) -> Any:
-        self.rows[key] = Decision(key=key, value=_plain(value), rationale=rationale, source=source)
+    def add(
+        self,
+        key: str,
+        value: Any,
+        rationale: str,
+        source: Source = Source.TABLE,
+        alternatives: dict[str, str] | None = None,
+    ) -> Any:
+        self.rows[key] = Decision(
+            key=key, value=_plain(value), rationale=rationale, source=source, alternatives=alternatives or {}
+        )
         return value
+
+
+def _show_final_values(d: _Decisions, final: dict[str, Any]) -> None:
+    """Decisions that a memory convention changed in part (or that follow one, like the subprotocol
+    order) show the value the spec ends with, in the table's shape, so every document rendered from
+    the spec agrees: not the table's stale value, nor the bare convention value (``20.0`` for the
+    heartbeat, a list of namespace objects)."""
+    for key, value in final.items():
+        row = d.rows.get(key)
+        if row is None or row.value == value:
+            continue
+        note = "" if row.source == Source.MEMORY else " The value shown follows the memory conventions."
+        d.rows[key] = row.model_copy(update={"value": value, "rationale": row.rationale + note})
 
 
 def _plain(value: Any) -> Any:
@@ -223,6 +245,17 @@ def design(
     namespaces = _apply_durability(req, namespaces, scaling, d)
     namespaces = _size_history_for_failover(namespaces, failover_rate, reconnect, d)
     protocol = ProtocolSpec(codecs=codecs, subprotocols=[f"wsforge.v1.{c.value}" for c in codecs])
+    _show_final_values(
+        d,
+        {
+            "protocol.subprotocols": protocol.subprotocols,
+            "channels.namespaces": [f"{ns.name} ({_plain(ns.auth)})" for ns in namespaces],
+            "heartbeat": heartbeat.model_dump(mode="json"),
+            "reconnect": reconnect.model_dump(
+                mode="json", include={"base_s", "cap_s", "jitter", "reset_after_s"}
+            ),
+        },
+    )
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
         project=req.project_name,
@@ -270,11 +303,30 @@ def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
             Source.TABLE,
         )
     codecs = [first, *[c for c in (Codec.JSON, Codec.MSGPACK) if c != first]]
+    other = codecs[1]
+    if source == Source.REQUIREMENT:
+        rejected = (
+            f"the requirements name {first.value}; {other.value} is still offered as the second subprotocol"
+        )
+    elif first == Codec.MSGPACK:
+        rejected = (
+            "larger frames and slower parsing for IoT/server clients; still offered second, for debugging "
+            "tools and browsers"
+        )
+    else:
+        rejected = (
+            "browsers would need a decoder library and devtools show binary frames as bytes; still offered "
+            "second, for mobile and server clients"
+        )
     d.add(
         "serialization",
         first,
         f"{why} (client environments: {', '.join(e.value for e in req.client_environments)}).",
         source,
+        alternatives={
+            f"{other.value} first": rejected,
+            "protobuf": "needs a schema compiler on every client; not in the menu yet",
+        },
     )
     d.add(
         "protocol.subprotocols",
@@ -345,6 +397,10 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
         req.latency_class == LatencyClass.REALTIME and UseCase.TRADING in req.use_cases
     )
     if wants_fast and Transport.PICOWS in TRANSPORTS_AVAILABLE:
+        rejected = {
+            "websockets": f"the targets would need {needed:.1f} instances of its capacity; it stays available "
+            "(WS_TRANSPORT=websockets) and passes the same behaviour suite"
+        }
         return Transport(
             d.add(
                 "transport",
@@ -355,16 +411,23 @@ def _decide_transport(req: Requirements, deliveries: int, d: _Decisions) -> Tran
                 "Dockerfile's default for picows): 14-37 % less CPU per request/response and about twice the "
                 "fan-out deliveries per CPU-second in the benchmark; 0.83-0.93x raw picows' round trips per "
                 "CPU-second against the pure build's 0.53-0.71x.",
+                alternatives=rejected,
             )
         )
     why = "the websockets library is the familiar default and carries the targets"
+    rejected = {
+        "picows": f"about twice the throughput per core (bench/RESULTS.md), not needed at {needed:.1f} instances' "
+        "worth of load; a less familiar library for the team (WS_TRANSPORT=picows switches later)"
+    }
     if wants_fast:
         why = "picows would carry more per core, but memory or this installation keeps websockets"
+        rejected = {"picows": why}
     return Transport(
         d.add(
             "transport",
             Transport.WEBSOCKETS,
             f"{why} ({needed:.1f} instances of websockets-level capacity needed).",
+            alternatives=rejected,
         )
     )
 
@@ -425,8 +488,43 @@ def _decide_scaling(
             strategy,
             f"{why} (durability = {req.durability.value}, {instances} instance(s)).",
             source,
+            alternatives=_rejected_strategies(strategy, instances, req.durability),
         )
     return spec
+
+
+def _rejected_strategies(chosen: ScalingStrategy, instances: int, durability: Durability) -> dict[str, str]:
+    """Why each broker strategy other than ``chosen`` was not taken."""
+    keeps = durability in (Durability.PERSISTENT, Durability.REPLAY)
+    one = "one instance carries the targets"
+    why: dict[ScalingStrategy, str] = {
+        ScalingStrategy.SINGLE: (
+            f"{instances} instances are needed and one process cannot share its channels with another"
+            if instances > 1
+            else "messages must survive a restart of the process"
+        ),
+        ScalingStrategy.REDIS_PUBSUB: (
+            f"{one}: a broker process would add a dependency and a hop for nothing"
+            if chosen == ScalingStrategy.SINGLE
+            else "keeps no history, and resume on any instance or durability needs it"
+            if keeps
+            else "memory prefers NATS"
+        ),
+        ScalingStrategy.REDIS_STREAMS: (
+            f"{one}; the in-memory broker keeps the history replay needs"
+            if chosen == ScalingStrategy.SINGLE and keeps
+            else f"{one} and nothing must be kept"
+            if chosen == ScalingStrategy.SINGLE
+            else "stores every message although nothing needs replaying or keeping"
+            if not keeps
+            else "memory prefers NATS"
+        ),
+        ScalingStrategy.NATS: (
+            "Redis is the default: one dependency covers fan-out, history (Streams) and presence; "
+            "NATS with JetStream is taken when the memory convention preferred_broker asks for it"
+        ),
+    }
+    return {s.value: text for s, text in why.items() if s != chosen}
 
 
 def _decide_auth(req: Requirements, d: _Decisions) -> AuthSpec:

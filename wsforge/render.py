@@ -111,7 +111,30 @@ def jinja_environment(root: Path) -> jinja2.Environment:
     )
     env.filters["pyrepr"] = repr
     env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True)
+    env.filters["show"] = show_value
     return env
+
+
+def show_value(value: Any, nested: bool = False) -> str:
+    """A spec value as the documents show it: ``a, b`` for lists, ``k=v`` for mappings, floats
+    without a trailing ``.0``. The README and the design documents (``_macros.jinja``'s ``show``)
+    both use it, so one value reads the same everywhere."""
+    if value is None:
+        return "none"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={show_value(v, True)}" for k, v in sorted(value.items()))
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(show_value(v, True) if nested else show_value(v) for v in value)
+        return f"[{inner}]" if nested else inner
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str, bytes]:

@@ -70,6 +70,9 @@ class Decision(_Model):
     value: Any
     rationale: str
     source: Source = Source.TABLE
+    alternatives: dict[str, str] = Field(
+        default_factory=dict, description="Options step 2 considered and rejected: option -> why not."
+    )
 
 
 class ProtocolSpec(_Model):

@@ -204,7 +204,7 @@ def _remember(
         project,
         {
             "known_issues": issues,
-            "decisions": [d.model_dump(mode="json") for d in spec.decisions],
+            "decisions": [d.model_dump(mode="json", exclude={"alternatives"}) for d in spec.decisions],
             "scaling": {
                 "strategy": spec.scaling.strategy.value,
                 "instances": spec.scaling.instances,

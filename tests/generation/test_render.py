@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,37 @@ def test_package_segment_is_renamed() -> None:
     paths = {p.path for p in plan_files(_spec(CASES[0]))}
     assert "src/chat_demo/protocol.py" in paths
     assert not any("__package__" in p for p in paths)
+
+
+def _all_rendered() -> list[tuple[str, dict[str, bytes]]]:
+    return [(case.name, render_project(_spec(case))) for case in CASES]
+
+
+def test_documented_development_secrets_are_long_enough_for_hs256() -> None:
+    """Every ``<secret env>=value`` a generated file shows is 32+ bytes (RFC 7518 3.2; PyJWT warns
+    ``InsecureKeyLengthWarning`` on every token below that)."""
+    short = []
+    for name, files in _all_rendered():
+        for path, content in files.items():
+            for value in re.findall(r"\bWS_JWT_SECRET=([A-Za-z0-9_.-]+)", content.decode(errors="replace")):
+                if re.search(r"[A-Za-z0-9]", value) and len(value.encode()) < 32:  # "..." is a placeholder
+                    short.append((name, path, value))
+    assert short == []
+
+
+def test_no_generated_file_links_a_package_page_this_project_does_not_own() -> None:
+    hits = [
+        (name, path)
+        for name, files in _all_rendered()
+        for path, content in files.items()
+        if b"pypi.org/project/wsforge" in content
+    ]
+    assert hits == []
+
+
+def test_settings_has_no_empty_comment_for_a_namespace_without_description() -> None:
+    """A namespace from memory conventions without a description gets no bare ``#`` line."""
+    case = next(c for c in CASES if c.name == "chat-nopresence-nohistory")
+    files = render_project(_spec(case))
+    [settings] = [content.decode() for path, content in files.items() if path.endswith("/settings.py")]
+    assert [line for line in settings.splitlines() if line.strip() == "#"] == []

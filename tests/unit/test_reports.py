@@ -428,3 +428,45 @@ def test_client_notes_when_no_browser_is_required(
     for case, run in runs.items():
         browser = "browser" in [e.value for e in run.spec.requirements.client_environments]
         assert ("name no browser clients" in docs[(case, "client")]) is not browser
+
+
+# --- testing and alternatives (issue 20 item 14) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_architecture_lists_what_step_2_rejected(
+    docs: dict[tuple[str, str], str], runs: dict[str, RunResult], case: str
+) -> None:
+    """Every alternative the spec records is a row of "Alternatives considered"; transport, broker
+    strategy and serialization always have some."""
+    spec = runs[case].spec
+    rows = _table_rows(_section(docs[(case, "architecture")], "## Alternatives considered"), "decision")
+    shown = {(row[0].strip("`"), row[2]) for row in rows}
+    recorded = {(d.key, option) for d in spec.decisions for option in d.alternatives}
+    assert recorded == shown
+    with_alternatives = {d.key for d in spec.decisions if d.alternatives}
+    assert {"transport", "scaling.strategy"} <= with_alternatives
+    assert "serialization" in with_alternatives or case == "collaboration+memory"  # a convention decided it
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_documents_say_how_the_system_is_tested(
+    docs: dict[tuple[str, str], str], runs: dict[str, RunResult], case: str
+) -> None:
+    """A Testing section in each design document; the test modules it names are generated files,
+    and the architecture document covers the generated tests, the load test, probe and replay."""
+    generated = {Path(path).stem for path in runs[case].files if path.startswith("tests/")}
+    for component in ("architecture", "server", "client", "protocol"):
+        section = _section(docs[(case, component)], "## Testing")
+        named = set(re.findall(r"`(?:tests/)?(test_[a-z_]+)(?:\.py)?`", section))
+        assert named and named <= generated, (component, named - generated)
+    architecture = _section(docs[(case, "architecture")], "## Testing")
+    for needle in (
+        "pytest",
+        "loadtest/loadgen.py",
+        "wsforge probe",
+        "wsforge replay",
+        "WS_RECORD_PATH",
+        "CI=true",
+    ):
+        assert needle in architecture, needle

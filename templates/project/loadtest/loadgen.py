@@ -1,11 +1,19 @@
 """Load generator for this project's server: many concurrent clients, latency percentiles, progress.
 
-    python loadtest/loadgen.py --url ws://127.0.0.1:8765/ws --jwt-secret "$WS_JWT_SECRET" \\
-        --connections 1000 --publishers 10 --rate 200 --duration 30
+    python loadtest/loadgen.py --connections 1000 --publishers 10 --rate 20 --duration 30
 
-Opens ``--connections`` WebSockets (``--ramp`` per second, JWT per connection when a secret is
-given), subscribes each to ``--channel``, then ``--publishers`` of them publish ``--rate`` messages
-per second in total for ``--duration`` seconds. It reports, live on stderr and at the end:
+It reads the project's own settings (``src/<package>/settings.py`` with the ``WS_*`` environment,
+as the server does): the URL, the auth mode and token sources, the per-IP connection cap, the
+per-connection rate limit and the namespaces. Without ``--channel`` it load-tests a channel of the
+first namespace whose clients may publish; when no namespace lets clients publish, the generator
+publishes through the server's broker instead (``--broker-url``, which must be shared: Redis or
+NATS). Against a loopback server it spreads the connections over 127.0.0.x source addresses so
+that the per-IP cap is not hit (elsewhere, raise ``WS_MAX_CONNECTIONS_PER_IP`` for the test), and
+it adds publishers until each stays under the per-connection rate limit.
+
+Opens ``--connections`` WebSockets (``--ramp`` per second, a JWT per connection when auth is on),
+subscribes each to the channel, then ``--publishers`` publish ``--rate`` messages per second in
+total for ``--duration`` seconds. It reports, live on stderr and at the end:
 
 * publish -> delivery latency (every subscriber's copy is a sample; the payload carries the send
   time on this machine's monotonic clock, so run the generator on one host),
@@ -22,11 +30,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import ipaddress
 import json
-import os
+import math
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -50,6 +62,8 @@ class Stats:
     delivery_ns: list[int] = field(default_factory=list)
     ack_ns: list[int] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    error_codes: dict[str, int] = field(default_factory=dict)
+    """``action: code`` of the error answers."""
 
     def fail(self, reason: str) -> None:
         self.failed += 1
@@ -69,10 +83,116 @@ def percentiles(samples: list[int]) -> dict[str, float]:
     return {"p50": at(50), "p90": at(90), "p99": at(99), "p99.9": at(99.9), "max": ordered[-1] / 1e6}
 
 
-def make_token(secret: str, user: str, ttl_s: int) -> str:
+def make_token(secret: str, user: str, ttl_s: int, **claims: Any) -> str:
     import jwt
 
-    return jwt.encode({"sub": user, "exp": int(time.time()) + ttl_s}, secret, algorithm="HS256")
+    body = {"sub": user, "exp": int(time.time()) + ttl_s, **{k: v for k, v in claims.items() if v}}
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+class PlanError(Exception):
+    """The test cannot run as asked; the message says what to change (one line, exit status 2)."""
+
+
+def project_settings() -> Any:
+    """This project's ``Settings.from_env()``: the package named in ``pyproject.toml``, imported
+    from the environment (``pip install -e .``) or from ``src/`` of this checkout."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    package = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"][0].rsplit("/", 1)[-1]
+    if str(root / "src") not in sys.path:
+        sys.path.append(str(root / "src"))
+    return importlib.import_module(f"{package}.settings").Settings.from_env()
+
+
+@dataclass
+class Plan:
+    """What the run does, from the arguments and the project's settings."""
+
+    url: str
+    channel: str
+    namespace: Any
+    """The channel's NamespacePolicy (its ``options`` when publishing through the broker)."""
+    via_broker: str | None
+    """Broker URL the generator publishes through, or None: clients publish."""
+    present_as: str | None
+    """How a token is presented (header, query, subprotocol, cookie); None without auth."""
+    cookie_name: str
+    claims: dict[str, Any]
+    per_address: int
+    """Connections per source address (the per-IP cap); 0: one address."""
+    publishers: int
+
+
+def make_plan(args: argparse.Namespace, settings: Any) -> Plan:
+    """Choose channel, publishing path, token source and source addresses (see the docstring).
+
+    Raises:
+        PlanError: auth is on and no secret or token was given; no namespace can be published to.
+    """
+    sep = settings.channel_separator
+    namespaces = {ns.name: ns for ns in settings.namespaces}
+    if args.channel:
+        namespace = namespaces.get(args.channel.partition(sep)[0])
+        if namespace is None:
+            raise PlanError(f"--channel {args.channel}: no such namespace (have {', '.join(namespaces)})")
+        channel = args.channel
+    else:
+        shared = [ns for ns in settings.namespaces if ns.auth.value != "private"]
+        publishing = [ns for ns in shared if ns.client_publish]
+        if not shared:
+            raise PlanError("every namespace is private (one user per channel): pass --channel")
+        namespace = (publishing or shared)[0]
+        channel = f"{namespace.name}{sep}loadtest"
+    via_broker = None
+    if not namespace.client_publish:
+        via_broker = args.broker_url or settings.broker_url
+        if via_broker.startswith("memory:"):
+            raise PlanError(
+                f"clients may not publish to {namespace.name}{sep}*, so the generator publishes through "
+                "the broker, and the server's is in-process (memory://): start the server with "
+                "WS_BROKER_URL=redis://127.0.0.1:6379/0 and pass --broker-url redis://127.0.0.1:6379/0"
+            )
+    present_as = None
+    if settings.auth_mode != "none":
+        if not (args.token or args.jwt_secret):
+            raise PlanError("the server requires a JWT: pass --jwt-secret (or set WS_JWT_SECRET) or --token")
+        order = ("header", "query", "subprotocol", "cookie")
+        sources = list(settings.token_sources) + (["cookie"] if settings.auth_mode == "cookie" else [])
+        present_as = next((s for s in order if s in sources), "query")
+    host = urlsplit(args.url).hostname or ""
+    per_address = 0
+    cap = args.per_ip or settings.max_connections_per_ip
+    if args.connections > cap:
+        if host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
+            per_address = cap
+            if math.ceil(args.connections / cap) > 254:
+                raise PlanError(f"{args.connections} connections need more than 254 source addresses at {cap} per IP")
+        else:
+            print(
+                f"note: {args.connections} connections from one address, the server allows {cap} per IP: "
+                "raise WS_MAX_CONNECTIONS_PER_IP on the server for the test",
+                file=sys.stderr,
+            )
+    publishers = max(1, args.publishers)
+    per_connection = settings.rate_per_s * 0.8  # headroom under the token bucket
+    if not via_broker and args.rate / publishers > per_connection:
+        publishers = min(args.connections, math.ceil(args.rate / per_connection))
+        print(
+            f"note: {args.publishers} publisher(s) at {args.rate:g}/s would exceed the server's "
+            f"{settings.rate_per_s:g} messages/s per connection; using {publishers}",
+            file=sys.stderr,
+        )
+    claims = {"aud": settings.jwt_audience, "iss": settings.jwt_issuer}
+    return Plan(args.url, channel, namespace, via_broker, present_as, settings.cookie_name, claims, per_address, publishers)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def with_token(url: str, token: str | None) -> str:
@@ -86,31 +206,50 @@ def with_token(url: str, token: str | None) -> str:
 class Client:
     """One simulated user: connects, subscribes, reads everything, optionally publishes."""
 
-    def __init__(self, index: int, args: argparse.Namespace, stats: Stats) -> None:
+    def __init__(self, index: int, args: argparse.Namespace, stats: Stats, plan: Plan) -> None:
         self.index = index
         self.args = args
         self.stats = stats
+        self.plan = plan
         self.ws: ClientConnection | None = None
         self.pending: dict[str, int] = {}
         self.subscribed = asyncio.Event()
+        """Set when the subscribe was answered (:attr:`subscribe_ok` says whether it succeeded)."""
+        self.subscribe_ok = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        args, stats = self.args, self.stats
+        args, stats, plan = self.args, self.stats, self.plan
         token = None
-        if args.token:
+        if plan.present_as is None:
+            pass
+        elif args.token:
             token = args.token
-        elif args.jwt_secret:
-            token = make_token(
-                args.jwt_secret, f"load-{args.id_offset + self.index}", args.duration * 10 + 600
-            )
+        else:
+            user = f"load-{args.id_offset + self.index}"
+            token = make_token(args.jwt_secret, user, int(args.duration * 10 + 600), **plan.claims)
+        url, headers, protocols = plan.url, {}, [Subprotocol("wsforge.v1.json")]
+        if token is not None:
+            if plan.present_as == "header":
+                headers["Authorization"] = f"Bearer {token}"
+            elif plan.present_as == "cookie":
+                headers["Cookie"] = f"{plan.cookie_name}={token}"
+            elif plan.present_as == "subprotocol":
+                protocols.append(Subprotocol(f"wsforge.auth.{token}"))
+            else:
+                url = with_token(url, token)
+        extra: dict[str, Any] = {}
+        if plan.per_address:
+            extra["local_addr"] = (f"127.0.0.{1 + self.index // plan.per_address}", 0)
         try:
             self.ws = await connect(
-                with_token(args.url, token),
-                subprotocols=[Subprotocol("wsforge.v1.json")],
+                url,
+                additional_headers=headers,
+                subprotocols=protocols,
                 origin=Origin(args.origin) if args.origin else None,
                 open_timeout=args.timeout,
                 compression=None,
                 max_queue=None,
+                **extra,
             )
         except InvalidStatus as exc:
             stats.fail(f"HTTP {exc.response.status_code}")
@@ -136,7 +275,7 @@ class Client:
         self.stats.published += action == "publish"
         rid = f"{action[0]}{self.index}-{len(self.pending)}-{time.monotonic_ns()}"
         self.pending[rid] = time.monotonic_ns()
-        frame = {"v": 1, "type": "request", "action": action, "id": rid, "channel": self.args.channel}
+        frame = {"v": 1, "type": "request", "action": action, "id": rid, "channel": self.plan.channel}
         if payload:
             frame["payload"] = payload
         await self.ws.send(orjson.dumps(frame).decode())
@@ -158,10 +297,14 @@ class Client:
                     sent = self.pending.pop(msg.get("id"), None)
                     if kind == "error":
                         stats.errors += 1
+                        error = msg.get("error")
+                        code = f"{msg.get('action')}: {error.get('code') if isinstance(error, dict) else error}"
+                        stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
                     elif sent is not None and msg.get("action") == "publish":
                         stats.acked += 1
                         stats.ack_ns.append(now - sent)
                     if msg.get("action") == "subscribe":
+                        self.subscribe_ok = kind == "response"
                         self.subscribed.set()
         except ConnectionClosed:
             stats.closed += 1
@@ -192,12 +335,49 @@ async def progress(stats: Stats, args: argparse.Namespace, started: float, stop:
         print(file=sys.stderr)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def broker_publish_loop(
+    plan: Plan, args: argparse.Namespace, stats: Stats, rate: float, stop: asyncio.Event
+) -> None:
+    """The application's backend publishing through the broker (namespaces clients may not publish to)."""
+    package = type(plan.namespace).__module__.rpartition(".")[0]
+    broker = importlib.import_module(f"{package}.broker").create_broker(plan.via_broker, circuit_breaker=None)
+    await broker.start(lambda message: None)
+    try:
+        loop = asyncio.get_running_loop()
+        interval, due = 1 / rate, loop.time()
+        while not stop.is_set():
+            sent = time.monotonic_ns()
+            try:
+                await broker.publish(plan.channel, {"text": args.text, "lt_ns": sent}, plan.namespace.options)
+            except Exception:  # the broker's own error type; counted, the run goes on
+                stats.errors += 1
+            else:
+                stats.published += 1
+                stats.acked += 1
+                stats.ack_ns.append(time.monotonic_ns() - sent)
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+    finally:
+        await broker.aclose()
+
+
+async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
+    """One load test; ``settings`` defaults to the project's (:func:`project_settings`).
+
+    Raises:
+        PlanError: see :func:`make_plan`.
+    """
+    settings = settings if settings is not None else project_settings()
+    if args.url is None:
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104 - a bind address
+        args.url = f"ws://{host}:{settings.port}{settings.path}"
+    args.jwt_secret = args.jwt_secret or settings.jwt_key
+    plan = make_plan(args, settings)
     stats = Stats()
     stop = asyncio.Event()
     started = time.monotonic()
     ticker = asyncio.create_task(progress(stats, args, started, stop))
-    clients = [Client(i, args, stats) for i in range(args.connections)]
+    clients = [Client(i, args, stats, plan) for i in range(args.connections)]
     tasks = []
     for i, client in enumerate(clients):
         tasks.append(asyncio.create_task(client.run(stop)))
@@ -205,10 +385,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.1)
     waits = [asyncio.wait_for(c.subscribed.wait(), args.timeout) for c in clients]
     await asyncio.gather(*waits, return_exceptions=True)
-    subscribed = sum(c.subscribed.is_set() for c in clients)
-    publishers = [c for c in clients if c.subscribed.is_set()][: args.publishers]
+    subscribed = sum(c.subscribe_ok for c in clients)
     load_started = time.monotonic()
-    pub_tasks = [asyncio.create_task(p.publish_loop(args.rate / len(publishers), stop)) for p in publishers]
+    if plan.via_broker:
+        pub_tasks = [asyncio.create_task(broker_publish_loop(plan, args, stats, args.rate, stop))]
+    else:
+        publishers = [c for c in clients if c.subscribe_ok][: plan.publishers]
+        rate = args.rate / max(1, len(publishers))
+        pub_tasks = [asyncio.create_task(p.publish_loop(rate, stop)) for p in publishers]
     await asyncio.sleep(args.duration)
     stop.set()
     load_s = time.monotonic() - load_started
@@ -218,13 +402,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     expected = stats.published * subscribed
     return {
         "url": args.url,
-        "channel": args.channel,
+        "channel": plan.channel,
+        "published_by": "broker" if plan.via_broker else "clients",
+        "source_addresses": math.ceil(args.connections / plan.per_address) if plan.per_address else 1,
         "connections": {"requested": args.connections, "opened": stats.opened, "subscribed": subscribed,
                         "failed": stats.failed, "failures": stats.failures, "closed_early": stats.closed},
         "published": stats.published,
         "publish_rate": stats.published / load_s,
         "acked": stats.acked,
         "errors": stats.errors,
+        "error_codes": stats.error_codes,
         "deliveries": {"expected": expected, "received": stats.delivered, "lost": max(0, expected - stats.delivered),
                        "rate": stats.delivered / load_s},
         "delivery_latency_ms": percentiles(stats.delivery_ns),
@@ -234,10 +421,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    p.add_argument("--url", default=None, help="default: the project's WS_HOST / WS_PORT / WS_PATH")
+    p.add_argument("--channel", default=None, help="default: <first namespace clients publish to>:loadtest")
     p.add_argument(
-        "--channel", default="room:loadtest", help="a channel whose namespace lets clients publish"
+        "--broker-url", default=None, help="publish through this broker (default: the server's WS_BROKER_URL)"
     )
+    p.add_argument("--per-ip", type=int, default=None, help="the server's per-IP cap (default: the project's)")
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--ramp", type=float, default=500, help="new connections per second (0: all at once)")
     p.add_argument("--publishers", type=int, default=1)
@@ -246,7 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, default=1, help="seconds to wait for in-flight deliveries")
     p.add_argument("--timeout", type=float, default=10, help="connect and subscribe timeout, seconds")
     p.add_argument(
-        "--jwt-secret", default=os.environ.get("WS_JWT_SECRET", ""), help="sign a token per connection"
+        "--jwt-secret", default="", help="sign a token per connection (default: the server's secret from the environment)"
     )
     p.add_argument("--token", default="", help="one token for every connection instead")
     p.add_argument("--origin", default=None, help="Origin header, when the server checks it")
@@ -258,7 +447,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = asyncio.run(run(args))
+    try:
+        result = asyncio.run(run(args))
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result, indent=2))
     else:

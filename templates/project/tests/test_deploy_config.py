@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -124,3 +125,15 @@ async def test_websocket_upgrade_passes_through_nginx(running_nginx: tuple[int, 
         received = await ws.recv()
         negotiated = ws.subprotocol
     assert (received, negotiated, seen) == ('{"v":1}', "wsforge.v1.json", ["wsforge.v1.json"])
+
+
+def test_compose_runs_the_instance_count_step_2_planned() -> None:
+    """``docker-compose.yml`` and ``nginx.conf`` carry as many instances as ``wsforge.yaml`` plans
+    (one on the in-memory broker, which cannot span processes)."""
+    scaling = yaml.safe_load((DEPLOY.parent / "wsforge.yaml").read_text())["scaling"]
+    planned = 1 if scaling["strategy"] == "single" else scaling["instances"]
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    apps = [name for name in compose["services"] if re.fullmatch(r"app\d+", name)]
+    upstream = re.findall(r"server app\d+:8765", NGINX_CONF.read_text())
+    nginx_needs = compose["services"]["nginx"]["depends_on"]
+    assert (planned, planned, planned) == (len(apps), len(upstream), len(nginx_needs))

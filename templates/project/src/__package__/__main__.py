@@ -1,15 +1,19 @@
 """``python -m <package>``: run the server until SIGTERM or SIGINT, then shut down gracefully.
 
 Configuration comes from ``WS_*`` environment variables (see ``settings.py``); flags override them.
-Exit status: 0 after a graceful shutdown, 2 for unusable configuration.
+Exit status: 0 after a graceful shutdown, 2 for unusable configuration (including an address that
+cannot be listened on, e.g. a port already in use).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,6 +23,9 @@ from .server import Server
 from .settings import ENV_VARS, Settings, SettingsError
 
 logger = logging.getLogger(__package__)
+
+_BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+"""Why a listening socket cannot be opened: a configuration problem, reported in one line."""
 
 
 def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
@@ -48,7 +55,15 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server = Server(settings)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        if exc.errno not in _BIND_ERRORS:
+            raise
+        with contextlib.suppress(Exception):
+            await server.broker.aclose()
+        where, why = f"{settings.host}:{settings.port}", os.strerror(exc.errno or 0)
+        raise SettingsError(f"cannot listen on {where}: {why} (WS_HOST / WS_PORT choose another)") from None
     try:
         await stop.wait()
     finally:

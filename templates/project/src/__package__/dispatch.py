@@ -200,8 +200,8 @@ class Dispatcher:
         )
 
     def encode_notice(self, codec: Codec, action: str, channel: str, payload: Any, ts: int) -> bytes:
-        """An unsequenced event (``presence.join``, ``presence.leave``, ``resync``): ``seq`` is 0."""
-        return encode(codec, event(action, channel, payload, seq=0, ts=ts, fields=self.fields))
+        """An unsequenced event (``presence.join``, ``presence.leave``, ``resync``): no ``seq`` field."""
+        return encode(codec, event(action, channel, payload, seq=None, ts=ts, fields=self.fields))
 
 
 def _ms(now: float) -> int:
@@ -326,8 +326,8 @@ class Session:
         if last is None or last >= through:
             return None
         self._subscriptions[channel] = through
-        if epoch is None:
-            epoch = self._epochs.get(channel)
+        if not epoch:
+            epoch = self._epochs.get(channel, "")
         notice = {"reason": "messages_lost", "seq": through, "epoch": epoch}
         return self.dispatcher.encode_notice(self.codec, "resync", channel, notice, ts)
 
@@ -371,7 +371,7 @@ class Session:
         }
         if members is not None:
             payload["presence"] = [{"user": m.user, "connections": m.connections} for m in members]
-        effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now)]
+        effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
         dispatcher = self.dispatcher
         effects.extend(Send(dispatcher.encode_message(self.codec, m)) for m in replay)
         if reason is not None:
@@ -387,13 +387,13 @@ class Session:
         return effects
 
     def unsubscribed(self, cmd: Unsubscribe, now: float) -> list[Effect]:
-        return [self._response(cmd.id, cmd.action, {}, now)]
+        return [self._response(cmd.id, cmd.action, {}, now, cmd.channel)]
 
     def published(self, cmd: Publish, result: PublishResult, now: float) -> list[Effect]:
         payload: dict[str, Any] = {"seq": result.message.seq}
         if result.duplicate:
             payload["duplicate"] = True
-        return [self._response(cmd.id, cmd.action, payload, now)]
+        return [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
 
     def history_loaded(self, cmd: HistoryQuery, history: History, now: float) -> list[Effect]:
         fields = self.dispatcher.fields
@@ -402,11 +402,11 @@ class Session:
             for m in history.messages
         ]
         payload = {"messages": messages, "epoch": history.epoch, "recovered": history.recovered}
-        return [self._response(cmd.id, cmd.action, payload, now)]
+        return [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
 
     def presence_loaded(self, cmd: PresenceQuery, members: Sequence[PresenceMember], now: float) -> list[Effect]:
         listed = [{"user": m.user, "connections": m.connections} for m in members]
-        return [self._response(cmd.id, cmd.action, {"members": listed}, now)]
+        return [self._response(cmd.id, cmd.action, {"members": listed}, now, cmd.channel)]
 
     def rpc_returned(self, cmd: CallRpc, result: Any, now: float) -> list[Effect]:
         if not check_payload(result):
@@ -494,7 +494,7 @@ class Session:
         if last is not None and since_seq is None:
             # Already subscribed: idempotent, nothing to replay.
             payload = {"seq": last, "epoch": self._epochs.get(channel, ""), "recovered": True, "replayed": 0}
-            return [self._response(request.id, request.action, payload, now)]
+            return [self._response(request.id, request.action, payload, now, channel)]
         if channel in self._pending:
             message = "a subscribe to this channel is already in progress"
             return [self._error(request.id, ErrorCode.INVALID_ENVELOPE, message, action=request.action)]
@@ -540,8 +540,11 @@ class Session:
 
     # -- frames -----------------------------------------------------------------------------
 
-    def _response(self, request_id: str, action: str, payload: Any, now: float) -> Send:
-        return Send(self._encode(response(request_id, action, payload, int(now * 1000), self.dispatcher.fields)))
+    def _response(
+        self, request_id: str, action: str, payload: Any, now: float, channel: str | None = None
+    ) -> Send:
+        fields = self.dispatcher.fields
+        return Send(self._encode(response(request_id, action, payload, int(now * 1000), fields, channel)))
 
     def _error(
         self,

@@ -329,14 +329,29 @@ def parse_envelope(obj: dict[Any, Any], fields: Fields = DEFAULT_FIELDS) -> Requ
 
 
 def response(
-    request_id: str, action: str, payload: Any, ts: int, fields: Fields = DEFAULT_FIELDS
+    request_id: str,
+    action: str,
+    payload: Any,
+    ts: int,
+    fields: Fields = DEFAULT_FIELDS,
+    channel: str | None = None,
 ) -> dict[str, Any]:
-    """The one successful answer to a request."""
+    """The one successful answer to a request; ``channel`` is echoed for channel actions."""
+    if channel is None:
+        return {
+            fields.v: VERSION,
+            fields.type: "response",
+            fields.action: action,
+            fields.id: request_id,
+            fields.payload: payload,
+            fields.ts: ts,
+        }
     return {
         fields.v: VERSION,
         fields.type: "response",
         fields.action: action,
         fields.id: request_id,
+        fields.channel: channel,
         fields.payload: payload,
         fields.ts: ts,
     }
@@ -366,21 +381,26 @@ def event(
     channel: str,
     payload: Any,
     *,
-    seq: int,
+    seq: int | None,
     ts: int,
     sender: str | None = None,
     fields: Fields = DEFAULT_FIELDS,
 ) -> dict[str, Any]:
-    """A server-initiated frame: ``message``, ``presence.join``, ``presence.leave`` or ``resync``."""
+    """A server-initiated frame: ``message``, ``presence.join``, ``presence.leave`` or ``resync``.
+
+    Only ``message`` events are part of the channel's sequence and carry ``seq`` (from 1, no
+    gaps); presence and resync events are not numbered and go out without it (``seq=None``).
+    """
     frame: dict[str, Any] = {
         fields.v: VERSION,
         fields.type: "event",
         fields.action: action,
         fields.channel: channel,
         fields.payload: payload,
-        fields.seq: seq,
-        fields.ts: ts,
     }
+    if seq is not None:
+        frame[fields.seq] = seq
+    frame[fields.ts] = ts
     if action == "message":
         frame[fields.sender] = sender
     return frame
