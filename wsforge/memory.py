@@ -12,6 +12,7 @@ People edit these YAML files between runs (``memory/<skill>/<project>.yaml``), s
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -305,9 +306,7 @@ class YamlMemoryStore:
         if not isinstance(seq, list):
             raise MemoryStoreError(f"{path}: {section}: must be a list to append to")
         seq.append(_to_commented(dict(entry)))
-        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
-        if section in ("history", "compliance") and len(seq) > limit:
-            del seq[: len(seq) - limit]
+        del seq[: len(seq) - len(_trimmed(section, list(seq)))]
         return self._save(path, doc)
 
     # -- internals -------------------------------------------------------------------------
@@ -379,40 +378,66 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _trimmed(section: str, items: list[Any]) -> list[Any]:
+    """The log sections keep only their newest entries (both stores trim the same way)."""
+    limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
+    if section in ("history", "compliance") and len(items) > limit:
+        return items[len(items) - limit :]
+    return items
+
+
 class DictMemoryStore:
-    """An in-memory store with the same contract, for tests and library use (not a mock)."""
+    """An in-memory store with the same contract, for tests and library use (not a mock).
+
+    ``tests/unit/test_memory_contract.py`` runs one suite against this store and
+    :class:`YamlMemoryStore`: names checked, mappings merged one level deep (a ``None`` value
+    keeps what is there), logs trimmed, and an update that would not validate refused and not kept.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], dict[str, Any]] = {}
 
+    def _key(self, skill: str, project: str) -> tuple[str, str]:
+        return _check_name("skill", skill), _check_name("project", project)
+
     def get_skill_memory(self, skill: str, project: str) -> MemoryEntry:
-        data = self._entries.get((skill, project))
+        data = self._entries.get(self._key(skill, project))
         if data is None:
             entry = MemoryEntry(skill=skill, project=project)
             entry._greenfield = True
             return entry
-        return MemoryEntry.model_validate(data)
+        return MemoryEntry.model_validate(copy.deepcopy(data))
 
     def update(self, skill: str, project: str, data: Mapping[str, Any]) -> MemoryEntry:
-        current = self._entries.get((skill, project)) or {"skill": skill, "project": project}
-        merged = dict(current)
-        for key, value in data.items():
-            if isinstance(merged.get(key), dict) and isinstance(value, Mapping):
-                merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        key = self._key(skill, project)
+        merged = copy.deepcopy(self._entries.get(key) or {"skill": skill, "project": project})
+        for name, value in copy.deepcopy(dict(data)).items():
+            current = merged.get(name)
+            if isinstance(current, dict) and isinstance(value, Mapping):
+                for k, v in value.items():
+                    if not (v is None and k in current):
+                        current[k] = v
             else:
-                merged[key] = value
-        entry = MemoryEntry.model_validate(merged)
-        self._entries[(skill, project)] = merged
-        return entry
+                merged[name] = value
+        return self._store(key, merged)
 
     def append(
         self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history"
     ) -> MemoryEntry:
-        current = dict(self._entries.get((skill, project)) or {"skill": skill, "project": project})
-        current[section] = [*current.get(section, []), dict(entry)]
-        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
-        if section in ("history", "compliance"):
-            current[section] = current[section][-limit:]
-        result = MemoryEntry.model_validate(current)
-        self._entries[(skill, project)] = current
-        return result
+        key = self._key(skill, project)
+        current = copy.deepcopy(self._entries.get(key) or {"skill": skill, "project": project})
+        items = current.get(section)
+        if items is not None and not isinstance(items, list):
+            raise MemoryStoreError(f"<memory {skill}/{project}>: {section}: must be a list to append to")
+        current[section] = _trimmed(section, [*(items or []), copy.deepcopy(dict(entry))])
+        return self._store(key, current)
+
+    def _store(self, key: tuple[str, str], data: dict[str, Any]) -> MemoryEntry:
+        """Validate, then keep: an entry that does not validate is refused and the old one stays."""
+        try:
+            entry = MemoryEntry.model_validate(copy.deepcopy(data))
+        except ValidationError as exc:
+            where = f"<memory {key[0]}/{key[1]}>"
+            raise MemoryStoreError(format_validation_error(exc, where, None, MemoryEntry)) from exc
+        self._entries[key] = data
+        return entry
