@@ -22,14 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from ._yaml import load_yaml_with_lines, read_input_text
+from ._yaml import parse_mapping, read_input_text, validate
 from .errors import MemoryStoreError
-from .requirements import format_validation_error
 from .spec import NamespaceSpec
 
 SKILL = "websocket-engineer"
@@ -317,18 +316,11 @@ class YamlMemoryStore:
 
     @staticmethod
     def _validate(path: Path, text: str) -> MemoryEntry:
-        try:
-            data, lines = load_yaml_with_lines(text)
-        except ValueError as exc:
-            raise MemoryStoreError(f"{path}:{exc} (file left untouched)") from exc
-        if not isinstance(data, dict):
-            raise MemoryStoreError(f"{path}:1: memory must be a mapping (file left untouched)")
-        try:
-            return MemoryEntry.model_validate(data)
-        except ValidationError as exc:
-            raise MemoryStoreError(
-                format_validation_error(exc, str(path), lines, MemoryEntry) + " (file left untouched)"
-            ) from exc
+        kept = " (file left untouched)"
+        data, lines = parse_mapping(
+            text, str(path), MemoryStoreError, shape="memory must be a mapping", note=kept
+        )
+        return validate(MemoryEntry, data, str(path), lines, MemoryStoreError, note=kept)
 
     def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:
         if not path.exists():
@@ -434,10 +426,7 @@ class DictMemoryStore:
 
     def _store(self, key: tuple[str, str], data: dict[str, Any]) -> MemoryEntry:
         """Validate, then keep: an entry that does not validate is refused and the old one stays."""
-        try:
-            entry = MemoryEntry.model_validate(copy.deepcopy(data))
-        except ValidationError as exc:
-            where = f"<memory {key[0]}/{key[1]}>"
-            raise MemoryStoreError(format_validation_error(exc, where, None, MemoryEntry)) from exc
+        where = f"<memory {key[0]}/{key[1]}>"
+        entry = validate(MemoryEntry, copy.deepcopy(data), where, None, MemoryStoreError)
         self._entries[key] = data
         return entry

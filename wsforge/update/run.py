@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
+from .._yaml import validate
 from ..architecture import convention_decisions
 from ..config import AgentConfig
 from ..context import ContextProvider
@@ -24,7 +24,7 @@ from ..errors import SpecError, UserError
 from ..memory import MemoryEntry, MemoryStore
 from ..record import Run, RunResult, need
 from ..render import SPEC_FILE, manifest
-from ..requirements import Requirements, format_validation_error
+from ..requirements import Requirements
 from ..spec import ArchitectureSpec, dump_spec
 from ..workflow import DryRunWriter, Pipeline, Writer
 from .merge import Action, ConflictStyle, FilePlan, MergeFn, git_merge_file, plan_merge
@@ -34,10 +34,10 @@ from .spec_edits import diff, explain, overlay
 
 def _requirements(state: ProjectState) -> Requirements:
     lines = {k[1:]: v for k, v in state.spec_lines.items() if k[:1] == ("requirements",)}
-    try:
-        return Requirements.model_validate(state.spec_data.get("requirements"))
-    except ValidationError as exc:
-        raise SpecError("requirements: " + format_validation_error(exc, str(state.spec_path), lines)) from exc
+    data = state.spec_data.get("requirements")
+    return validate(
+        Requirements, data, str(state.spec_path), lines, SpecError, prefix="requirements: ", suggest=False
+    )
 
 
 def _memory_guard(memory: MemoryEntry, last: dict[str, Any]) -> None:
@@ -53,13 +53,15 @@ def _memory_guard(memory: MemoryEntry, last: dict[str, Any]) -> None:
 
 
 def _validate(data: dict[str, Any], state: ProjectState) -> ArchitectureSpec:
-    try:
-        return ArchitectureSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(
-            format_validation_error(exc, str(state.spec_path), state.spec_lines)
-            + " (after laying your wsforge.yaml edits over the new design)"
-        ) from exc
+    return validate(
+        ArchitectureSpec,
+        data,
+        str(state.spec_path),
+        state.spec_lines,
+        SpecError,
+        note=" (after laying your wsforge.yaml edits over the new design)",
+        suggest=False,
+    )
 
 
 def _counts_text(run: Run) -> str:
