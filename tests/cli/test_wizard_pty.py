@@ -28,6 +28,8 @@ import pytest
 
 from wsforge.requirements import build_requirements
 
+pytestmark = pytest.mark.slow  # drives the real terminal UI through a pty, one process per test
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = 1.0 * float(os.environ.get("WSFORGE_TESTS_TIMEOUT_FACTOR", "1"))
 

@@ -150,6 +150,7 @@ def test_every_module_imports_in_any_order(seed: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # one interpreter per module: about ten seconds
 def test_each_module_imports_first_on_its_own() -> None:
     """Each module can be the first wsforge module a program imports."""
     code = (

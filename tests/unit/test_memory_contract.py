@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from wsforge import memory as memory_module
 from wsforge.errors import MemoryStoreError
 from wsforge.memory import (
-    MAX_HISTORY_ENTRIES,
-    MAX_LOG_ENTRIES,
     SKILL,
     DictMemoryStore,
     MemoryStore,
@@ -83,11 +82,14 @@ def test_lists_and_scalars_are_replaced(store: MemoryStore) -> None:
     assert [k.id for k in store.get_skill_memory(SKILL, "demo").known_issues] == ["K3"]
 
 
-@pytest.mark.parametrize(
-    ("section", "limit"), [("history", MAX_HISTORY_ENTRIES), ("compliance", MAX_LOG_ENTRIES)]
-)
-def test_logs_keep_only_their_newest_entries(store: MemoryStore, section: str, limit: int) -> None:
-    """history and compliance are bounded; the oldest entries go first."""
+@pytest.mark.parametrize("section", ["history", "compliance"])
+def test_logs_keep_only_their_newest_entries(
+    store: MemoryStore, section: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """history and compliance are bounded (MAX_HISTORY_ENTRIES, MAX_LOG_ENTRIES); the oldest go first."""
+    monkeypatch.setattr(memory_module, "MAX_HISTORY_ENTRIES", 4)
+    monkeypatch.setattr(memory_module, "MAX_LOG_ENTRIES", 5)
+    limit = 4 if section == "history" else 5
     for n in range(limit + 3):
         entry = (
             {"at": str(n), "event": "generated"}
@@ -99,11 +101,13 @@ def test_logs_keep_only_their_newest_entries(store: MemoryStore, section: str, l
     assert [item.at for item in kept] == [str(n) for n in range(3, limit + 3)]
 
 
-def test_other_sections_are_not_trimmed(store: MemoryStore) -> None:
+def test_other_sections_are_not_trimmed(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Known issues are a person's list: appending never drops one."""
-    for n in range(MAX_HISTORY_ENTRIES + 2):
+    monkeypatch.setattr(memory_module, "MAX_HISTORY_ENTRIES", 2)
+    monkeypatch.setattr(memory_module, "MAX_LOG_ENTRIES", 2)
+    for n in range(5):
         store.append(SKILL, "demo", {"id": f"K{n}", "summary": "s"}, section="known_issues")
-    assert len(store.get_skill_memory(SKILL, "demo").known_issues) == MAX_HISTORY_ENTRIES + 2
+    assert len(store.get_skill_memory(SKILL, "demo").known_issues) == 5
 
 
 @pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x y"])
