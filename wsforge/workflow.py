@@ -147,7 +147,7 @@ class Checklist:
     def run(self, step: Step, run: Run) -> Run:
         missing = [name for name in step.needs if getattr(run, name) is None]
         if missing:
-            raise WsforgeError(  # pragma: no cover - guard: the pipeline lists its steps in order
+            raise WsforgeError(
                 f"step {step.number} ({step.name}) cannot run before {', '.join(missing)} is known"
             )
         start = time.monotonic()
