@@ -36,11 +36,13 @@ from .review import Finding, ReviewReport, Severity, review_spec
 from .spec import ArchitectureSpec
 
 __all__ = [
+    "Checklist",
     "DryRunWriter",
     "FreshWriter",
     "Pipeline",
     "Run",
     "RunResult",
+    "Step",
     "StepRecord",
     "Writer",
     "findings_summary",
