@@ -101,6 +101,7 @@ def _asyncapi_text(example: Path) -> str:
     return _files(example)["asyncapi.yaml"]
 
 
+@pytest.mark.slow  # the Node AsyncAPI CLI (installed with npm on first use)
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_generated_asyncapi_validates(example: Path, asyncapi_cli: Path, tmp_path: Path) -> None:
     """`asyncapi validate` finds no error or warning in the example's generated document."""
@@ -110,6 +111,7 @@ def test_generated_asyncapi_validates(example: Path, asyncapi_cli: Path, tmp_pat
     assert result.returncode == 0, f"{example.name}:\n{result.stdout}\n{result.stderr}"
 
 
+@pytest.mark.slow  # the Node AsyncAPI CLI (installed with npm on first use)
 def test_validator_rejects_a_broken_document(asyncapi_cli: Path, tmp_path: Path) -> None:
     """The harness can fail: a dangling message reference is reported as an error."""
     data = yaml.safe_load(_asyncapi_text(REPO / "examples" / "chat.yaml"))

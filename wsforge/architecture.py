@@ -2,8 +2,10 @@
 
 Each ``_decide_*`` function reads one table below, returns the value and a :class:`Decision` whose
 rationale names the requirement that drove it. Memory conventions are applied last, in one place
-(:func:`_apply_conventions`), so every override is visible as ``source: memory`` with the old value.
-Nothing here does I/O; the knowledge index is passed in.
+(:func:`_apply_conventions`, driven by the one table :data:`CONVENTIONS`), so every override is
+visible as ``source: memory`` with the old value.
+The pipeline passes the knowledge index in (from its ``ContextProvider``); called without one,
+:func:`design` reads the index shipped inside wsforge, its only I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
+from .context import packaged_knowledge
 from .memory import Conventions, MemoryEntry
 from .requirements import (
     AuthMode,
@@ -188,9 +191,7 @@ def design(
 ) -> ArchitectureSpec:
     """Turn requirements and memory into an architecture spec, with a rationale for every decision."""
     if knowledge is None:
-        from .context import PackagedContextProvider
-
-        knowledge = PackagedContextProvider().get_index("websocket")
+        knowledge = packaged_knowledge()
     conv = memory.conventions if memory is not None else Conventions()
     d = _Decisions()
 
@@ -210,37 +211,16 @@ def design(
     breaker = _decide_breaker(req, d)
     failover_rate = _hot_channel_rate(req, fanout)
 
-    overrides = _apply_conventions(conv, d)
-    if overrides.get("serialization"):
-        first = Codec(overrides["serialization"])
-        codecs = [first, *[c for c in codecs if c != first]]
-    if overrides.get("channel_separator"):
-        separator = overrides["channel_separator"]
-    if overrides.get("envelope_fields"):
-        envelope = EnvelopeSpec(**{**envelope.model_dump(), **overrides["envelope_fields"]})
-    if overrides.get("transport"):
-        transport = Transport(overrides["transport"])
-    if overrides.get("preferred_broker") or overrides.get("transport"):
-        scaling = _decide_scaling(
-            req, transport, deliveries, overrides.get("preferred_broker"), d, quiet=True
-        )
-    if overrides.get("namespaces"):
-        namespaces = _merge_namespaces(namespaces, overrides["namespaces"], req)
-    for field_name, setter in _LIMIT_OVERRIDES.items():
-        if field_name in overrides:
-            limits = setter(limits, overrides[field_name])
-    if "heartbeat_interval_s" in overrides:
-        heartbeat = heartbeat.model_copy(update={"interval_s": overrides["heartbeat_interval_s"]})
-    if "heartbeat_timeout_s" in overrides:
-        heartbeat = heartbeat.model_copy(update={"timeout_s": overrides["heartbeat_timeout_s"]})
-    if "reconnect_cap_s" in overrides:
-        reconnect = reconnect.model_copy(update={"cap_s": overrides["reconnect_cap_s"]})
-    if "jwt_algorithms" in overrides:
-        auth = auth.model_copy(update={"algorithms": overrides["jwt_algorithms"]})
-    if "jwt_audience" in overrides:
-        auth = auth.model_copy(update={"audience": overrides["jwt_audience"]})
-    if "jwt_issuer" in overrides:
-        auth = auth.model_copy(update={"issuer": overrides["jwt_issuer"]})
+    draft = _Draft(
+        codecs, envelope, separator, namespaces, transport, scaling, auth, limits, heartbeat, reconnect
+    )
+    preferred_broker = _apply_conventions(conv, d, draft, req)
+    if preferred_broker is not None or draft.transport != transport:
+        # Scaling follows the transport's capacity and the broker memory prefers: decide it again.
+        draft.scaling = _decide_scaling(req, draft.transport, deliveries, preferred_broker, d, quiet=True)
+    codecs, envelope, separator, namespaces = draft.codecs, draft.envelope, draft.separator, draft.namespaces
+    transport, scaling, auth, limits = draft.transport, draft.scaling, draft.auth, draft.limits
+    heartbeat, reconnect = draft.heartbeat, draft.reconnect
 
     namespaces = _apply_durability(req, namespaces, scaling, d)
     namespaces = _size_history_for_failover(namespaces, failover_rate, reconnect, d)
@@ -781,62 +761,128 @@ def _merge_namespaces(
     return list(by_name.values())
 
 
-def _with(field: str) -> Callable[[LimitsSpec, Any], LimitsSpec]:
-    return lambda limits, value: limits.model_copy(update={field: value})
+@dataclass
+class _Draft:
+    """The parts of the spec a memory convention can change, between the tables and the spec."""
+
+    codecs: list[Codec]
+    envelope: EnvelopeSpec
+    separator: str
+    namespaces: list[NamespaceSpec]
+    transport: Transport
+    scaling: ScalingSpec
+    auth: AuthSpec
+    limits: LimitsSpec
+    heartbeat: HeartbeatSpec
+    reconnect: ReconnectSpec
 
 
-_LIMIT_OVERRIDES: dict[str, Callable[[LimitsSpec, Any], LimitsSpec]] = {
-    "max_payload_bytes": _with("max_payload_bytes"),
-    "rate_per_s": _with("rate_per_s"),
-    "max_connections_per_ip": _with("max_connections_per_ip"),
-    "outbound_queue_size": _with("outbound_queue_size"),
+Apply = Callable[[_Draft, Any, Requirements], None]
+
+
+@dataclass(frozen=True)
+class Convention:
+    """What one memory convention (a field of :class:`~wsforge.memory.Conventions`) overrides."""
+
+    decision: str
+    """The decision it overrides: recorded with ``source: memory``, and how regenerate names it."""
+    apply: Apply
+    """Lays the convention's value onto the draft spec."""
+
+
+def _update(part: str, field_name: str) -> Apply:
+    """Set one field of one part of the draft (``limits.rate_per_s``)."""
+
+    def apply(draft: _Draft, value: Any, req: Requirements) -> None:
+        current = getattr(draft, part)
+        setattr(draft, part, current.model_copy(update={field_name: value}))
+
+    return apply
+
+
+def _lead_codec(draft: _Draft, value: Any, req: Requirements) -> None:
+    first = Codec(value)
+    draft.codecs = [first, *[c for c in draft.codecs if c != first]]
+
+
+def _set_separator(draft: _Draft, value: Any, req: Requirements) -> None:
+    draft.separator = value
+
+
+def _rename_envelope_fields(draft: _Draft, value: Any, req: Requirements) -> None:
+    draft.envelope = EnvelopeSpec(**{**draft.envelope.model_dump(), **value})
+
+
+def _prefer_broker(draft: _Draft, value: Any, req: Requirements) -> None:
+    """Nothing to lay: :func:`_decide_scaling` applies (and records) it, knowing whether it applies."""
+
+
+def _use_transport(draft: _Draft, value: Any, req: Requirements) -> None:
+    draft.transport = Transport(value)
+
+
+def _add_namespaces(draft: _Draft, value: Any, req: Requirements) -> None:
+    draft.namespaces = _merge_namespaces(draft.namespaces, value, req)
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "serialization": Convention("serialization", _lead_codec),
+    "channel_separator": Convention("channels.separator", _set_separator),
+    "envelope_fields": Convention("envelope", _rename_envelope_fields),
+    "preferred_broker": Convention("scaling.strategy", _prefer_broker),
+    "transport": Convention("transport", _use_transport),
+    "heartbeat_interval_s": Convention("heartbeat", _update("heartbeat", "interval_s")),
+    "heartbeat_timeout_s": Convention("heartbeat", _update("heartbeat", "timeout_s")),
+    "max_payload_bytes": Convention("limits.max_payload_bytes", _update("limits", "max_payload_bytes")),
+    "rate_per_s": Convention("limits.rate_per_s", _update("limits", "rate_per_s")),
+    "max_connections_per_ip": Convention(
+        "limits.max_connections_per_ip", _update("limits", "max_connections_per_ip")
+    ),
+    "outbound_queue_size": Convention("limits.outbound_queue_size", _update("limits", "outbound_queue_size")),
+    "jwt_algorithms": Convention("auth.algorithms", _update("auth", "algorithms")),
+    "jwt_audience": Convention("auth.audience", _update("auth", "audience")),
+    "jwt_issuer": Convention("auth.issuer", _update("auth", "issuer")),
+    "namespaces": Convention("channels.namespaces", _add_namespaces),
+    "reconnect_cap_s": Convention("reconnect", _update("reconnect", "cap_s")),
 }
-
-_CONVENTION_KEYS: dict[str, str] = {
-    "serialization": "serialization",
-    "channel_separator": "channels.separator",
-    "envelope_fields": "envelope",
-    "preferred_broker": "scaling.strategy",
-    "transport": "transport",
-    "heartbeat_interval_s": "heartbeat",
-    "heartbeat_timeout_s": "heartbeat",
-    "max_payload_bytes": "limits.max_payload_bytes",
-    "rate_per_s": "limits.rate_per_s",
-    "max_connections_per_ip": "limits.max_connections_per_ip",
-    "outbound_queue_size": "limits.outbound_queue_size",
-    "jwt_algorithms": "auth.algorithms",
-    "jwt_audience": "auth.audience",
-    "jwt_issuer": "auth.issuer",
-    "namespaces": "channels.namespaces",
-    "reconnect_cap_s": "reconnect",
-}
+"""Every memory convention, by its name in ``conventions``: the one table that knows them all
+(``tests/unit/test_architecture.py`` keeps it equal to the fields of ``Conventions``)."""
 
 
-def _apply_conventions(conv: Conventions, d: _Decisions) -> dict[str, Any]:
-    """Record every memory override as a decision and return the overrides to apply."""
-    overrides: dict[str, Any] = {}
+def convention_decisions() -> dict[str, str]:
+    """``{convention name: decision key}``: how regenerate attributes a change to memory."""
+    return {name: rule.decision for name, rule in CONVENTIONS.items()}
+
+
+def _apply_conventions(conv: Conventions, d: _Decisions, draft: _Draft, req: Requirements) -> str | None:
+    """Record every memory override as a decision, lay it onto ``draft``; return the preferred broker.
+
+    Conventions apply in the order of their fields, after every table decision, so each override
+    is recorded with the value the table chose.
+    """
+    preferred_broker: str | None = None
     for name, value in conv.model_dump(exclude_none=True, mode="json").items():
-        key = _CONVENTION_KEYS[name]
+        rule = CONVENTIONS[name]
         if name == "transport" and Transport(value) not in TRANSPORTS_AVAILABLE:
             d.add(
-                key,
+                rule.decision,
                 "websockets",
                 f"memory asks for transport {value}, which this wsforge does not ship yet; kept websockets.",
                 Source.MEMORY,
             )
             continue
         if name == "preferred_broker":
-            overrides[name] = value  # recorded by _decide_scaling, which knows whether it applies
+            preferred_broker = value  # recorded by _decide_scaling, which knows whether it applies
             continue
         if name == "envelope_fields":
             value = {k: v for k, v in value.items() if v is not None}
-        previous = d.rows.get(key)
+        previous = d.rows.get(rule.decision)
         before = f" (the table chose {previous.value!r})" if previous is not None else ""
         d.add(
-            key,
+            rule.decision,
             value,
             f"memory convention `{name}` = {value!r} overrides the decision table{before}.",
             Source.MEMORY,
         )
-        overrides[name] = value
-    return overrides
+        rule.apply(draft, value, req)
+    return preferred_broker

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._yaml import load_yaml_with_lines, read_input_text
+from ._yaml import read_mapping
 from .errors import UserError
 
 CONFIG_FILE = "wsforge.config.yaml"
@@ -39,13 +39,7 @@ def load_config(cwd: Path) -> AgentConfig:
     data: dict[str, object] = {}
     path = cwd / CONFIG_FILE
     if path.is_file():
-        try:
-            loaded = load_yaml_with_lines(read_input_text(path, "config"))[0] or {}
-        except ValueError as exc:
-            raise UserError(f"{path}:{exc}") from exc
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}:1: config must be a mapping")
-        data.update(loaded)
+        data.update(read_mapping(path, UserError, what="config", empty_ok=True)[0])
     if os.environ.get("WSFORGE_MEMORY_DIR"):
         data["memory_dir"] = os.environ["WSFORGE_MEMORY_DIR"]
     if os.environ.get("WSFORGE_CLAUDEDOCS_DIR"):

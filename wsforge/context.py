@@ -40,3 +40,13 @@ class PackagedContextProvider:
             where = ".".join(str(p) for p in exc.absolute_path) or "<root>"
             raise UserError(f"{path}: {where}: {exc.message}") from exc
         return dict(data)
+
+
+KNOWLEDGE_DOMAIN = "websocket"
+"""The domain step 2 asks its ``ContextProvider`` for."""
+
+
+def packaged_knowledge() -> dict[str, Any]:
+    """The knowledge index shipped inside wsforge: what :func:`~wsforge.architecture.design` uses
+    when it is called without one (library use, tests)."""
+    return PackagedContextProvider().get_index(KNOWLEDGE_DOMAIN)

@@ -12,6 +12,7 @@ People edit these YAML files between runs (``memory/<skill>/<project>.yaml``), s
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -21,14 +22,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from ._yaml import load_yaml_with_lines, read_input_text
+from ._yaml import parse_mapping, read_input_text, validate
 from .errors import MemoryStoreError
-from .requirements import format_validation_error
 from .spec import NamespaceSpec
 
 SKILL = "websocket-engineer"
@@ -305,9 +305,7 @@ class YamlMemoryStore:
         if not isinstance(seq, list):
             raise MemoryStoreError(f"{path}: {section}: must be a list to append to")
         seq.append(_to_commented(dict(entry)))
-        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
-        if section in ("history", "compliance") and len(seq) > limit:
-            del seq[: len(seq) - limit]
+        del seq[: len(seq) - len(_trimmed(section, list(seq)))]
         return self._save(path, doc)
 
     # -- internals -------------------------------------------------------------------------
@@ -318,18 +316,11 @@ class YamlMemoryStore:
 
     @staticmethod
     def _validate(path: Path, text: str) -> MemoryEntry:
-        try:
-            data, lines = load_yaml_with_lines(text)
-        except ValueError as exc:
-            raise MemoryStoreError(f"{path}:{exc} (file left untouched)") from exc
-        if not isinstance(data, dict):
-            raise MemoryStoreError(f"{path}:1: memory must be a mapping (file left untouched)")
-        try:
-            return MemoryEntry.model_validate(data)
-        except ValidationError as exc:
-            raise MemoryStoreError(
-                format_validation_error(exc, str(path), lines, MemoryEntry) + " (file left untouched)"
-            ) from exc
+        kept = " (file left untouched)"
+        data, lines = parse_mapping(
+            text, str(path), MemoryStoreError, shape="memory must be a mapping", note=kept
+        )
+        return validate(MemoryEntry, data, str(path), lines, MemoryStoreError, note=kept)
 
     def _load_document(self, path: Path, skill: str, project: str) -> CommentedMap:
         if not path.exists():
@@ -379,40 +370,63 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _trimmed(section: str, items: list[Any]) -> list[Any]:
+    """The log sections keep only their newest entries (both stores trim the same way)."""
+    limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
+    if section in ("history", "compliance") and len(items) > limit:
+        return items[len(items) - limit :]
+    return items
+
+
 class DictMemoryStore:
-    """An in-memory store with the same contract, for tests and library use (not a mock)."""
+    """An in-memory store with the same contract, for tests and library use (not a mock).
+
+    ``tests/unit/test_memory_contract.py`` runs one suite against this store and
+    :class:`YamlMemoryStore`: names checked, mappings merged one level deep (a ``None`` value
+    keeps what is there), logs trimmed, and an update that would not validate refused and not kept.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], dict[str, Any]] = {}
 
+    def _key(self, skill: str, project: str) -> tuple[str, str]:
+        return _check_name("skill", skill), _check_name("project", project)
+
     def get_skill_memory(self, skill: str, project: str) -> MemoryEntry:
-        data = self._entries.get((skill, project))
+        data = self._entries.get(self._key(skill, project))
         if data is None:
             entry = MemoryEntry(skill=skill, project=project)
             entry._greenfield = True
             return entry
-        return MemoryEntry.model_validate(data)
+        return MemoryEntry.model_validate(copy.deepcopy(data))
 
     def update(self, skill: str, project: str, data: Mapping[str, Any]) -> MemoryEntry:
-        current = self._entries.get((skill, project)) or {"skill": skill, "project": project}
-        merged = dict(current)
-        for key, value in data.items():
-            if isinstance(merged.get(key), dict) and isinstance(value, Mapping):
-                merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        key = self._key(skill, project)
+        merged = copy.deepcopy(self._entries.get(key) or {"skill": skill, "project": project})
+        for name, value in copy.deepcopy(dict(data)).items():
+            current = merged.get(name)
+            if isinstance(current, dict) and isinstance(value, Mapping):
+                for k, v in value.items():
+                    if not (v is None and k in current):
+                        current[k] = v
             else:
-                merged[key] = value
-        entry = MemoryEntry.model_validate(merged)
-        self._entries[(skill, project)] = merged
-        return entry
+                merged[name] = value
+        return self._store(key, merged)
 
     def append(
         self, skill: str, project: str, entry: Mapping[str, Any], *, section: str = "history"
     ) -> MemoryEntry:
-        current = dict(self._entries.get((skill, project)) or {"skill": skill, "project": project})
-        current[section] = [*current.get(section, []), dict(entry)]
-        limit = MAX_HISTORY_ENTRIES if section == "history" else MAX_LOG_ENTRIES
-        if section in ("history", "compliance"):
-            current[section] = current[section][-limit:]
-        result = MemoryEntry.model_validate(current)
-        self._entries[(skill, project)] = current
-        return result
+        key = self._key(skill, project)
+        current = copy.deepcopy(self._entries.get(key) or {"skill": skill, "project": project})
+        items = current.get(section)
+        if items is not None and not isinstance(items, list):
+            raise MemoryStoreError(f"<memory {skill}/{project}>: {section}: must be a list to append to")
+        current[section] = _trimmed(section, [*(items or []), copy.deepcopy(dict(entry))])
+        return self._store(key, current)
+
+    def _store(self, key: tuple[str, str], data: dict[str, Any]) -> MemoryEntry:
+        """Validate, then keep: an entry that does not validate is refused and the old one stays."""
+        where = f"<memory {key[0]}/{key[1]}>"
+        entry = validate(MemoryEntry, copy.deepcopy(data), where, None, MemoryStoreError)
+        self._entries[key] = data
+        return entry

@@ -1,9 +1,13 @@
-"""Step 4: spec -> files (pure plan + render), then the only filesystem writer.
+"""Step 4: spec -> files (pure plan + render), then the writer of a fresh project.
 
 :func:`plan_files` decides which template becomes which path (pure). :func:`render_project`
 renders every file in memory (Jinja2 with StrictUndefined, deterministic), then formats Python
 with ruff so templates need not fight the formatter. :func:`write_project` renders into a temp
 directory beside the target and moves it into place, so a failure leaves nothing half-written.
+
+It is one of the writers the pipeline ends with (:class:`~wsforge.workflow.FreshWriter`); the
+others write elsewhere: :func:`~wsforge.update.project.apply_plan` merges into an existing
+project, the memory store and :mod:`~wsforge.reports` write memory and the design documents.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ project templates, then written atomically.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
@@ -15,10 +15,9 @@ from ._resources import templates_dir
 from .config import AgentConfig
 from .errors import TemplateError
 from .memory import atomic_write_text
+from .record import RunResult, need
 from .render import jinja_environment, template_context
-
-if TYPE_CHECKING:
-    from .workflow import RunResult
+from .review.formats import to_markdown
 
 COMPONENTS = ("architecture", "protocol", "server", "client")
 
@@ -50,10 +49,10 @@ def render_reports(result: RunResult) -> dict[str, str]:
             out[f"websocket_{component}_{project}.md"] = env.get_template(name).render(context)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"templates/reports/{name}: {exc}") from exc
-    from .review.formats import to_markdown
-
     compliance = [{**record.as_memory(), "status": record.result} for record in result.checklist]
-    out[f"websocket_review_{project}.md"] = to_markdown(result.review, extra={"compliance": compliance})
+    out[f"websocket_review_{project}.md"] = to_markdown(
+        need(result.review, "the review"), extra={"compliance": compliance}
+    )
     return out
 
 

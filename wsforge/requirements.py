@@ -13,11 +13,12 @@ import keyword
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._yaml import load_yaml_with_lines, locate, read_input_text
+from ._yaml import format_validation_error as format_validation_error
+from ._yaml import read_mapping, validate
 from .errors import RequirementsError
 
 PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
@@ -141,39 +142,6 @@ class Requirements(BaseModel):
 QUESTION_KEYS: tuple[str, ...] = tuple(Requirements.model_fields)
 
 
-def format_validation_error(
-    exc: ValidationError,
-    source: str,
-    lines: dict[tuple[str, ...], int] | None,
-    model: type[BaseModel] | None = None,
-) -> str:
-    """One line per problem: ``file:line: field: message``.
-
-    With ``model`` (the model that was validated), an unknown key names its closest known key
-    (``serialisation`` -> ``did you mean 'serialization'?``). pydantic's ``Value error, `` prefix is
-    dropped: the message is the validator's own sentence.
-    """
-    parts = []
-    for err in exc.errors():
-        loc = tuple(str(p) for p in err["loc"])
-        field = ".".join(loc) or "<root>"
-        line = locate(lines, loc) if lines else None
-        where = f"{source}:{line}" if line else source
-        msg = str(err["msg"])
-        for prefix in ("Value error, ", "Assertion failed, "):
-            msg = msg.removeprefix(prefix)
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-            known = _known_keys(model, err["loc"][:-1]) if model is not None else []
-            close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
-            if close:
-                msg += f"; did you mean {close[0]!r}?"
-        elif err["type"] == "missing":
-            msg = "required answer is missing"
-        parts.append(f"{where}: {field}: {msg}")
-    return "; ".join(parts)
-
-
 def check_known_keys(data: dict[str, Any], source: str, lines: dict[tuple[str, ...], int] | None) -> None:
     """Refuse keys that are not questions, naming the closest one (before "missing answer" noise).
 
@@ -193,33 +161,6 @@ def check_known_keys(data: dict[str, Any], source: str, lines: dict[tuple[str, .
         raise RequirementsError("; ".join(problems))
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The field names of the model found by following ``loc`` from ``model`` (lists, optionals)."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def build_requirements(
     answers: dict[str, Any], *, source: str = "<answers>", lines: dict[tuple[str, ...], int] | None = None
 ) -> Requirements:
@@ -228,24 +169,18 @@ def build_requirements(
     Raises:
         RequirementsError: naming the source, line (when known) and field of each problem.
     """
-    try:
-        return Requirements.model_validate(answers)
-    except ValidationError as exc:
-        raise RequirementsError(format_validation_error(exc, source, lines, Requirements)) from exc
+    return validate(Requirements, answers, source, lines, RequirementsError)
 
 
 def read_answers(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """Read a YAML or JSON answers file into a mapping plus the line of each key."""
-    text = read_input_text(path, "answers file", RequirementsError)
-    try:
-        data, lines = load_yaml_with_lines(text)
-    except ValueError as exc:
-        raise RequirementsError(f"{path}:{exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise RequirementsError(f"{path}:1: answers file must be a mapping of question keys to answers")
-    return data, lines
+    return read_mapping(
+        path,
+        RequirementsError,
+        what="answers file",
+        shape="answers file must be a mapping of question keys to answers",
+        empty_ok=True,
+    )
 
 
 def load_requirements(path: Path) -> Requirements:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._yaml import load_yaml_with_lines, read_input_text
+from ._yaml import load_model
 from .errors import SpecError
-from .requirements import Requirements, format_validation_error
+from .requirements import Requirements
 
 
 class _Model(BaseModel):
@@ -226,14 +226,4 @@ def load_spec(path: Path) -> ArchitectureSpec:
     Raises:
         SpecError: naming the file, line and field.
     """
-    text = read_input_text(path, "spec", SpecError)
-    try:
-        data, lines = load_yaml_with_lines(text)
-    except ValueError as exc:
-        raise SpecError(f"{path}:{exc}") from exc
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}:1: spec must be a mapping")
-    try:
-        return ArchitectureSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, str(path), lines, ArchitectureSpec)) from exc
+    return load_model(path, ArchitectureSpec, SpecError, what="spec")[0]

@@ -21,6 +21,14 @@ from workloads import QUIET_HEARTBEAT_S  # noqa: E402
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every bench self-test is ``slow``: ``pytest -m "not slow"`` is the tool's inner loop."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def node_ready() -> bool:
     return (NODE_DIR / "node_modules" / "ws").exists()
 

@@ -40,7 +40,7 @@ def test_memory_stays_bounded_over_many_runs(workdir: Path, monkeypatch: pytest.
         assert _new(answers) == 0
         sizes.append(len(_memory_path(workdir).read_text().splitlines()))
     data = yaml.safe_load(_memory_path(workdir).read_text())
-    assert [c["step"] for c in data["compliance"]] == [1, 2, 3, 4, 5]
+    assert [c["step"] for c in data["compliance"]] == [1, 3, 2, 4, 5]  # memory is read before the design
     assert len(data["history"]) == 3
     assert all(h["review"] == "findings: none" for h in data["history"])
     assert sizes[3] == sizes[4], sizes  # once history is full, the file stops growing
@@ -117,10 +117,10 @@ def test_message_schema_and_versioning_are_recorded(workdir: Path) -> None:
     assert "v2" in versioning["breaking_change_policy"]
 
 
-def test_breaking_memory_change_is_named_at_step_3_and_flagged_by_review(
+def test_breaking_memory_change_is_named_at_step_2_and_flagged_by_review(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Renaming an envelope field breaks deployed clients: step 3 says so, step 5 reports WSF-MEM-002."""
+    """Renaming an envelope field breaks deployed clients: step 2 (the design) says so, step 5 reports WSF-MEM-002."""
     answers = _answers(workdir)
     assert _new(answers) == 0
     capsys.readouterr()
@@ -132,8 +132,8 @@ def test_breaking_memory_change_is_named_at_step_3_and_flagged_by_review(
 
     assert _new(answers) == 0  # a warning: reported, not failing (use --fail-on warning to gate)
     err = capsys.readouterr().err
-    step3 = next(line for line in err.splitlines() if line.startswith("step 3"))
-    assert "breaks deployed clients: envelope field type renamed on the wire: type -> t" in step3
+    step2 = next(line for line in err.splitlines() if line.startswith("step 2"))
+    assert "breaks deployed clients: envelope field type renamed on the wire: type -> t" in step2
     review = (workdir / "claudedocs" / "websocket_review_chat-demo.md").read_text()
     assert "WSF-MEM-002" in review
     data = yaml.safe_load(path.read_text())
@@ -141,16 +141,16 @@ def test_breaking_memory_change_is_named_at_step_3_and_flagged_by_review(
     assert data["message_schema"]["envelope"]["type"] == "t"  # the new contract is now the recorded one
 
 
-def test_regenerate_names_a_breaking_memory_change_at_step_3(
+def test_regenerate_names_a_breaking_memory_change_at_step_2(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`wsforge regenerate` after a breaking convention edit says so in its step 3 line, like `new`."""
+    """`wsforge regenerate` after a breaking convention edit says so in its step 2 line, like `new`."""
     assert _new(_answers(workdir)) == 0
     path = _memory_path(workdir)
     path.write_text(path.read_text() + "conventions:\n  envelope_fields: {payload: p}\n")
     capsys.readouterr()
     assert main(["regenerate", "chat-demo"]) == 0
-    step3 = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("step 3"))
+    step2 = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("step 2"))
     assert (
-        "WARNING: breaks deployed clients: envelope field payload renamed on the wire: payload -> p" in step3
+        "WARNING: breaks deployed clients: envelope field payload renamed on the wire: payload -> p" in step2
     )

@@ -29,10 +29,10 @@ def test_new_writes_project_docs_and_memory(workdir: Path, chat_answers: Path) -
     for component in DOCS:
         assert (workdir / "claudedocs" / f"websocket_{component}_chat-demo.md").is_file(), component
     memory = yaml.safe_load((workdir / "memory" / SKILL / "chat-demo.yaml").read_text())
-    assert [c["step"] for c in memory["compliance"]] == [1, 2, 3, 4, 5]
+    assert [c["step"] for c in memory["compliance"]] == [1, 3, 2, 4, 5]  # memory before the design
     assert all(c["result"] == "ok" for c in memory["compliance"])
     assert memory["decisions"]
-    assert "greenfield" in memory["compliance"][2]["detail"]
+    assert "greenfield" in memory["compliance"][1]["detail"]
 
 
 def test_memory_edit_is_honoured_on_next_run(workdir: Path, chat_answers: Path) -> None:
@@ -141,7 +141,7 @@ def test_json_summary(workdir: Path, chat_answers: Path, capsys: pytest.CaptureF
     assert _new("--answers", str(chat_answers), "--non-interactive", "--format", "json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["project"] == "chat-demo"
-    assert [c["step"] for c in summary["checklist"]] == [1, 2, 3, 4, 5]
+    assert [c["step"] for c in summary["checklist"]] == [1, 3, 2, 4, 5]
 
 
 def _star_origin_answers(workdir: Path) -> Path:

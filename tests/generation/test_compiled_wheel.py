@@ -16,9 +16,13 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from .fresh_venv import install_in_fresh_venv
 from .matrix import Case
 from .test_render_matrix import render_case
+
+pytestmark = pytest.mark.slow  # builds a project's mypyc-compiled wheel
 
 
 def build_wheel(project: Path, dist: Path, *, compiled: bool) -> Path:

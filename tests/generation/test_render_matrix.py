@@ -21,6 +21,8 @@ from wsforge.cli import main
 
 from .matrix import CASES, Case, case_answers
 
+pytestmark = pytest.mark.slow  # renders every case and runs each project's own suite (browser tests included)
+
 CHECKS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
     ("ruff format", [sys.executable, "-m", "ruff", "format", "--check", "."]),

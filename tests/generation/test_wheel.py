@@ -6,8 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ..conftest import EXAMPLES, REPO
 from .fresh_venv import install_in_fresh_venv
+
+pytestmark = pytest.mark.slow  # builds the wheel and installs it in a fresh venv
 
 
 def test_wheel_installs_and_generates_outside_checkout(tmp_path: Path) -> None:

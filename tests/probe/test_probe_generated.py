@@ -14,6 +14,8 @@ from wsforge.probe import ProbeOptions, run_probes
 from wsforge.review import Severity, review_spec
 from wsforge.review.load import load_target
 
+pytestmark = pytest.mark.slow  # renders the chat project and probes it running
+
 
 @pytest.fixture
 def chat_server(chat_project: Path) -> Iterator[str]:

@@ -13,6 +13,8 @@ from wsforge.probe import ProbeOptions, Verdict, probe_rules, run_probes
 from wsforge.review import ReviewReport, Severity
 from wsforge.review.formats import to_json, to_sarif
 
+pytestmark = pytest.mark.slow  # starts a real server per weakness and probes it over sockets
+
 
 def _options(url: str, **overrides: object) -> ProbeOptions:
     opts = ProbeOptions(

@@ -152,3 +152,11 @@ def test_durable_namespaces_disconnect_slow_consumers() -> None:
         if ns.durable:
             assert ns.backpressure.value == "disconnect", ns.name
             assert ns.history_size > 0
+
+
+def test_every_memory_convention_is_in_the_one_table() -> None:
+    """Each field of ``Conventions`` has exactly one row in ``CONVENTIONS`` (and no row is stale)."""
+    from wsforge.architecture import CONVENTIONS
+    from wsforge.memory import Conventions
+
+    assert list(CONVENTIONS) == list(Conventions.model_fields)

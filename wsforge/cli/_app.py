@@ -1,6 +1,6 @@
 """The typer application and the one place where errors become exit codes.
 
-Exit codes (STYLE.md §4): 0 ok; 1 :class:`UserError` (one red line on stderr, no traceback);
+Exit codes (the README's "Exit codes" table): 0 ok; 1 :class:`UserError` (one red line on stderr, no traceback);
 2 usage (typer); 3 a review or probe found problems (:class:`ReviewFailed`); 4 ``regenerate`` left
 conflicts to resolve; 130 interrupted.
 Anything else is a bug and shows a traceback with locals off.

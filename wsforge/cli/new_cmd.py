@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..config import load_config
+from ..context import PackagedContextProvider
 from ..errors import InteractiveSessionRequired, MemoryStoreError, RequirementsError
 from ..memory import YamlMemoryStore
 from ..render import MANIFEST
@@ -88,6 +89,7 @@ def new(
     cwd = Path.cwd()
     config = load_config(cwd)
     store = YamlMemoryStore(config.memory_dir)
+    context = PackagedContextProvider()
     interactive = not non_interactive and answers is None and sys.stdin.isatty()
     if not non_interactive and answers is None and not sys.stdin.isatty():
         raise InteractiveSessionRequired(
@@ -117,6 +119,7 @@ def new(
             requirements,
             source,
             store=store,
+            context=context,
             config=config,
             dry_run=dry_run,
             output_format=output_format,
@@ -126,15 +129,17 @@ def new(
     result = run_new(
         requirements,
         store=store,
+        context=context,
         config=config,
         target=target,
         force=force,
         dry_run=dry_run,
         requirements_detail=f"answers from {source}",
     )
+    spec = result.spec
     if output_format == "json":
         summary = {
-            "project": result.spec.project,
+            "project": spec.project,
             "target": str(target),
             "dry_run": dry_run,
             "files": sorted(result.files),
@@ -148,7 +153,7 @@ def new(
         stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
     if dry_run:
         stdout.print(f"dry run: nothing written. Plan for {target}:", highlight=False)
-        for action, path in plan_summary(result.spec, target):
+        for action, path in plan_summary(spec, target):
             stdout.print(f"  {action:9} {path}", highlight=False)
         check_fail_after_write(result.review, fail_on, target, result.documents, dry_run=dry_run)
         return

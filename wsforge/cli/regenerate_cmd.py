@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from ..config import AgentConfig, load_config
+from ..context import ContextProvider, PackagedContextProvider
 from ..memory import MemoryStore, YamlMemoryStore
+from ..record import RunResult
 from ..requirements import Requirements
 from ..update.merge import Action, ConflictStyle, FilePlan, unified_diff
-from ..update.run import RegenerateResult, run_regenerate
+from ..update.run import run_regenerate
 from ._app import EXIT_CONFLICTS, app, stderr, stdout, styled
 from .review_cmd import FailOn, SummaryFormat, check_fail_after_write
 
@@ -27,24 +29,24 @@ def _diff(plan: FilePlan) -> str:
     return text
 
 
-def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_format: str) -> None:
+def report(result: RunResult, *, dry_run: bool, show_diff: bool, output_format: str) -> None:
     """Print the plan (and diffs); raise ``typer.Exit(4)`` when conflicts remain."""
-    root = result.run.target
+    root = result.target
     conflicts = [p.path for p in result.conflicts]
     if output_format == "json":
         summary = {
-            "project": result.run.spec.project,
+            "project": result.spec.project,
             "target": str(root),
             "dry_run": dry_run,
             "wrote": result.wrote,
             "plan": [{"path": p.path, "action": p.action.value, "reason": p.reason} for p in result.plans],
             "changes": [str(c) for c in result.changes],
             "conflicts": conflicts,
-            "checklist": [r.as_memory() for r in result.run.checklist],
+            "checklist": [r.as_memory() for r in result.checklist],
         }
         stdout.print_json(json.dumps(summary))
     else:
-        for record in result.run.checklist:
+        for record in result.checklist:
             stderr.print(styled(f"step {record.step}", "green", f" {record.name}: {record.detail}"))
         head = (
             "dry run: nothing written. Plan for"
@@ -64,7 +66,7 @@ def report(result: RegenerateResult, *, dry_run: bool, show_diff: bool, output_f
                 text = _diff(plan)
                 if text:
                     stdout.out(text, end="", highlight=False)
-        for doc in result.run.documents:
+        for doc in result.documents:
             stdout.print(f"  doc       {doc}", highlight=False)
     if conflicts:
         verb = "would remain" if dry_run else "remain"
@@ -86,6 +88,7 @@ def merge_existing(
     source: str,
     *,
     store: MemoryStore,
+    context: ContextProvider,
     config: AgentConfig,
     dry_run: bool,
     output_format: str,
@@ -98,13 +101,14 @@ def merge_existing(
     result = run_regenerate(
         target,
         store=store,
+        context=context,
         config=config,
         dry_run=dry_run,
         requirements=requirements,
         requirements_source=source,
     )
     report(result, dry_run=dry_run, show_diff=dry_run, output_format=output_format)
-    check_fail_after_write(result.run.review, fail_on, target, result.run.documents, dry_run=dry_run)
+    check_fail_after_write(result.review, fail_on, target, result.documents, dry_run=dry_run)
 
 
 @app.command("regenerate")
@@ -139,7 +143,14 @@ def regenerate(
     """
     config = load_config(Path.cwd())
     store = YamlMemoryStore(config.memory_dir)
-    result = run_regenerate(path, store=store, config=config, dry_run=dry_run, conflict=conflict)
+    result = run_regenerate(
+        path,
+        store=store,
+        context=PackagedContextProvider(),
+        config=config,
+        dry_run=dry_run,
+        conflict=conflict,
+    )
     report(
         result,
         dry_run=dry_run,

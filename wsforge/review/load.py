@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._yaml import load_yaml_with_lines, read_input_text
+from .._yaml import Lines, load_model, load_yaml_with_lines, read_input_text
 from ..errors import SpecError, UserError
 from ..memory import MemoryEntry
-from ..spec import ArchitectureSpec, load_spec
+from ..spec import ArchitectureSpec
 
 SPEC_FILE = "wsforge.yaml"
 ANSWER_FOR_SPEC_KEY = {
@@ -69,7 +69,7 @@ def load_target(
     from ..architecture import design
     from ..requirements import load_requirements
 
-    requirements = load_requirements(path)
+    requirements = load_requirements(path)  # reads it as answers: that reader's checks and messages
     spec = design(requirements, memory_for(requirements.project_name))
     mapped = {("requirements", *key): line for key, line in lines.items()}
     for section, answer in ANSWER_FOR_SPEC_KEY.items():
@@ -80,7 +80,5 @@ def load_target(
     return ReviewTarget(spec, path, mapped, None, "answers")
 
 
-def _load_spec(path: Path) -> tuple[ArchitectureSpec, dict[tuple[str, ...], int]]:
-    spec = load_spec(path)
-    _, lines = load_yaml_with_lines(read_input_text(path, "spec", SpecError))
-    return spec, lines
+def _load_spec(path: Path) -> tuple[ArchitectureSpec, Lines]:
+    return load_model(path, ArchitectureSpec, SpecError, what="spec")

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .._yaml import load_yaml_with_lines, read_input_text
+from .._yaml import parse_mapping, read_input_text
 from ..errors import SpecError, UserError
 from ..render import MANIFEST, PRISTINE_DIR, SPEC_FILE
 from .merge import REJ_SUFFIX, Action, FilePlan, MergeFn, git_merge_file, has_markers
@@ -90,15 +90,8 @@ def read_state(root: Path) -> ProjectState:
     spec_bytes = _read_bytes(spec_path)
     if spec_bytes is None:
         raise SpecError(f"{spec_path}: missing; restore it (regenerate designs from it)")
-    try:
-        spec_text = read_input_text(spec_path, "spec", SpecError)
-        data, lines = load_yaml_with_lines(spec_text)
-    except SpecError:
-        raise
-    except ValueError as exc:
-        raise SpecError(f"{spec_path}:{exc}") from exc
-    if not isinstance(data, dict):
-        raise SpecError(f"{spec_path}:1: spec must be a mapping")
+    spec_text = read_input_text(spec_path, "spec", SpecError)
+    data, lines = parse_mapping(spec_text, str(spec_path), SpecError, shape="spec must be a mapping")
 
     state = ProjectState(root, manifest, {}, set(), {}, spec_text, data, lines)
     pristine = root / PRISTINE_DIR

@@ -1,10 +1,11 @@
-"""``wsforge regenerate``: steps 1-5 again over an existing project, applied as a three-way merge.
+"""``wsforge regenerate``: the same pipeline as ``wsforge new``, ended by a three-way merge.
 
-Order matters for "nothing is touched on a bad input": the project's ``.wsforge/`` and
-``wsforge.yaml`` are read, memory is read and validated, the new spec is designed and
-validated and every file is rendered and merged *in memory* before the first write. Only then
-does :func:`~wsforge.update.project.apply_plan` write, and only if something differs (so a
-regenerate with nothing new is a no-op that leaves every mtime alone).
+:class:`MergeWriter` is the :class:`~wsforge.workflow.Writer` for a project that exists. Order
+matters for "nothing is touched on a bad input": the project's ``.wsforge/`` and ``wsforge.yaml``
+are read before step 1, memory is read and validated in step 3, the new design is validated with
+your hand edits laid over it in step 2, and every file is rendered and merged *in memory* before
+the first write. Only then does :func:`~wsforge.update.project.apply_plan` write, and only if
+something differs (so a regenerate with nothing new is a no-op that leaves every mtime alone).
 """
 
 from __future__ import annotations
@@ -14,51 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from ..architecture import design
+from .._yaml import validate
+from ..architecture import convention_decisions
 from ..config import AgentConfig
-from ..context import PackagedContextProvider
+from ..context import ContextProvider
 from ..errors import SpecError, UserError
 from ..memory import MemoryEntry, MemoryStore
-from ..render import SPEC_FILE, manifest, render_project
-from ..reports import write_reports
-from ..requirements import Requirements, format_validation_error
-from ..review import ReviewReport
+from ..record import Run, RunResult, need
+from ..render import SPEC_FILE, manifest
+from ..requirements import Requirements
 from ..spec import ArchitectureSpec, dump_spec
-from ..workflow import Checklist, RunResult, _remember, contract_warning, findings_summary, review_step
+from ..workflow import DryRunWriter, Pipeline, Writer
 from .merge import Action, ConflictStyle, FilePlan, MergeFn, git_merge_file, plan_merge
 from .project import ProjectState, apply_plan, needs_writing, plan_spec_file, read_state, read_working, sha256
-from .spec_edits import Change, Edit, diff, explain, overlay
-
-
-@dataclass
-class RegenerateResult:
-    run: RunResult
-    plans: list[FilePlan]
-    changes: list[Change]
-    overrides: list[Edit]
-    wrote: bool = False
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def conflicts(self) -> list[FilePlan]:
-        return [p for p in self.plans if p.action == Action.CONFLICT]
-
-
-def _convention_keys() -> dict[str, str]:
-    from .. import architecture
-
-    keys = getattr(architecture, "_CONVENTION_KEYS", {})
-    return dict(keys) if isinstance(keys, dict) else {}
+from .spec_edits import diff, explain, overlay
 
 
 def _requirements(state: ProjectState) -> Requirements:
     lines = {k[1:]: v for k, v in state.spec_lines.items() if k[:1] == ("requirements",)}
-    try:
-        return Requirements.model_validate(state.spec_data.get("requirements"))
-    except ValidationError as exc:
-        raise SpecError("requirements: " + format_validation_error(exc, str(state.spec_path), lines)) from exc
+    data = state.spec_data.get("requirements")
+    return validate(
+        Requirements, data, str(state.spec_path), lines, SpecError, prefix="requirements: ", suggest=False
+    )
 
 
 def _memory_guard(memory: MemoryEntry, last: dict[str, Any]) -> None:
@@ -74,33 +53,137 @@ def _memory_guard(memory: MemoryEntry, last: dict[str, Any]) -> None:
 
 
 def _validate(data: dict[str, Any], state: ProjectState) -> ArchitectureSpec:
-    try:
-        return ArchitectureSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(
-            format_validation_error(exc, str(state.spec_path), state.spec_lines)
-            + " (after laying your wsforge.yaml edits over the new design)"
-        ) from exc
+    return validate(
+        ArchitectureSpec,
+        data,
+        str(state.spec_path),
+        state.spec_lines,
+        SpecError,
+        note=" (after laying your wsforge.yaml edits over the new design)",
+        suggest=False,
+    )
 
 
-def _summary(plans: list[FilePlan]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for plan in plans:
-        counts[plan.action.value] = counts.get(plan.action.value, 0) + 1
-    return counts
+def _counts_text(run: Run) -> str:
+    return ", ".join(f"{n} {a}" for a, n in sorted(run.counts.items()))
+
+
+@dataclass
+class MergeWriter(Writer):
+    """Merges the new render into an existing project three ways, as ``copier update`` does."""
+
+    state: ProjectState
+    requirements_source: str = SPEC_FILE
+    conflict: ConflictStyle = ConflictStyle.INLINE
+    merge: MergeFn = git_merge_file
+    event: str = "regenerated"
+    _manifest: dict[str, Any] = field(default_factory=dict, init=False)
+    _blobs: dict[str, bytes] = field(default_factory=dict, init=False)
+
+    @property
+    def last_spec(self) -> dict[str, Any]:
+        """The spec of the last render (its pristine ``wsforge.yaml``, else the last design)."""
+        state = self.state
+        loaded = yaml.safe_load(state.base[SPEC_FILE]) if SPEC_FILE in state.base else dict(state.design_base)
+        return loaded if isinstance(loaded, dict) else {}
+
+    def shape(self, run: Run) -> str:
+        """Refuse a missing memory the last render used; keep your hand edits of ``wsforge.yaml``."""
+        state, last = self.state, self.last_spec
+        _memory_guard(need(run.memory, "memory"), last)
+        designed = need(run.designed, "the design")
+        data, run.overrides = overlay(
+            designed.model_dump(mode="json"), diff(state.design_base, state.spec_data), state.spec_data
+        )
+        spec = run.spec = _validate(data, state)
+        run.changes = explain(
+            last,
+            spec.model_dump(mode="json"),
+            run.overrides,
+            convention_decisions(),
+            requirements_source=self.requirements_source,
+        )
+        parts = []
+        if run.overrides:
+            parts.append(
+                f"{len(run.overrides)} hand edit(s) of wsforge.yaml kept: "
+                + ", ".join(e.dotted for e in run.overrides)
+            )
+        parts.append("changes: " + ("; ".join(map(str, run.changes)) if run.changes else "none"))
+        return "; ".join(parts)
+
+    def plan(self, run: Run) -> None:
+        state, files, spec = self.state, run.files, need(run.spec, "the spec")
+        read_working(state, files)
+        plans = [plan_spec_file(state, files[SPEC_FILE], spec.model_dump(mode="json"), self.merge)]
+        plans += plan_merge(
+            {p: c for p, c in state.base.items() if p != SPEC_FILE},
+            {p: c for p, c in files.items() if p != SPEC_FILE},
+            {p: c for p, c in state.working.items() if p != SPEC_FILE},
+            style=self.conflict,
+            merge=self.merge,
+            unresolved=state.unresolved,
+        )
+        run.plans = [
+            FilePlan(
+                p.path,
+                p.action,
+                "the last render's pristine copy is missing and you changed it; " + p.reason.split("; ")[-1],
+                p.base,
+                p.new,
+                p.working,
+                p.write,
+                p.extra,
+            )
+            if p.path in state.missing_base and p.action == Action.CONFLICT
+            else p
+            for p in sorted(plans, key=lambda p: p.path)
+        ]
+        data = manifest(files, spec)
+        blobs = {sha256(c): c for c in files.values()}
+        designed_text = dump_spec(need(run.designed, "the design")).encode()
+        if designed_text != files[SPEC_FILE]:
+            data["design"] = sha256(designed_text)
+            blobs[data["design"]] = designed_text
+        if run.conflicts:
+            data["conflicts"] = [p.path for p in run.conflicts]
+        self._manifest, self._blobs = data, blobs
+
+    def apply(self, run: Run) -> None:
+        if needs_writing(self.state, run.plans, self._manifest, self._blobs):
+            apply_plan(self.state, run.plans, self._manifest, self._blobs)
+            run.wrote = True
+
+    def code_ready(self, run: Run) -> bool:
+        return True  # the project is there, written now or already up to date
+
+    def describe(self, run: Run) -> str:
+        verb = "planned" if run.dry_run else ("merged into" if run.wrote else "nothing to write in")
+        text = f"{verb} {self.state.root}: {_counts_text(run)}"
+        conflicts = [p.path for p in run.conflicts]
+        return text + (f"; conflicts: {', '.join(conflicts)}" if conflicts else "")
+
+    def history(self, run: Run) -> list[str]:
+        conflicts = [p.path for p in run.conflicts]
+        files_line = "files: " + _counts_text(run)
+        return [
+            *map(str, run.changes),
+            files_line + (f"; conflicts: {', '.join(conflicts)}" if conflicts else ""),
+        ]
 
 
 def run_regenerate(
     target: Path,
     *,
     store: MemoryStore,
+    context: ContextProvider,
     config: AgentConfig,
     dry_run: bool = False,
     conflict: ConflictStyle = ConflictStyle.INLINE,
     requirements: Requirements | None = None,
     requirements_source: str = SPEC_FILE,
     merge: MergeFn = git_merge_file,
-) -> RegenerateResult:
+) -> RunResult:
     """Re-run steps 1-5 for the project at ``target`` and merge the result into it.
 
     Args:
@@ -115,138 +198,13 @@ def run_regenerate(
     """
     root = target.resolve()
     state = read_state(root)
-    last_spec = yaml.safe_load(state.base[SPEC_FILE]) if SPEC_FILE in state.base else dict(state.design_base)
-    checklist = Checklist()
-
-    req = checklist.run(
-        1, lambda: requirements or _requirements(state), lambda _r: f"requirements from {requirements_source}"
+    merger = MergeWriter(state, requirements_source, conflict, merge)
+    pipeline = Pipeline(
+        answers=lambda _run: requirements or _requirements(state),
+        answers_detail=f"requirements from {requirements_source}",
+        store=store,
+        context=context,
+        config=config,
+        writer=DryRunWriter(merger) if dry_run else merger,
     )
-    knowledge = PackagedContextProvider().get_index("websocket")
-    table_spec = checklist.run(
-        2,
-        lambda: design(req, None, knowledge),
-        lambda s: (
-            f"{len(s.decisions)} decisions; {s.scaling.strategy.value}, {s.scaling.instances} instance(s)"
-        ),
-    )
-
-    def step3() -> tuple[MemoryEntry, ArchitectureSpec, ArchitectureSpec, list[Edit], list[Change]]:
-        memory = store.get_skill_memory(config.skill, req.project_name)
-        _memory_guard(memory, last_spec if isinstance(last_spec, dict) else {})
-        designed = table_spec if memory.greenfield else design(req, memory, knowledge)
-        edits = diff(state.design_base, state.spec_data)
-        data, overrides = overlay(designed.model_dump(mode="json"), edits, state.spec_data)
-        spec = _validate(data, state)
-        changes = explain(
-            last_spec if isinstance(last_spec, dict) else {},
-            spec.model_dump(mode="json"),
-            overrides,
-            _convention_keys(),
-            requirements_source=requirements_source,
-        )
-        return memory, designed, spec, overrides, changes
-
-    def step3_detail(
-        value: tuple[MemoryEntry, ArchitectureSpec, ArchitectureSpec, list[Edit], list[Change]],
-    ) -> str:
-        memory, _designed, spec, overrides, changes = value
-        applied = [d.key for d in spec.decisions if d.source.value == "memory"]
-        where = "greenfield: no memory" if memory.greenfield else f"loaded {memory.path}"
-        parts = [
-            f"{where}; {len(applied)} convention(s) applied" + (f" ({', '.join(applied)})" if applied else "")
-        ]
-        if overrides:
-            parts.append(
-                f"{len(overrides)} hand edit(s) of wsforge.yaml kept: "
-                + ", ".join(e.dotted for e in overrides)
-            )
-        parts.append("changes: " + ("; ".join(map(str, changes)) if changes else "none"))
-        return "; ".join(parts) + contract_warning(memory, spec)
-
-    memory, designed, spec, overrides, changes = checklist.run(3, step3, step3_detail)
-    result_box: dict[str, Any] = {}
-
-    def step4() -> list[FilePlan]:
-        files = render_project(spec)
-        read_working(state, files)
-        new_spec_text = files[SPEC_FILE]
-        plans = [plan_spec_file(state, new_spec_text, spec.model_dump(mode="json"), merge)]
-        plans += plan_merge(
-            {p: c for p, c in state.base.items() if p != SPEC_FILE},
-            {p: c for p, c in files.items() if p != SPEC_FILE},
-            {p: c for p, c in state.working.items() if p != SPEC_FILE},
-            style=conflict,
-            merge=merge,
-            unresolved=state.unresolved,
-        )
-        plans = [
-            FilePlan(
-                p.path,
-                p.action,
-                "the last render's pristine copy is missing and you changed it; " + p.reason.split("; ")[-1],
-                *_rest(p),
-            )
-            if p.path in state.missing_base and p.action == Action.CONFLICT
-            else p
-            for p in sorted(plans, key=lambda p: p.path)
-        ]
-        data = manifest(files, spec)
-        blobs = {sha256(c): c for c in files.values()}
-        designed_text = dump_spec(designed).encode()
-        if designed_text != files[SPEC_FILE]:
-            data["design"] = sha256(designed_text)
-            blobs[data["design"]] = designed_text
-        conflicts = [p.path for p in plans if p.action == Action.CONFLICT]
-        if conflicts:
-            data["conflicts"] = conflicts
-        result_box["files"] = files
-        if not dry_run and needs_writing(state, plans, data, blobs):
-            apply_plan(state, plans, data, blobs)
-            result_box["wrote"] = True
-        return plans
-
-    def step4_detail(plans: list[FilePlan]) -> str:
-        counts = _summary(plans)
-        verb = "planned" if dry_run else ("merged into" if result_box.get("wrote") else "nothing to write in")
-        text = f"{verb} {root}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
-        conflicts = [p.path for p in plans if p.action == Action.CONFLICT]
-        return text + (f"; conflicts: {', '.join(conflicts)}" if conflicts else "")
-
-    plans = checklist.run(4, step4, step4_detail)
-    wrote = bool(result_box.get("wrote"))
-    run = RunResult(req, spec, memory, result_box["files"], root, checklist.records, dry_run=dry_run)
-
-    def step5() -> ReviewReport:
-        # Code with conflict markers does not parse: review the spec alone until it is resolved.
-        report = review_step(spec, memory, root, code=not (dry_run or conflicts_now))
-        run.review = report
-        return report
-
-    def step5_detail(report: ReviewReport) -> str:
-        skipped = "; code checks skipped until the conflicts are resolved" if conflicts_now else ""
-        return findings_summary(report) + skipped
-
-    conflicts_now = any(p.action == Action.CONFLICT for p in plans)
-    checklist.run(5, step5, step5_detail)
-    result = RegenerateResult(run, plans, changes, overrides, wrote, _summary(plans))
-    if wrote:
-        run.documents = write_reports(run, config)
-        files_line = "files: " + ", ".join(f"{n} {a}" for a, n in sorted(result.counts.items()))
-        conflicts = [p.path for p in result.conflicts]
-        _remember(
-            run,
-            store,
-            config,
-            event="regenerated",
-            changes=[
-                *map(str, changes),
-                files_line + (f"; conflicts: {', '.join(conflicts)}" if conflicts else ""),
-            ],
-        )
-    return result
-
-
-def _rest(
-    plan: FilePlan,
-) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None, tuple[str, bytes] | None]:
-    return plan.base, plan.new, plan.working, plan.write, plan.extra
+    return pipeline(Run(None, None, None, {}, root, dry_run=dry_run))
