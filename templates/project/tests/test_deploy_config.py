@@ -124,3 +124,28 @@ async def test_websocket_upgrade_passes_through_nginx(running_nginx: tuple[int, 
         received = await ws.recv()
         negotiated = ws.subprotocol
     assert (received, negotiated, seen) == ('{"v":1}', "wsforge.v1.json", ["wsforge.v1.json"])
+
+
+@pytest.mark.asyncio
+async def test_nginx_overwrites_a_client_written_forwarded_for(running_nginx: tuple[int, int]) -> None:
+    """nginx is the edge: the upstream sees the client's address, never what the client wrote in
+    X-Forwarded-For (the server trusts the header only from its proxies, right to left)."""
+    listen, upstream = running_nginx
+    seen: list[str | None] = []
+
+    def record(connection: ServerConnection, request: Any) -> None:
+        seen.append(request.headers.get("X-Forwarded-For"))
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    spoofed = {"X-Forwarded-For": "198.51.100.7"}
+    async with (
+        asyncio.timeout(unit(20)),
+        serve(echo, "127.0.0.1", upstream, process_request=record),
+        connect(f"ws://127.0.0.1:{listen}{ws_path()}", additional_headers=spoofed) as ws,
+    ):
+        await ws.send("x")
+        await ws.recv()
+    assert seen == ["127.0.0.1"]
