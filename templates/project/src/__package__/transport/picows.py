@@ -301,6 +301,8 @@ class _Listener(WSListener):
         self.owner = owner
         self.admission = admission
         self.link: PicowsLink | None = None
+        self.cut: PicowsLink | None = None
+        """The link after a protocol error; its frames are no longer read."""
         self.parts: list[bytes] = []
         self.part_type = WSMsgType.TEXT
         self.part_size = 0
@@ -310,7 +312,7 @@ class _Listener(WSListener):
         self.owner.opened(link, self.admission)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        link = self.link
+        link = self.link if self.link is not None else self.cut
         if link is not None:
             close = transport.close_handshake
             received = close.recv.code if close is not None and close.recv is not None else None
@@ -330,54 +332,61 @@ class _Listener(WSListener):
         link = self.link
         if link is None:
             return
-        link.awaiting_pong = False  # any frame proves the peer is alive
-        kind = frame.msg_type
-        bits: Any = frame  # picows' stubs say bool, its frames hold ints: mypyc would reject them
-        fin = bits.fin
-        if bits.rsv1 or bits.rsv2 or bits.rsv3:
-            raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-        if kind == _MSG_TEXT and fin and not self.parts:
-            # The usual frame: one whole text message, already held to max_size by picows' parser.
-            try:
-                text = frame.get_payload_as_utf8_text()
-            except UnicodeDecodeError:
-                raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
-            link.feed(text)
-        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-            if self.parts:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-            size = frame.payload_size
-            if size > self.owner.max_size:
-                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            if fin:
-                link.feed(_message(kind, frame.get_payload_as_bytes()))
-            else:
-                self.part_type, self.part_size = kind, size
+        try:
+            link.awaiting_pong = False  # any frame proves the peer is alive
+            kind = frame.msg_type
+            bits: Any = frame  # picows' stubs say bool, its frames hold ints: mypyc would reject them
+            fin = bits.fin
+            if bits.rsv1 or bits.rsv2 or bits.rsv3:
+                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
+            if kind == _MSG_TEXT and fin and not self.parts:
+                # The usual frame: one whole text message, already held to max_size by picows' parser.
+                try:
+                    text = frame.get_payload_as_utf8_text()
+                except UnicodeDecodeError:
+                    raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
+                link.feed(text)
+            elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+                if self.parts:
+                    raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                size = frame.payload_size
+                if size > self.owner.max_size:
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                if fin:
+                    link.feed(_message(kind, frame.get_payload_as_bytes()))
+                else:
+                    self.part_type, self.part_size = kind, size
+                    self.parts.append(frame.get_payload_as_bytes())
+            elif kind == WSMsgType.CONTINUATION:
+                if not self.parts:
+                    raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+                self.part_size += frame.payload_size
+                if self.part_size > self.owner.max_size:
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                if len(self.parts) >= self.owner.max_fragments:
+                    self.owner.app.connection_cut(1009, "too many fragments")
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 self.parts.append(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CONTINUATION:
-            if not self.parts:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
-            self.part_size += frame.payload_size
-            if self.part_size > self.owner.max_size:
-                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            if len(self.parts) >= self.owner.max_fragments:
-                self.owner.app.connection_cut(1009, "too many fragments")
-                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "too many fragments")
-            self.parts.append(frame.get_payload_as_bytes())
-            if fin:
-                data, self.parts = b"".join(self.parts), []
-                link.feed(_message(self.part_type, data))
-        elif kind == WSMsgType.PING:
-            self._on_ping(transport, frame, link)
-        elif kind == WSMsgType.CLOSE:
-            self._on_close(transport, frame, link)
-        # PONG only cleared awaiting_pong above.
+                if fin:
+                    data, self.parts = b"".join(self.parts), []
+                    link.feed(_message(self.part_type, data))
+            elif kind == WSMsgType.PING:
+                self._on_ping(transport, frame, link)
+            elif kind == WSMsgType.CLOSE:
+                self._on_close(transport, frame, link)
+            # PONG only cleared awaiting_pong above.
+        except WSProtocolError:
+            # picows closes with its code but still hands over the frames already read: drop
+            # them here, or a bomb of bad frames costs an exception (and a log line) per frame.
+            self.link, self.cut, self.parts = None, link, []
+            raise
 
     def _on_ping(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:
         owner = self.owner
         if link._raw.get_write_buffer_size() > owner.max_buffered:
             # The client pings and does not read: every pong would stay in this buffer.
             owner.app.connection_cut(4009, "write buffer full")
+            self.link, self.cut = None, link  # the frames already read behind this one are dropped
             link.lost(4009)
             transport.disconnect(graceful=False)
             return
