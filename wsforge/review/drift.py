@@ -170,13 +170,19 @@ def read_settings_defaults(source: str) -> dict[str, tuple[Any, int]]:
     return defaults
 
 
+DEMO_PAGE_ORIGINS = ("http://localhost:8765", "http://127.0.0.1:8765")
+"""Appended to ``Settings.allowed_origins`` by ``settings.py.jinja``: the demo page the server
+serves at ``/`` on its default port is allowed by listing its origin, never by matching ``Host``."""
+
+
 def _spec_scalars(dumped: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for section in SETTINGS_SECTIONS:
         for leaf, value in (dumped.get(section) or {}).items():
             if value is None or isinstance(value, dict):
                 continue
             yield f"{section}.{leaf}", value
-    yield "allowed_origins", dumped.get("allowed_origins")
+    origins = list(dumped.get("allowed_origins") or [])
+    yield "allowed_origins", origins + [o for o in DEMO_PAGE_ORIGINS if o not in origins]
     yield "transport", dumped.get("transport")
     yield "scaling.broker_url", dumped["scaling"]["broker_url"]
     yield "protocol.path", dumped["protocol"]["path"]
