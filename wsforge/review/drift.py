@@ -52,6 +52,9 @@ def settings_drift(spec: ArchitectureSpec, project_dir: Path) -> Iterator[Hit]:
         for name in _setting_names(key):
             if name in defaults:
                 actual, line = defaults[name]
+                if key == "allowed_origins" and isinstance(actual, tuple | list):
+                    # The demo page's origins are rendered in on top of the spec's (never drift).
+                    actual = tuple(o for o in actual if o not in DEMO_PAGE_ORIGINS or o in (value or ()))
                 if not _same(actual, value):
                     yield Hit(
                         tuple(key.split(".")),
@@ -181,8 +184,7 @@ def _spec_scalars(dumped: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             if value is None or isinstance(value, dict):
                 continue
             yield f"{section}.{leaf}", value
-    origins = list(dumped.get("allowed_origins") or [])
-    yield "allowed_origins", origins + [o for o in DEMO_PAGE_ORIGINS if o not in origins]
+    yield "allowed_origins", dumped.get("allowed_origins")
     yield "transport", dumped.get("transport")
     yield "scaling.broker_url", dumped["scaling"]["broker_url"]
     yield "protocol.path", dumped["protocol"]["path"]
