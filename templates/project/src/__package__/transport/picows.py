@@ -403,6 +403,10 @@ class _Listener(WSListener):
         link.ping_violations += 1
         if link.ping_violations == s.rate_violations_before_close:
             owner.app.connection_cut(4008, "too many pings")
+            # Stop reading the flooder: parsing what it keeps sending would cost the CPU other
+            # clients need. Its close reply is not awaited; close_timeout_s ends the connection.
+            self.link, self.cut = None, link
+            link._raw.pause_reading()
             owner.spawn(link.close(4008, "too many pings", s.close_timeout_s))
 
     def _on_close(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:

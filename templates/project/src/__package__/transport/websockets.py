@@ -143,8 +143,10 @@ class GuardedConnection(ServerConnection):
             self.owner.app.connection_cut(code, reason)
             self.protocol.fail(code, reason)
             self.send_data()
-            # websockets only times a close out while something awaits a send; a flooder that
-            # never answers the close frame would otherwise keep the socket.
+            # Stop reading a flooder (what it sends now is discarded anyway), and end the
+            # connection after close_timeout_s: websockets only times a close out while something
+            # awaits a send, so a peer that never answers the close frame would keep the socket.
+            self.transport.pause_reading()
             self.loop.call_later(self.owner.settings.close_timeout_s, self.transport.abort)
 
 
