@@ -418,7 +418,9 @@ class Server:
         )
         self.dispatcher = Dispatcher(settings, rpc_names=self.handlers, verifier=self.verifier)
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip, settings.max_connections_total)
-        self.handshakes = HandshakeGate(settings.max_handshakes_per_ip, settings.max_handshakes_total)
+        self.handshakes = HandshakeGate(
+            settings.max_handshakes_per_ip or settings.max_connections_per_ip, settings.max_handshakes_total
+        )
         """TCP connections not yet through the handshake (the limiter counts admitted ones)."""
         self._trusted_proxies = parse_networks(settings.trusted_proxies)
         self.registry: ChannelRegistry[Connection] = ChannelRegistry()
