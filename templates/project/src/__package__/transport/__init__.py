@@ -37,7 +37,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..auth import Identity
 from ..protocol import Codec
@@ -196,6 +196,41 @@ class Transport(Protocol):
     async def stop(self, grace_s: float) -> None:
         """Stop accepting, close every connection with 1001, return within about ``grace_s``."""
         ...
+
+
+def gated_protocol(base: Any) -> Any:
+    """``base`` (picows' ``WSProtocol``) with the unfinished-handshake caps of
+    :meth:`App.handshake_started`: a connection over them is cut before a byte is read.
+
+    Only ``connection_made`` / ``connection_lost`` are overridden: bytes still go straight to
+    picows' own (C) buffer callbacks. The class is built here rather than in ``picows.py``
+    because that module is compiled by mypyc, and a compiled subclass of a Cython class loses
+    its base (its MRO becomes ``object``).
+    """
+
+    class GatedProtocol(base):  # type: ignore[misc]
+        app: App
+        gated_ip: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            base.connection_made(self, transport)
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else ""
+            if self.app.handshake_started(ip):
+                self.gated_ip = ip
+            else:
+                transport.abort()
+
+        def handshake_over(self) -> None:
+            ip, self.gated_ip = self.gated_ip, None
+            if ip is not None:
+                self.app.handshake_ended(ip)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.handshake_over()
+            base.connection_lost(self, exc)
+
+    return GatedProtocol
 
 
 _ADAPTERS = {"websockets": ("websockets", "WebSocketsTransport"), "picows": ("picows", "PicowsTransport")}

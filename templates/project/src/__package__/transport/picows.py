@@ -38,7 +38,7 @@ each shortcut stays RFC 6455-correct:
 * Pings are answered here, not by picows' automatic pong: each spends the connection's ping
   budget (a token bucket made on the first ping), and before answering, a write buffer past
   ``max_buffered_bytes`` cuts the connection (4009). A data frame pays nothing for either.
-* :class:`_GatedProtocol` counts TCP connections whose handshake is unfinished (per IP and in
+* ``_GatedProtocol`` counts TCP connections whose handshake is unfinished (per IP and in
   total, through the server) and cuts those over the caps before reading a byte.
 """
 
@@ -68,7 +68,7 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from ..limits import TokenBucket
-from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed, gated_protocol
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -140,6 +140,10 @@ class _FrameCache:
 
 
 _FRAMES: Final = _FrameCache()
+
+_GatedProtocol: Final[Any] = gated_protocol(WSProtocol)
+"""picows' protocol plus the unfinished-handshake caps; built in ``transport/__init__.py``, which
+the mypyc build leaves alone (a compiled subclass loses its Cython base)."""
 
 
 class PicowsLink:
@@ -496,7 +500,7 @@ class PicowsTransport:
         holder.append(proto)
         return proto
 
-    def _on_request(self, request: WSUpgradeRequest, proto: _GatedProtocol) -> WSUpgradeResponseWithListener:
+    def _on_request(self, request: WSUpgradeRequest, proto: Any) -> WSUpgradeResponseWithListener:
         proto.handshake_over()
         raw_path = request.path.decode("latin-1")
         path, _, query = raw_path.partition("?")
@@ -583,36 +587,6 @@ class PicowsTransport:
             link.transport.disconnect(graceful=False)
         for task in list(self._tasks):
             task.cancel()
-
-
-@mypyc_attr(native_class=False)
-class _GatedProtocol(WSProtocol):  # type: ignore[misc]  # picows' Cython class, untyped here
-    """picows' protocol plus the unfinished-handshake caps (:meth:`App.handshake_started`).
-
-    Only ``connection_made`` / ``connection_lost`` are overridden: bytes still go straight to
-    picows' own (C) buffer callbacks.
-    """
-
-    app: App
-    gated_ip: str | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if peer else ""
-        if self.app.handshake_started(ip):
-            self.gated_ip = ip
-        else:
-            transport.abort()
-
-    def handshake_over(self) -> None:
-        ip, self.gated_ip = self.gated_ip, None
-        if ip is not None:
-            self.app.handshake_ended(ip)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.handshake_over()
-        super().connection_lost(exc)
 
 
 def _http(result: HttpResponse) -> WSUpgradeResponseWithListener:
