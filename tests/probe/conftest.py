@@ -30,6 +30,15 @@ def chat_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def market_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The market-feed example: the picows transport."""
+    spec = design(load_requirements(REPO / "examples" / "market-feed.yaml"))
+    target = tmp_path_factory.mktemp("generated") / "market-feed"
+    write_project(render_project(spec), target, spec)
+    return target
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -37,8 +46,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def generated_server(project: Path, secret: str, **env: str) -> Iterator[str]:
-    """Run `python -m chat_demo` on a free loopback port until the block exits; yields the ws:// URL."""
+def generated_server(project: Path, secret: str, package: str = "chat_demo", **env: str) -> Iterator[str]:
+    """Run `python -m <package>` on a free loopback port until the block exits; yields the ws:// URL."""
     port = _free_port()
     environ = {
         **os.environ,
@@ -50,7 +59,7 @@ def generated_server(project: Path, secret: str, **env: str) -> Iterator[str]:
         **env,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chat_demo"], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", package], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 15 * UNIT

@@ -43,6 +43,24 @@ def test_generated_server_passes_every_probe(chat_server: str) -> None:
     assert not report.failed(Severity.NOTE)
 
 
+def test_generated_picows_server_passes_every_probe(market_project: Path) -> None:
+    """The picows transport (market-feed) passes every probe too, the new frame-level ones included."""
+    with generated_server(market_project, SECRET, "market_feed", WS_MAX_CONNECTIONS_PER_IP="10") as url:
+        opts = ProbeOptions(
+            url=url,
+            jwt_secret=SECRET,
+            origin="https://trade.example.com",
+            timeout_s=3 * UNIT,
+            ping_wait_s=3 * UNIT,
+            oversize_bytes=256 * 1024,
+            flood_count=200,
+            slow_reader_frames=1500,
+        )
+        report = asyncio.run(run_probes(opts))
+    assert report.probes is not None
+    assert {p["name"]: "pass" for p in report.probes} == {p["name"]: p["verdict"] for p in report.probes}
+
+
 def test_fresh_render_has_no_drift(chat_project: Path) -> None:
     """A just-rendered project matches its wsforge.yaml: no drift rule fires."""
     target = load_target(chat_project)

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from tests.probe.servers import ORIGIN, SECRET, UNIT, Weakness, running
+from tests.probe.servers import ORIGIN, SECRET, UNIT, Weakness, running, running_engine_io
 from tests.review.test_formats import _report_schema, _sarif_validator
 from wsforge.probe import ProbeOptions, Verdict, probe_rules, run_probes
 from wsforge.review import ReviewReport, Severity
@@ -55,12 +55,25 @@ async def test_reference_server_passes_every_probe() -> None:
 @pytest.mark.parametrize(
     ("weakness", "probes"),
     [
-        (Weakness(origin_check=False), {"forged-origin"}),
+        (Weakness(origin_check=False), {"forged-origin", "origin-equals-host"}),
         (Weakness(size_limit=False), {"oversized-message"}),
         (Weakness(ping=False), {"server-heartbeat"}),
         (Weakness(rate_limit=False), {"message-flood"}),
+        (Weakness(write_buffer_bound=False), {"control-flood"}),
+        (Weakness(fragment_limit=False), {"fragment-bomb"}),
+        (Weakness(origin_equals_host=True), {"origin-equals-host"}),
+        (Weakness(forwarded_for_cap=True), {"forwarded-for-spoof"}),
     ],
-    ids=["no-origin-check", "no-size-limit", "no-ping", "no-rate-limit"],
+    ids=[
+        "no-origin-check",
+        "no-size-limit",
+        "no-ping",
+        "no-rate-limit",
+        "unbounded-pongs",
+        "unlimited-fragments",
+        "origin-equals-host",
+        "spoofable-per-ip-cap",
+    ],
 )
 @pytest.mark.asyncio
 async def test_single_weakness_is_reported(weakness: Weakness, probes: set[str]) -> None:
@@ -101,6 +114,32 @@ async def test_slow_reader_stalling_other_clients_is_reported() -> None:
     async with running(Weakness(stall_on_slow_reader=True, rate_limit=False)) as url:
         report = await run_probes(_options(url), only=["slow-reader"])
     assert _verdicts(report) == {"slow-reader": "fail"}
+
+
+@pytest.mark.asyncio
+async def test_per_ip_cap_on_the_peer_address_passes_the_spoof_probe() -> None:
+    """A per-IP cap that ignores X-Forwarded-For: the spoofed connection is refused too."""
+    async with running(Weakness(forwarded_for_cap=True)) as url:
+        opts = _options(url)
+        report = await run_probes(opts, only=["forwarded-for-spoof"])
+    assert report.probes is not None
+    # The stand-in keys on the left-most entry, so it fails; the generated server (own test) passes.
+    assert _verdicts(report) == {"forwarded-for-spoof": "fail"}
+    assert "lifted the per-IP cap" in report.probes[0]["detail"]
+
+
+@pytest.mark.asyncio
+async def test_engine_io_endpoint_reports_reply_based_checks_as_not_applicable() -> None:
+    """A Socket.IO endpoint drops wsforge requests: flood and slow-reader are skipped as not
+    applicable instead of passing, while frame-level probes still run."""
+    async with running_engine_io() as url:
+        report = await run_probes(_options(url, jwt_secret=None, origin=None, subprotocols=[]))
+    assert report.probes is not None
+    by_name = {p["name"]: p for p in report.probes}
+    assert (by_name["message-flood"]["verdict"], by_name["slow-reader"]["verdict"]) == ("skip", "skip")
+    assert "not applicable" in by_name["message-flood"]["detail"]
+    assert by_name["ping-pong"]["verdict"] == "pass"
+    assert by_name["control-flood"]["verdict"] == "fail"  # websockets queues its pongs too
 
 
 @pytest.mark.asyncio

@@ -113,3 +113,20 @@ def test_settings_defaults_reader_takes_literals_only() -> None:
     """Computed defaults are skipped; literal ones come with their line."""
     source = "class Settings:\n    a: int = 3\n    b: float = compute()\n    c: tuple[str, ...] = ('x',)\n"
     assert read_settings_defaults(source) == {"a": (3, 2), "c": (("x",), 4)}
+
+
+def test_demo_page_origins_rendered_into_settings_are_not_drift(project: Path) -> None:
+    """The demo page's own origins are appended to the spec's allowlist by the template: no drift;
+    any other extra origin still is."""
+    settings = project / "src" / "chat_demo" / "settings.py"
+    spec_origins = '("http://localhost:8000", "http://127.0.0.1:8000"'
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(
+        text.replace(spec_origins, spec_origins + ', "http://localhost:8765", "http://127.0.0.1:8765"'),
+        encoding="utf-8",
+    )
+    assert "WSF-DRF-001" not in _fired(project)
+    settings.write_text(
+        text.replace(spec_origins, spec_origins + ', "http://evil.example"'), encoding="utf-8"
+    )
+    assert "WSF-DRF-001" in _fired(project)

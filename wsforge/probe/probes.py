@@ -16,22 +16,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..review.model import Criterion, Rule, Severity
 from .rawws import (
     OP_BINARY,
     OP_CLOSE,
+    OP_CONT,
     OP_PING,
     OP_PONG,
     OP_TEXT,
     ProbeConnectionError,
     RawWebSocket,
+    encode_frame,
     open_connection,
 )
 
 FORGED_ORIGIN = "https://attacker.wsforge-probe.invalid"
 BOGUS_SUBPROTOCOL = "wsforge-probe.unsupported"
 RATE_CLOSE_CODES = frozenset({1008, 1013, 4008, 4029})
+NOT_APPLICABLE_EIO = (
+    "not applicable: an Engine.IO / Socket.IO endpoint drops frames that are not Engine.IO packets, "
+    "so replies cannot show a flood or a slow reader"
+)
 
 
 class Verdict(StrEnum):
@@ -64,6 +71,17 @@ class ProbeOptions:
     oversize_bytes: int = 4 * 1024 * 1024 + 1
     flood_count: int = 500
     slow_reader_frames: int = 2000
+    slow_reader_bytes: int = 1024
+    """Filler per request of the slow reader."""
+    control_flood_count: int = 50_000
+    """Pings of 125 bytes sent without reading (about 6.5 MB each way)."""
+    fragment_count: int = 100_000
+    """Empty continuation frames in the fragment bomb (6 bytes each on the wire)."""
+    xff_max_connections: int = 64
+    """Connections opened to find a per-IP cap before trying a spoofed X-Forwarded-For."""
+    engine_io: bool = False
+    """Set by the runner when the endpoint speaks Engine.IO / Socket.IO (checks that rely on
+    replies to a wsforge request are then not applicable)."""
 
     @property
     def has_credentials(self) -> bool:
@@ -160,9 +178,10 @@ async def connect(
     origin: str | bool | None = True,
     subprotocols: list[str] | None = None,
     rcvbuf: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> RawWebSocket:
     """Connect as a well-behaved client unless told otherwise (``token=None`` sends none)."""
-    headers: dict[str, str] = {}
+    headers = dict(headers or {})
     bearer = opts.valid_token() if token is True else token
     if isinstance(bearer, str):
         headers["Authorization"] = f"Bearer {bearer}"
@@ -357,8 +376,10 @@ async def probe_oversized(opts: ProbeOptions) -> ProbeResult:
     fix="Add a per-connection token bucket; answer rate_limited, then close (4008) repeat offenders.",
 )
 async def probe_flood(opts: ProbeOptions) -> ProbeResult:
-    ws = await _opened(opts)
     sent = f"{opts.flood_count} wsforge ping requests back to back"
+    if opts.engine_io:
+        return _result("message-flood", Verdict.SKIP, sent, "", NOT_APPLICABLE_EIO)
+    ws = await _opened(opts)
     try:
         for index in range(opts.flood_count):
             ws.write_frame_nowait(OP_TEXT, ping_request(index))
@@ -586,42 +607,147 @@ async def probe_close(opts: ProbeOptions) -> ProbeResult:
     fix="Give each connection a bounded outbound queue and a policy (drop, coalesce, disconnect 4009).",
 )
 async def probe_slow_reader(opts: ProbeOptions) -> ProbeResult:
-    sent = f"{opts.slow_reader_frames} 1 KiB requests on a connection that never reads, then a request on another"
+    """Measure the server, not the replies: another connection's ping round trip and request
+    latency while one connection sends without reading, and whether the server closes it."""
+    size = opts.slow_reader_bytes
+    sent = (
+        f"{opts.slow_reader_frames} requests of {size} bytes on a connection that never reads, "
+        "then a ping and a request on another"
+    )
+    if opts.engine_io:
+        return _result("slow-reader", Verdict.SKIP, sent, "", NOT_APPLICABLE_EIO)
     answers_requests = await _answers_request(opts)
+    before = await _ping_rtt(opts)
     slow = await _opened(opts, rcvbuf=4096)
     try:
-        filler = "x" * 1024
-        for index in range(opts.slow_reader_frames):
-            slow.write_frame_nowait(OP_TEXT, ping_request(index, filler))
+        filler = "x" * size
+        frames = (encode_frame(OP_TEXT, ping_request(i, filler)) for i in range(opts.slow_reader_frames))
+        written, state = await _write_unread(slow, frames, opts)
         await asyncio.sleep(min(1.0, opts.timeout_s / 5))
+        during = await _ping_rtt(opts)
         served = await _answers_request(opts, label="still-there")
+        other = f"other connection: ping {_ms(before)} before, {_ms(during)} during"
         if answers_requests and not served:
             return _result(
-                "slow-reader", Verdict.FAIL, sent, f"other client got no reply within {opts.timeout_s:g} s"
+                "slow-reader",
+                Verdict.FAIL,
+                sent,
+                f"{other}; no reply to a request within {opts.timeout_s:g} s",
             )
-        state = "slow connection still open"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + opts.timeout_s
-        try:
-            while (remaining := deadline - loop.time()) > 0:
-                frame = await slow.recv_frame(remaining)
-                if frame.opcode == OP_CLOSE:
-                    state = f"slow connection got {_frame_text(OP_CLOSE, frame.payload)}"
-                    break
-        except ProbeConnectionError as exc:
-            if "closed" in str(exc):
-                state = "slow connection was dropped"
+        if before is not None and during is None:
+            return _result("slow-reader", Verdict.FAIL, sent, f"{other}: the server stalled")
+        replies, data, closed = await _read_back(slow, opts)
+        if state == "cut" or closed:
+            return _result("slow-reader", Verdict.PASS, sent, f"{other}; slow connection {closed or 'cut'}")
         if not answers_requests:
             return _result(
                 "slow-reader",
                 Verdict.WARN,
                 sent,
-                state,
+                f"{other}; slow connection still open",
                 "the server does not reply to messages, so stalls are invisible",
             )
-        return _result("slow-reader", Verdict.PASS, sent, f"other client answered; {state}")
+        held = f"{replies} replies ({data / 1e6:.1f} MB) waiting for a reader that read nothing"
+        if state == "drained" and written and replies >= 0.9 * written and data > 8_000_000:
+            return _result(
+                "slow-reader",
+                Verdict.WARN,
+                sent,
+                f"{other}; {held}",
+                "every request was read and answered while the client read nothing: past the kernel's "
+                "buffers the server holds those replies in memory (bound its outbound queue)",
+            )
+        return _result("slow-reader", Verdict.PASS, sent, f"{other}; slow connection open; {held}")
     finally:
         await slow.close_transport()
+
+
+def _ms(seconds: float | None) -> str:
+    return "none" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+async def _ping_rtt(opts: ProbeOptions) -> float | None:
+    """Seconds from a ping to its pong on a fresh connection; None without a pong in time."""
+    ws = await connect(opts)
+    try:
+        if not ws.handshake.accepted:
+            return None
+        started = time.perf_counter()
+        await ws.send_frame(OP_PING, b"rtt")
+        while True:
+            try:
+                frame = await ws.recv_frame(opts.timeout_s)
+            except ProbeConnectionError:
+                return None
+            if frame.opcode == OP_PONG and frame.payload == b"rtt":
+                return time.perf_counter() - started
+            if frame.opcode == OP_CLOSE:
+                return None
+    finally:
+        await ws.close_transport()
+
+
+async def _write_unread(
+    ws: RawWebSocket, frames: Any, opts: ProbeOptions, chunk: int = 500
+) -> tuple[int, str]:
+    """Write ``frames`` without reading, ``chunk`` at a time. Returns how many were written and
+    ``"cut"`` (the server closed or reset us), ``"stalled"`` (it stopped reading: our writes
+    waited ``timeout_s`` in all) or ``"drained"`` (it took everything)."""
+    written = 0
+    waited = 0.0
+    batch: list[bytes] = []
+    transport = ws.writer.transport
+    for data in [*frames, None]:
+        if data is not None:
+            batch.append(data)
+            if len(batch) < chunk:
+                continue
+        if not batch:
+            break
+        if transport.is_closing():
+            return written, "cut"
+        ws.writer.write(b"".join(batch))
+        written += len(batch)
+        batch = []
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(ws.writer.drain(), 0.05)
+        except TimeoutError:
+            waited += time.monotonic() - started
+            if waited > opts.timeout_s:
+                return written, "stalled"
+        except (ConnectionError, OSError):
+            return written, "cut"
+    try:
+        await asyncio.wait_for(ws.writer.drain(), max(0.05, opts.timeout_s - waited))
+    except TimeoutError:
+        return written, "stalled"
+    except (ConnectionError, OSError):
+        return written, "cut"
+    return written, "drained"
+
+
+async def _read_back(
+    ws: RawWebSocket, opts: ProbeOptions, *, opcode: int | None = None
+) -> tuple[int, int, str]:
+    """Read what the server kept for us: (frames of ``opcode`` or data frames, their bytes, how it
+    ended: "" still open, else "closed <code>" / "dropped"). Bounded by 2 x timeout_s, and ends
+    after 1 s without a frame."""
+    count = size = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * opts.timeout_s
+    wanted = (opcode,) if opcode is not None else (OP_TEXT, OP_BINARY)
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            frame = await ws.recv_frame(min(1.0, remaining))
+        except ProbeConnectionError as exc:
+            return count, size, "dropped" if "closed" in str(exc) else ""
+        if frame.opcode == OP_CLOSE:
+            return count, size, f"closed {frame.close_code}"
+        if frame.opcode in wanted:
+            count += 1
+            size += len(frame.payload)
+    return count, size, ""
 
 
 async def _answers_request(opts: ProbeOptions, label: str = "probe") -> bool:
@@ -685,3 +811,169 @@ async def probe_reconnect(opts: ProbeOptions) -> ProbeResult:
         finally:
             await again.close_transport()
     return _result("reconnect-after-drop", Verdict.PASS, sent, f"{dropped}; 3 reconnects answered")
+
+
+@probe(
+    "control-flood",
+    "WSF-PRB-014",
+    Criterion.RESILIENCE,
+    Severity.ERROR,
+    "Ping flood from a client that does not read is answered without limit",
+    why="A WebSocket library answers every ping with a pong, usually without waiting for the socket "
+    "to drain. A client that pings as fast as it can and never reads makes the server queue pongs "
+    "without end (hundreds of MB in seconds) and slows every other client.",
+    fix="Give control frames a per-connection budget (skip pongs or close 4008 past it) and cut a "
+    "connection whose write buffer passes a bound, whatever the frames in it.",
+    budget=lambda o: 8 * o.timeout_s,
+)
+async def probe_control_flood(opts: ProbeOptions) -> ProbeResult:
+    count = opts.control_flood_count
+    sent = f"{count} pings of 125 bytes without reading, then a ping on another connection"
+    before = await _ping_rtt(opts)
+    flood = await _opened(opts, rcvbuf=4096)
+    try:
+        ping = encode_frame(OP_PING, b"p" * 125)
+        written, state = await _write_unread(flood, (ping for _ in range(count)), opts)
+        during = await _ping_rtt(opts)
+        other = f"other connection: ping {_ms(before)} before, {_ms(during)} during"
+        pongs, _, closed = await _read_back(flood, opts, opcode=OP_PONG)
+    finally:
+        await flood.close_transport()
+    if state == "cut" or closed:
+        return _result(
+            "control-flood",
+            Verdict.PASS,
+            sent,
+            f"{pongs} pongs, then {closed or 'cut while sending'}; {other}",
+        )
+    if before is not None and (during is None or during > opts.timeout_s):
+        return _result("control-flood", Verdict.FAIL, sent, other, "the flood stalled other clients")
+    if state == "stalled":
+        return _result(
+            "control-flood", Verdict.PASS, sent, f"the server stopped reading after {written} pings; {other}"
+        )
+    if written and pongs >= 0.9 * written:
+        return _result(
+            "control-flood",
+            Verdict.FAIL,
+            sent,
+            f"{pongs} pongs for {written} pings, connection open; {other}",
+            f"the server queued a pong for every ping ({pongs * 127 / 1e6:.1f} MB) for a client that read nothing",
+        )
+    return _result(
+        "control-flood", Verdict.PASS, sent, f"{pongs} pongs for {written} pings (the rest skipped); {other}"
+    )
+
+
+@probe(
+    "fragment-bomb",
+    "WSF-PRB-015",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Message in unlimited fragments accepted",
+    why="A size cap that counts bytes does not stop a message of 100,000 empty continuation frames: "
+    "each costs the server bookkeeping and a callback, and the message never ends.",
+    fix="Bound the number of fragments per message as well as the assembled size; close with 1009.",
+    budget=lambda o: 6 * o.timeout_s,
+)
+async def probe_fragment_bomb(opts: ProbeOptions) -> ProbeResult:
+    count = opts.fragment_count
+    sent = f"a text message in {count + 2} frames: '{{', {count} empty continuations, '}}'"
+    ws = await _opened(opts)
+    try:
+        head = [encode_frame(OP_TEXT, b"{", fin=False)]
+        empty = encode_frame(OP_CONT, b"", fin=False)
+        frames = [*head, *(empty for _ in range(count)), encode_frame(OP_CONT, b"}")]
+        _, state = await _write_unread(ws, frames, opts, chunk=2000)
+        if state == "cut":
+            return _result("fragment-bomb", Verdict.PASS, sent, "connection cut while sending")
+        try:
+            frame = await ws.wait_close(opts.timeout_s)
+        except ProbeConnectionError:
+            return _result(
+                "fragment-bomb",
+                Verdict.FAIL,
+                sent,
+                "connection still open",
+                f"a message of {count + 2} frames was accepted",
+            )
+        if frame is None:
+            return _result("fragment-bomb", Verdict.PASS, sent, "TCP closed without a close frame")
+        verdict = Verdict.PASS if frame.close_code in (1009, 1008, 1002) else Verdict.WARN
+        return _result("fragment-bomb", verdict, sent, _frame_text(frame.opcode, frame.payload))
+    finally:
+        await ws.close_transport()
+
+
+@probe(
+    "origin-equals-host",
+    "WSF-PRB-016",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Origin equal to the Host header accepted",
+    why="Treating Origin == Host as same-origin lets a DNS-rebinding page in: evil.example resolves "
+    "to the server, and the browser sends Origin http://evil.example:port with Host evil.example:port.",
+    fix="Check Origin against the allowlist only; list the origins of pages the server serves itself.",
+)
+async def probe_origin_equals_host(opts: ProbeOptions) -> ProbeResult:
+    parts = urlsplit(opts.url)
+    host = f"rebind.wsforge-probe.invalid:{parts.port or (443 if parts.scheme == 'wss' else 80)}"
+    origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{host}"
+    return await _handshake_refused(
+        opts,
+        "origin-equals-host",
+        f"valid credentials, Host: {host}, Origin: {origin}",
+        origin=origin,
+        headers={"Host": host},
+    )
+
+
+@probe(
+    "forwarded-for-spoof",
+    "WSF-PRB-017",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Per-IP limit keyed on a client-written X-Forwarded-For",
+    why="A server that takes the client address from X-Forwarded-For as the client wrote it (the "
+    "left-most entry, or any entry when its peer is not a proxy it trusts) lets one client pose as "
+    "any number of addresses: per-IP connection caps and rate limits stop nothing.",
+    fix="Read X-Forwarded-For only from configured proxies (a CIDR list), take the right-most "
+    "untrusted hop, and make the edge proxy overwrite the header instead of appending to it.",
+    budget=lambda o: 4 * o.timeout_s + 0.2 * o.xff_max_connections,
+)
+async def probe_forwarded_for_spoof(opts: ProbeOptions) -> ProbeResult:
+    spoofed = "203.0.113.77"
+    sent = f"connections until one is refused (at most {opts.xff_max_connections}), then one with X-Forwarded-For: {spoofed}"
+    opened: list[RawWebSocket] = []
+    try:
+        refusal = ""
+        for _ in range(opts.xff_max_connections):
+            ws = await connect(opts)
+            opened.append(ws)
+            if not ws.handshake.accepted:
+                refusal = ws.handshake.describe()
+                break
+        if not refusal:
+            return _result(
+                "forwarded-for-spoof",
+                Verdict.SKIP,
+                sent,
+                f"{len(opened)} accepted",
+                "no per-IP cap seen to test",
+            )
+        accepted = len(opened) - 1
+        ws = await connect(opts, headers={"X-Forwarded-For": spoofed})
+        opened.append(ws)
+        got = f"{accepted} accepted, then {refusal}; with the spoofed header: {ws.handshake.describe()}"
+        if ws.handshake.accepted:
+            return _result(
+                "forwarded-for-spoof",
+                Verdict.FAIL,
+                sent,
+                got,
+                "a header the client wrote lifted the per-IP cap",
+            )
+        return _result("forwarded-for-spoof", Verdict.PASS, sent, got)
+    finally:
+        for ws in opened:
+            await ws.close_transport()

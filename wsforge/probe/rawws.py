@@ -176,7 +176,8 @@ async def open_connection(
 ) -> RawWebSocket:
     """Open TCP (TLS for ``wss``), send the upgrade request and read the answer.
 
-    The returned connection may hold a refused handshake: check ``handshake.accepted``.
+    The returned connection may hold a refused handshake: check ``handshake.accepted``. A
+    ``Host`` entry in ``headers`` replaces the one derived from the URL.
 
     Raises:
         ProbeConnectionError: TCP connect failed or no HTTP answer within ``timeout``.
@@ -187,19 +188,14 @@ async def open_connection(
     port = parts.port or (443 if parts.scheme == "wss" else 80)
     context = ssl.create_default_context() if parts.scheme == "wss" else None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, port, ssl=context, limit=MAX_HEADER_BYTES), timeout
-        )
+        reader, writer = await asyncio.wait_for(_connect(parts.hostname, port, context, rcvbuf), timeout)
     except (OSError, TimeoutError) as exc:
         raise ProbeConnectionError(f"cannot connect to {parts.hostname}:{port}: {exc}") from exc
-    if rcvbuf is not None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            import socket
-
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    headers = dict(headers or {})
+    host = headers.pop("Host", None) or (
+        parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    )
     lines = [
         f"GET {target} HTTP/1.1",
         f"Host: {host}",
@@ -210,7 +206,7 @@ async def open_connection(
     ]
     if subprotocols:
         lines.append(f"Sec-WebSocket-Protocol: {', '.join(subprotocols)}")
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     try:
         handshake = await asyncio.wait_for(_read_response(reader), timeout)
@@ -218,6 +214,29 @@ async def open_connection(
         writer.close()
         raise ProbeConnectionError(f"no HTTP answer to the upgrade: {exc!r}") from exc
     return RawWebSocket(reader, writer, handshake)
+
+
+async def _connect(
+    host: str, port: int, context: ssl.SSLContext | None, rcvbuf: int | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if rcvbuf is None:
+        return await asyncio.open_connection(host, port, ssl=context, limit=MAX_HEADER_BYTES)
+    # A small receive buffer set before connecting keeps the advertised window small, so what the
+    # server writes to a client that does not read piles up on the server's side, where it shows.
+    import socket
+
+    info = (await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(info[0], info[1], info[2])
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, info[4])
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(
+        sock=sock, ssl=context, server_hostname=host if context else None, limit=MAX_HEADER_BYTES
+    )
 
 
 async def _read_response(reader: asyncio.StreamReader) -> Handshake:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from ..errors import UserError
 from ..review.model import Check, Criterion, CriterionResult, Finding, ReviewReport, Rule, Severity
 from .probes import PROBES, Probe, ProbeOptions, ProbeResult, Verdict, connect
-from .rawws import ProbeConnectionError
+from .rawws import OP_TEXT, ProbeConnectionError, RawWebSocket
 
 BASELINE_RULE = Rule(
     "WSF-PRB-000",
@@ -92,6 +92,7 @@ async def _baseline(opts: ProbeOptions) -> ProbeResult | None:
         )
     try:
         if ws.handshake.accepted:
+            opts.engine_io = opts.engine_io or await _speaks_engine_io(opts, ws)
             return None
         return ProbeResult(
             "baseline",
@@ -103,6 +104,20 @@ async def _baseline(opts: ProbeOptions) -> ProbeResult | None:
         )
     finally:
         await ws.close_transport()
+
+
+async def _speaks_engine_io(opts: ProbeOptions, ws: RawWebSocket) -> bool:
+    """An Engine.IO endpoint (Socket.IO's transport): ``/socket.io/`` or ``EIO=`` in the URL, or
+    an Engine.IO open packet (``0{"sid":...}``) as the first frame. Its checks that rely on
+    replies to a wsforge request are then reported as not applicable, not as passed."""
+    parts = urlsplit(opts.url)
+    if "/socket.io/" in f"{parts.path}/" or "EIO=" in parts.query:
+        return True
+    try:
+        frame = await ws.recv_frame(min(0.5, opts.timeout_s))
+    except ProbeConnectionError:
+        return False
+    return frame.opcode == OP_TEXT and frame.payload.startswith(b"0{") and b'"sid"' in frame.payload
 
 
 async def _run_one(probe: Probe, opts: ProbeOptions) -> ProbeResult:

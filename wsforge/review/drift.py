@@ -52,6 +52,9 @@ def settings_drift(spec: ArchitectureSpec, project_dir: Path) -> Iterator[Hit]:
         for name in _setting_names(key):
             if name in defaults:
                 actual, line = defaults[name]
+                if key == "allowed_origins" and isinstance(actual, tuple | list):
+                    # The demo page's origins are rendered in on top of the spec's (never drift).
+                    actual = tuple(o for o in actual if o not in DEMO_PAGE_ORIGINS or o in (value or ()))
                 if not _same(actual, value):
                     yield Hit(
                         tuple(key.split(".")),
@@ -168,6 +171,11 @@ def read_settings_defaults(source: str) -> dict[str, tuple[Any, int]]:
                     except ValueError:
                         continue
     return defaults
+
+
+DEMO_PAGE_ORIGINS = ("http://localhost:8765", "http://127.0.0.1:8765")
+"""Appended to ``Settings.allowed_origins`` by ``settings.py.jinja``: the demo page the server
+serves at ``/`` on its default port is allowed by listing its origin, never by matching ``Host``."""
 
 
 def _spec_scalars(dumped: dict[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -17,6 +17,10 @@ export declare const RETRYABLE_ERRORS: ReadonlySet<string>;
 
 /** stop: 1000 1008 4003 4400; retry later: 1013; reauth: 4001; everything else: retry. */
 export declare function classifyClose(code: number): CloseAction;
+/** Bytes a publish grows by on its way to subscribers. */
+export declare const PUBLISH_HEADROOM: number;
+/** The largest request the server answers with anything but `payload_too_large`. */
+export declare function publishLimit(maxPayloadBytes: number): number;
 
 export type Jitter = "full" | "equal" | "none";
 
@@ -143,6 +147,8 @@ export interface ClientOptions {
   tokenTransport?: TokenTransport;
   envelope?: Partial<EnvelopeNames>;
   requestTimeoutMs?: number;
+  /** The server's max_payload_bytes: bigger requests are rejected locally with payload_too_large. */
+  maxPayloadBytes?: number;
   /** Application-level ping interval; 0 (default) relies on the server's heartbeat. */
   pingIntervalMs?: number;
   backoffBaseMs?: number;

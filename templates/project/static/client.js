@@ -22,6 +22,17 @@ const STOP_CODES = new Set([1000, 1008, 4003, 4400]);
 /** Error codes about the server's state, not the request: a subscribe answered so is retried. */
 export const RETRYABLE_ERRORS = new Set(["broker_unavailable", "rate_limited", "internal", "history_unavailable"]);
 
+/** Bytes a publish grows by on its way to subscribers (protocol.py PUBLISH_HEADROOM). */
+export const PUBLISH_HEADROOM = 256;
+
+/**
+ * The largest request frame the server answers with anything but `payload_too_large`, for its
+ * `max_payload_bytes` (protocol.py `publish_limit`); above `maxPayloadBytes` it closes with 1009.
+ */
+export function publishLimit(maxPayloadBytes) {
+  return Math.max(maxPayloadBytes - PUBLISH_HEADROOM, Math.floor(maxPayloadBytes / 2));
+}
+
 /**
  * Map a close code to what the client should do (contract §3, "Close codes").
  * Unknown codes are retried: giving up on a code we do not know would strand a page forever.
@@ -292,6 +303,10 @@ export class WsforgeClient extends EventTarget {
     this.tokenTransport = options.tokenTransport ?? "subprotocol";
     this.envelope = { ...DEFAULT_ENVELOPE, ...(options.envelope ?? {}) };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
+    // The server's max_payload_bytes (the demo page passes the rendered one): a bigger request
+    // is refused here with payload_too_large instead of making the server close with 1009.
+    this.maxFrameBytes = options.maxPayloadBytes ? publishLimit(options.maxPayloadBytes) : Infinity;
+    this.largestSent = { size: 0, id: null };
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
     this.WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     this.now = options.now ?? (() => Date.now());
@@ -380,6 +395,8 @@ export class WsforgeClient extends EventTarget {
 
   onClose(code, reason, wasOpen) {
     this.backoff.recordClose(this.now());
+    if (code === 1009) this.dropRefused();
+    this.largestSent = { size: 0, id: null };
     this.clearTimer(this.pingTimer);
     this.pingTimer = null;
     for (const sub of this.subscriptions.values()) sub.active = false;
@@ -391,6 +408,18 @@ export class WsforgeClient extends EventTarget {
       return;
     }
     this.scheduleReconnect(action);
+  }
+
+  /**
+   * The server closed with 1009: the largest request sent on that connection was too big. Reject
+   * it with payload_too_large instead of resending it after the reconnect (same close again).
+   */
+  dropRefused() {
+    const entry = this.pending.get(this.largestSent.id);
+    if (!entry) return;
+    this.pending.delete(this.largestSent.id);
+    this.clearTimer(entry.timer);
+    entry.reject(new WsforgeError("payload_too_large", "the server closed with 1009 (message too big)"));
   }
 
   /**
@@ -557,7 +586,13 @@ export class WsforgeClient extends EventTarget {
     }
     return new Promise((resolve, reject) => {
       const frame = { v: PROTOCOL_VERSION, type: "request", action, id: nextId(), channel, payload, ...extra };
-      const entry = { frame, resolve, reject, timer: null, timeoutMs: timeoutMs ?? this.requestTimeoutMs };
+      const data = JSON.stringify(encodeEnvelope(frame, this.envelope));
+      const size = utf8Length(data);
+      if (size > this.maxFrameBytes) {
+        reject(new WsforgeError("payload_too_large", `${action} of ${size} bytes; the server takes at most ${this.maxFrameBytes}`));
+        return;
+      }
+      const entry = { frame, data, size, resolve, reject, timer: null, timeoutMs: timeoutMs ?? this.requestTimeoutMs };
       if (this.state === "open" && this.ws) {
         this.transmit(entry);
       } else {
@@ -574,7 +609,8 @@ export class WsforgeClient extends EventTarget {
       this.pending.delete(entry.frame.id);
       entry.reject(new WsforgeError("timeout", `no response to ${entry.frame.action} in ${entry.timeoutMs} ms`));
     }, entry.timeoutMs);
-    this.ws.send(JSON.stringify(encodeEnvelope(entry.frame, this.envelope)));
+    if (entry.size > this.largestSent.size) this.largestSent = { size: entry.size, id: entry.frame.id };
+    this.ws.send(entry.data ?? JSON.stringify(encodeEnvelope(entry.frame, this.envelope)));
   }
 
   /**
@@ -690,4 +726,19 @@ export class WsforgeClient extends EventTarget {
   lastSeq(channel) {
     return this.seqs.lastSeq(channel);
   }
+}
+
+/** Bytes of `text` in UTF-8, without allocating the encoded copy. */
+function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      bytes += 4;
+      i += 1;
+    } else bytes += 3;
+  }
+  return bytes;
 }

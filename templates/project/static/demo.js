@@ -292,6 +292,7 @@ function main() {
     token: config.authMode === "jwt" ? state.token : null,
     tokenTransport: tokenTransport(),
     envelope: config.envelope,
+    maxPayloadBytes: config.maxPayloadBytes,
     backoffBaseMs: r.baseMs,
     backoffCapMs: r.capMs,
     jitter: r.jitter,

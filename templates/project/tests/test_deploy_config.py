@@ -137,3 +137,28 @@ def test_compose_runs_the_instance_count_step_2_planned() -> None:
     upstream = re.findall(r"server app\d+:8765", NGINX_CONF.read_text())
     nginx_needs = compose["services"]["nginx"]["depends_on"]
     assert (planned, planned, planned) == (len(apps), len(upstream), len(nginx_needs))
+
+
+@pytest.mark.asyncio
+async def test_nginx_overwrites_a_client_written_forwarded_for(running_nginx: tuple[int, int]) -> None:
+    """nginx is the edge: the upstream sees the client's address, never what the client wrote in
+    X-Forwarded-For (the server trusts the header only from its proxies, right to left)."""
+    listen, upstream = running_nginx
+    seen: list[str | None] = []
+
+    def record(connection: ServerConnection, request: Any) -> None:
+        seen.append(request.headers.get("X-Forwarded-For"))
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    spoofed = {"X-Forwarded-For": "198.51.100.7"}
+    async with (
+        asyncio.timeout(unit(20)),
+        serve(echo, "127.0.0.1", upstream, process_request=record),
+        connect(f"ws://127.0.0.1:{listen}{ws_path()}", additional_headers=spoofed) as ws,
+    ):
+        await ws.send("x")
+        await ws.recv()
+    assert seen == ["127.0.0.1"]

@@ -2,7 +2,12 @@
 
 Configuration comes from ``WS_*`` environment variables (see ``settings.py``); flags override them.
 Exit status: 0 after a graceful shutdown, 2 for unusable configuration (including an address that
-cannot be listened on, e.g. a port already in use).
+cannot be listened on, e.g. a port already in use, and a ``WS_TRANSPORT`` this project or
+environment cannot load).
+
+At start the soft ``RLIMIT_NOFILE`` is raised to the hard limit: every socket, admitted or still
+in its handshake, is a file descriptor, and distributions default to a soft limit of 1024. A
+warning is logged when even the hard limit is below what the connection caps allow.
 """
 
 from __future__ import annotations
@@ -48,6 +53,34 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
+def raise_open_files_limit(settings: Settings) -> int | None:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; returns the new soft limit (None where
+    the platform has no such limit). Logs a warning when it is below the connection caps' need."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = settings.max_connections_total + settings.max_handshakes_total + 64  # + listener, logs, broker
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("could not raise the open files limit from %d to %d: %s", soft, target, exc)
+    if soft < needed:
+        logger.warning(
+            "open files limit %d is below what the connection caps need (%d: WS_MAX_CONNECTIONS_TOTAL "
+            "+ WS_MAX_HANDSHAKES_TOTAL + 64); connections past it fail with EMFILE. Raise the hard "
+            "limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower the caps",
+            soft,
+            needed,
+            extra={"event": "nofile_low", "limit": soft, "needed": needed},
+        )
+    return soft
+
+
 async def run(settings: Settings) -> None:
     """Serve until a termination signal, then close every connection with 1001 (bounded by the grace)."""
     stop = asyncio.Event()
@@ -78,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    raise_open_files_limit(settings)
     if settings.auth_enabled and not settings.jwt_key:
         variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
         print(f"error: JWT auth is on but no key is set; set {variable}", file=sys.stderr)

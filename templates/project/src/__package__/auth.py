@@ -163,20 +163,17 @@ class JwtVerifier:
         return Identity(user=sub, exp=float(exp) + self._leeway, claims=claims)
 
 
-def check_origin(
-    origin: str | None, allowed: Sequence[str], *, allow_missing: bool, host: str | None = None
-) -> bool:
+def check_origin(origin: str | None, allowed: Sequence[str], *, allow_missing: bool) -> bool:
     """Exact-match Origin allowlist; ``*`` allows any. Browsers always send Origin, other clients rarely.
 
-    A page served by this server itself (Origin ``http(s)://<Host header>``) is same-origin and
-    always allowed: cross-site WebSocket hijacking needs a *foreign* origin, and the demo page
-    must work by opening the server's URL.
+    An Origin equal to the request's Host is *not* trusted: a DNS-rebinding page (``evil.example``
+    resolving to this server) sends ``Origin: http://evil.example:8765`` with ``Host:
+    evil.example:8765``. Pages this server serves itself are allowed by listing their origin (the
+    rendered default lists the demo page's ``http://localhost:8765`` and ``http://127.0.0.1:8765``).
     """
     if origin is None:
         return allow_missing
-    if "*" in allowed or origin in allowed:
-        return True
-    return host is not None and origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+    return "*" in allowed or origin in allowed
 
 
 class Operation(enum.StrEnum):

@@ -489,6 +489,11 @@ class Client:
         classify_close: close code -> :data:`Decision` (default :func:`classify_close`).
         classify_status: HTTP status at the handshake -> :data:`Decision`.
         request_timeout: default seconds :meth:`request` waits for the answer.
+        publish_timeout: default seconds :meth:`publish` waits for its acknowledgement, queueing
+            included (``None``: no limit).
+        max_payload_bytes: the server's ``max_payload_bytes`` (default: this project's setting).
+            A request over :func:`~.protocol.publish_limit` of it is refused here with
+            ``payload_too_large``, never sent: the server would answer the same or close with 1009.
         event_buffer: events kept for :meth:`events`; when full the oldest is dropped and counted
             (``stats.events_dropped``), so an application that never reads events cannot stall the
             answers to its requests.
@@ -509,6 +514,8 @@ class Client:
         classify_status: Callable[[int], Decision] = classify_status,
         retry_later_s: float | None = None,
         request_timeout: float = 10.0,
+        publish_timeout: float | None = 30.0,
+        max_payload_bytes: int | None = None,
         event_buffer: int = 10_000,
         connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
@@ -530,6 +537,10 @@ class Client:
         self._reset_after_s = settings.reconnect_reset_after_s
         self._retry_later_s = settings.reconnect_cap_s if retry_later_s is None else retry_later_s
         self.request_timeout = request_timeout
+        self.publish_timeout = publish_timeout
+        self._max_frame = protocol.publish_limit(max_payload_bytes or settings.max_payload_bytes)
+        self._largest: tuple[int, str] = (0, "")
+        """Size and id of the largest request written on this connection: what a 1009 refused."""
         self._connect_kwargs = dict(connect_kwargs or {})
 
         self.stats = ClientStats()
@@ -671,7 +682,7 @@ class Client:
         payload: Any,
         *,
         msg_id: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = _DEFAULT,
     ) -> int:
         """Publish ``payload`` to ``channel`` and return the ``seq`` the server gave it.
 
@@ -682,10 +693,21 @@ class Client:
 
         Raises:
             MessageDropped: the offline queue overflowed before this publish could be sent.
-            RequestError: refused (``forbidden``, ``rate_limited``, ``payload_too_large``, ...).
+            RequestError: refused (``forbidden``, ``rate_limited``, ...); ``payload_too_large``
+                without sending anything when the frame is over the server's limit, and when
+                the server refused it (error, or close 1009: it is dropped, never resent).
+            TimeoutError: no acknowledgement within ``timeout`` (default ``publish_timeout``).
         """
         self._raise_if_stopped()
-        item = QueuedPublish(channel, payload, msg_id or uuid.uuid4().hex, self._future())
+        msg_id = msg_id or uuid.uuid4().hex
+        size = len(self._encode("0" * 12, "publish", channel, payload, msg_id=msg_id))
+        if size > self._max_frame:
+            raise RequestError(
+                protocol.ErrorCode.PAYLOAD_TOO_LARGE.value,
+                f"publish of about {size} bytes; the server takes at most {self._max_frame}",
+            )
+        timeout = self.publish_timeout if timeout is _DEFAULT else timeout
+        item = QueuedPublish(channel, payload, msg_id, self._future())
         assert item.future is not None
         if self._conn is not None and self._open.is_set():
             await self._send_publish(self._conn, item)
@@ -853,7 +875,23 @@ class Client:
             reader.cancel()
             self._open.clear()
             self._conn = None
+            if conn.close_code == 1009:
+                self._refused_too_big()
+            self._largest = (0, "")
             self._connection_ended()
+
+    def _refused_too_big(self) -> None:
+        """The server closed with 1009: the largest request written on the connection was too big.
+        Fail it rather than resend it after the reconnect (which would only repeat the close)."""
+        pending = self._pending.pop(self._largest[1], None)
+        self._largest = (0, "")
+        if pending is None:
+            return
+        error = RequestError(protocol.ErrorCode.PAYLOAD_TOO_LARGE.value, "the server closed with 1009 (message too big)")
+        logger.warning("%s refused by the server as too big; dropped, not resent", pending.action)
+        for future in (pending.future, pending.outgoing.future if pending.outgoing is not None else None):
+            if future is not None:
+                _fail(future, error)
 
     async def _read(self, conn: ClientConnection) -> None:
         try:
@@ -918,7 +956,7 @@ class Client:
         request_id = str(next(self._ids))
         self._pending[request_id] = pending
         try:
-            await self._send(conn, self._encode(request_id, pending.action, pending.channel, payload))
+            await self._send(conn, self._encode(request_id, pending.action, pending.channel, payload), request_id)
             return await pending.future
         except ConnectionClosed as exc:
             raise ConnectionLost() from exc
@@ -932,7 +970,7 @@ class Client:
         self._pending[request_id] = pending
         # On failure the subscription stays wanted: the next connection resubscribes.
         with contextlib.suppress(ConnectionClosed):
-            await self._send(conn, self._encode(request_id, "subscribe", channel, body))
+            await self._send(conn, self._encode(request_id, "subscribe", channel, body), request_id)
 
     async def _send_publish(self, conn: ClientConnection, item: QueuedPublish) -> None:
         if item.future is not None and item.future.done():
@@ -942,7 +980,7 @@ class Client:
         frame = self._encode(request_id, "publish", item.channel, item.payload, msg_id=item.msg_id)
         # On failure it is still pending: requeued when the connection's end is handled.
         with contextlib.suppress(ConnectionClosed):
-            await self._send(conn, frame)
+            await self._send(conn, frame, request_id)
 
     def _drop(self, victim: QueuedPublish) -> None:
         self.stats.offline_dropped += 1
@@ -1112,7 +1150,9 @@ class Client:
             frame[f.msg_id] = msg_id
         return protocol.encode(self._codec, frame)
 
-    async def _send(self, conn: ClientConnection, frame: bytes) -> None:
+    async def _send(self, conn: ClientConnection, frame: bytes, request_id: str = "") -> None:
+        if len(frame) > self._largest[0]:
+            self._largest = (len(frame), request_id)
         # JSON goes in text frames, MessagePack in binary ones (contract §3).
         await conn.send(frame, text=self._codec.is_text)
 

@@ -41,6 +41,7 @@ from .protocol import (
     error,
     event,
     parse_request,
+    publish_limit,
     response,
 )
 from .settings import Settings
@@ -221,6 +222,7 @@ class Session:
         self._rate = RateGuard(settings.rate_per_s, settings.rate_burst, settings.rate_violations_before_close, now)
         self._bucket = self._rate.bucket
         self._max_payload = settings.max_payload_bytes
+        self._max_publish = publish_limit(settings.max_payload_bytes)
         self._encode = encoder(codec)
         """``orjson.dumps`` itself for JSON: every reply is encoded without a Python frame around it."""
         self._strikes = StrikeCounter(settings.bad_frames_before_close)
@@ -253,8 +255,12 @@ class Session:
         # Every step below runs for every frame: checks are inline where a helper would only
         # add a call (the payload cap, the rate check), and channel actions, nearly all
         # requests, go straight to their router.
-        if len(data) > self._max_payload:
-            return self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        if len(data) > self._max_publish:
+            if len(data) > self._max_payload:
+                return self._close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            large = True
+        else:
+            large = False
         parsed = parse_request(data, self.codec, self.dispatcher.fields)
         if isinstance(parsed, ProtocolError):
             effects: list[Effect] = [self._error(parsed.id, parsed.code, parsed.message, action=parsed.action)]
@@ -264,6 +270,10 @@ class Session:
         wait = self._bucket.take(now)
         if wait == 0.0:
             action = parsed.action
+            if large and action == "publish":
+                # Its event (plus seq, ts, sender) would not fit the limit subscribers are promised.
+                message = f"publish of {len(data)} bytes; at most {self._max_publish} (max_payload_bytes - headroom)"
+                return [self._error(parsed.id, ErrorCode.PAYLOAD_TOO_LARGE, message, action=action)]
             if action in _CHANNEL_ACTIONS:
                 return self._route_channel(parsed, action, now)
             return self._route(parsed, now)

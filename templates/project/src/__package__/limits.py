@@ -7,7 +7,9 @@ answers (send ``rate_limited``, close with 4008, refuse the handshake with 429/5
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -149,3 +151,83 @@ class ConnectionLimiter:
 
     def count(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)
+
+
+class HandshakeGate:
+    """Caps on TCP connections that have not finished the WebSocket handshake, per IP and in total.
+
+    :class:`ConnectionLimiter` only counts admitted connections; without this, sockets that never
+    send an upgrade request (or send it byte by byte) would use up file descriptors unchecked.
+    :meth:`enter` when a TCP connection arrives (False: cut it at once), :meth:`leave` exactly once
+    when it is admitted, refused or gone.
+    """
+
+    def __init__(self, max_per_ip: int, max_total: int) -> None:
+        self._max_per_ip = max_per_ip
+        self._max_total = max_total
+        self._per_ip: dict[str, int] = {}
+        self.total = 0
+
+    def enter(self, ip: str | None) -> Refusal | None:
+        """Count one; ``ip`` None (a trusted proxy, carrying many clients) counts only in the total."""
+        if self.total >= self._max_total:
+            return Refusal.TOTAL
+        if ip is not None:
+            count = self._per_ip.get(ip, 0)
+            if count >= self._max_per_ip:
+                return Refusal.PER_IP
+            self._per_ip[ip] = count + 1
+        self.total += 1
+        return None
+
+    def leave(self, ip: str | None) -> None:
+        if ip is not None:
+            count = self._per_ip.get(ip, 0)
+            if count <= 0:
+                return
+            if count == 1:
+                del self._per_ip[ip]
+            else:
+                self._per_ip[ip] = count - 1
+        if self.total > 0:
+            self.total -= 1
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """``("10.0.0.0/8", "127.0.0.1")`` as networks (a bare address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
+
+
+def trusted_address(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_ip(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+    """The address per-IP limits count: ``peer`` unless it is a trusted proxy.
+
+    Behind trusted proxies, ``X-Forwarded-For`` (every header, in order) is read from the right:
+    each proxy appends the address it got the request from, so the right-most entry that is not a
+    trusted proxy is the client as the outermost trusted proxy saw it. Entries to its left were
+    written by the client and are never used; a malformed entry ends the walk at the last proxy.
+    """
+    if not trusted or not trusted_address(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        if not hop:
+            continue
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # no trusted proxy writes that: the client did, so stop at the last proxy
+        if not trusted_address(hop, trusted):
+            return hop
+        peer = hop
+    return peer

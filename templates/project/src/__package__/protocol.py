@@ -47,6 +47,18 @@ class Codec(enum.Enum):
         return self is Codec.JSON
 
 
+PUBLISH_HEADROOM: Final = 256
+"""Bytes a published payload grows by on its way to subscribers (``seq``, ``ts``, ``sender``): a
+publish larger than ``max_payload_bytes - PUBLISH_HEADROOM`` is answered ``payload_too_large``
+(the connection stays open), so every event fits the same limit; above ``max_payload_bytes``
+the transport closes with 1009 before the frame is read. Clients refuse such a publish locally."""
+
+
+def publish_limit(max_payload_bytes: int) -> int:
+    """The largest publish frame answered with anything but ``payload_too_large`` (see above)."""
+    return max(max_payload_bytes - PUBLISH_HEADROOM, max_payload_bytes // 2)
+
+
 class ErrorCode(enum.StrEnum):
     """Values of ``error.code`` (runtime contract §3)."""
 
@@ -61,6 +73,7 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    TOO_MANY_CHANNELS = "too_many_channels"
     BROKER_UNAVAILABLE = "broker_unavailable"
     HISTORY_UNAVAILABLE = "history_unavailable"
     INTERNAL = "internal"

@@ -32,7 +32,15 @@ from types import TracebackType
 from typing import Any, Final, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
-from .broker import Broker, BrokerUnavailable, ChannelOptions, MemoryBroker, Message, create_broker
+from .broker import (
+    Broker,
+    BrokerUnavailable,
+    ChannelLimitReached,
+    ChannelOptions,
+    MemoryBroker,
+    Message,
+    create_broker,
+)
 from .broker.ordering import LOST_THROUGH
 from .channels import ChannelRegistry, NamespacePolicy
 from .dispatch import (
@@ -50,7 +58,7 @@ from .dispatch import (
     Unsubscribe,
 )
 from .handlers import HANDLERS, Handler, RpcContext, RpcError
-from .limits import ConnectionLimiter, Refusal
+from .limits import ConnectionLimiter, HandshakeGate, Refusal, client_ip, parse_networks, trusted_address
 from .observability import Metrics, readiness
 from .outbox import Outbox, Overflow
 from .protocol import CloseCode, Codec, ErrorCode, select_codec
@@ -378,8 +386,18 @@ class Server:
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics()
+        memory_caps = (
+            {
+                "max_channels": settings.max_channels,
+                "max_channels_per_user": settings.max_channels_per_user,
+                "channel_idle_s": settings.channel_idle_s,
+            }
+            if settings.broker_url.startswith("memory:")
+            else {}
+        )
         self.broker: Broker = broker or create_broker(
             settings.broker_url,
+            **memory_caps,
             idempotency_window_s=settings.idempotency_window_s,
             op_timeout_s=settings.broker_op_timeout_s,
             pool_size=settings.broker_pool_size,
@@ -404,6 +422,11 @@ class Server:
         )
         self.dispatcher = Dispatcher(settings, rpc_names=self.handlers, verifier=self.verifier)
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip, settings.max_connections_total)
+        self.handshakes = HandshakeGate(
+            settings.max_handshakes_per_ip or settings.max_connections_per_ip, settings.max_handshakes_total
+        )
+        """TCP connections not yet through the handshake (the limiter counts admitted ones)."""
+        self._trusted_proxies = parse_networks(settings.trusted_proxies)
         self.registry: ChannelRegistry[Connection] = ChannelRegistry()
         self.connections: set[Connection] = set()
         self.shutting_down = False
@@ -469,6 +492,10 @@ class Server:
         self.shutting_down = True
         grace = self.settings.shutdown_grace_s
         logger.info("shutting down", extra={"event": "shutdown", "connections": len(self.connections)})
+        if self.settings.shutdown_drain_s > 0:
+            # /readyz answers 503 (and upgrades are refused) while connections keep working, so a
+            # load balancer polling readiness takes this instance out before they are closed.
+            await asyncio.sleep(self.settings.shutdown_drain_s)
         if self._transport is not None:
             await self._transport.stop(grace)
         with contextlib.suppress(Exception):
@@ -507,13 +534,28 @@ class Server:
         logger.info("handshake refused: %s", reason, extra={"event": "refused", "status": status, "reason": reason})
         return HttpResponse(status, f"{text}\n".encode(), headers=headers)
 
+    def handshake_started(self, remote_ip: str) -> bool:
+        """:meth:`~.transport.App.handshake_started`; a trusted proxy only counts in the total."""
+        refusal = self.handshakes.enter(self._gate_key(remote_ip))
+        if refusal is None:
+            return True
+        self.metrics.reject("handshakes_per_ip" if refusal is Refusal.PER_IP else "handshakes_total")
+        return False
+
+    def handshake_ended(self, remote_ip: str) -> None:
+        self.handshakes.leave(self._gate_key(remote_ip))
+
+    def _gate_key(self, remote_ip: str) -> str | None:
+        trusted = self._trusted_proxies
+        return None if trusted and trusted_address(remote_ip, trusted) else remote_ip
+
+    def connection_cut(self, code: int, reason: str) -> None:
+        self.metrics.close(code)
+        logger.info("connection cut: %s", reason, extra={"event": "cut", "code": code, "reason": reason})
+
     def _admit(self, request: HandshakeRequest) -> HttpResponse | Admission:
         s = self.settings
-        ip = request.remote_ip
-        if s.trust_forwarded_for:
-            forwarded = request.header("X-Forwarded-For")
-            if forwarded:
-                ip = forwarded.split(",")[0].strip() or ip
+        ip = client_ip(request.remote_ip, request.header_values("X-Forwarded-For"), self._trusted_proxies)
         if self.shutting_down:
             return self._refuse(503, "shutting_down", "server is shutting down", (("Retry-After", "5"),))
         refusal = self.limiter.check(ip)
@@ -521,9 +563,7 @@ class Server:
             return self._refuse(503, refusal.reason, "server is full, try later", (("Retry-After", "5"),))
         if refusal is Refusal.PER_IP:
             return self._refuse(429, refusal.reason, "too many connections from this address", (("Retry-After", "5"),))
-        if not check_origin(
-            request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin, host=request.header("Host")
-        ):
+        if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
             return self._refuse(403, "origin", "origin not allowed")
         offered = request.header_values("Sec-WebSocket-Protocol")
         choice = select_codec(offered, s.codecs)
@@ -713,6 +753,8 @@ class Server:
             published = broker.publish_now(
                 cmd.channel, cmd.payload, options, session.identity.user, cmd.msg_id, now if self._memory_now else None
             )
+        except ChannelLimitReached as exc:
+            return session.failed(cmd, ErrorCode.TOO_MANY_CHANNELS, str(exc))
         except Exception:
             logger.exception("%s failed", cmd.action)
             return session.failed(cmd, ErrorCode.INTERNAL, "internal error")
@@ -769,6 +811,8 @@ class Server:
             if isinstance(cmd, PresenceQuery):
                 members = await self.broker.presence_members(cmd.channel)
                 return session.presence_loaded(cmd, members, self.clock())
+        except ChannelLimitReached as exc:
+            return session.failed(cmd, ErrorCode.TOO_MANY_CHANNELS, str(exc))
         except BrokerUnavailable as exc:
             logger.warning("broker unavailable for %s: %s", cmd.action, exc)
             return session.failed(cmd, ErrorCode.BROKER_UNAVAILABLE, "message broker unavailable, retry later")

@@ -32,6 +32,13 @@ class BrokerBusy(BrokerUnavailable):
     unavailability, but the circuit breaker does not count it: the backend itself is healthy."""
 
 
+class ChannelLimitReached(BrokerError):
+    """A publish would create a channel past a cap (in total or for its sender); nothing was kept.
+
+    The server answers it with the ``too_many_channels`` error; the circuit breaker ignores it.
+    """
+
+
 # Not frozen: a frozen dataclass pays an object.__setattr__ per field (~0.1 us each) and these
 # are built for every request or message. Nothing mutates them after construction. Their own
 # ``__init__`` (``init=False``): dataclass's generated one stays interpreted in the mypyc build.

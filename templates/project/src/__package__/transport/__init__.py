@@ -13,18 +13,31 @@ the small :class:`App` interface:
 3. It calls ``admission.release()`` when the TCP connection is gone, whether or not ``serve`` ran
    (``release`` is idempotent), so connection caps never leak.
 
-The adapter enforces ``settings.max_payload_bytes`` (close 1009), runs the ping/pong heartbeat
-with ``settings.ping_interval_s`` / ``ping_timeout_s`` (close 1011 on timeout), and on
-:meth:`Transport.stop` stops listening and closes every connection with 1001 within the grace period.
+The adapter enforces ``settings.max_payload_bytes`` and ``settings.max_fragments`` per message
+(close 1009), runs the ping/pong heartbeat with ``settings.ping_interval_s`` / ``ping_timeout_s``
+(close 1011 on timeout), and on :meth:`Transport.stop` closes every connection with 1001 within
+the grace period, listening (so ``/readyz`` answers 503) until they are gone. It also defends
+what the server never sees:
+
+* every TCP connection is announced with :meth:`App.handshake_started` before its request is
+  read (False: cut it at once) and :meth:`App.handshake_ended` once its handshake is over, and an
+  unfinished handshake is closed after ``settings.handshake_timeout_s``;
+* pings from the client spend a per-connection token bucket (``rate_per_s`` / ``rate_burst``,
+  like messages); ``rate_violations_before_close`` pings over it close with 4008;
+* a connection whose socket write buffer passes ``settings.max_buffered_bytes`` (pongs included)
+  is cut at once, counted as 4009: a client that does not read cannot take a close frame.
+
+Each close the adapter decides itself is reported with :meth:`App.connection_cut` (metrics).
 :func:`create_transport` picks the adapter named by ``settings.transport``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..auth import Identity
 from ..protocol import Codec
@@ -159,6 +172,19 @@ class App(Protocol):
 
     async def serve(self, link: Link, admission: Admission) -> None: ...
 
+    def handshake_started(self, remote_ip: str) -> bool:
+        """A TCP connection from ``remote_ip`` arrived; False: too many unfinished handshakes, cut it."""
+        ...
+
+    def handshake_ended(self, remote_ip: str) -> None:
+        """Once per :meth:`handshake_started` that returned True: the request was answered or the
+        connection is gone."""
+        ...
+
+    def connection_cut(self, code: int, reason: str) -> None:
+        """The adapter closed a connection for abuse (4008 ping flood, 4009 write buffer, 1009)."""
+        ...
+
 
 class Transport(Protocol):
     """A listening socket bound to an :class:`App`."""
@@ -172,6 +198,41 @@ class Transport(Protocol):
         ...
 
 
+def gated_protocol(base: Any) -> Any:
+    """``base`` (picows' ``WSProtocol``) with the unfinished-handshake caps of
+    :meth:`App.handshake_started`: a connection over them is cut before a byte is read.
+
+    Only ``connection_made`` / ``connection_lost`` are overridden: bytes still go straight to
+    picows' own (C) buffer callbacks. The class is built here rather than in ``picows.py``
+    because that module is compiled by mypyc, and a compiled subclass of a Cython class loses
+    its base (its MRO becomes ``object``).
+    """
+
+    class GatedProtocol(base):  # type: ignore[misc]
+        app: App
+        gated_ip: str | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            base.connection_made(self, transport)
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if peer else ""
+            if self.app.handshake_started(ip):
+                self.gated_ip = ip
+            else:
+                transport.abort()
+
+        def handshake_over(self) -> None:
+            ip, self.gated_ip = self.gated_ip, None
+            if ip is not None:
+                self.app.handshake_ended(ip)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.handshake_over()
+            base.connection_lost(self, exc)
+
+    return GatedProtocol
+
+
 _ADAPTERS = {"websockets": ("websockets", "WebSocketsTransport"), "picows": ("picows", "PicowsTransport")}
 
 
@@ -179,10 +240,23 @@ def create_transport(app: App, settings: Settings) -> Transport:
     """The adapter named by ``settings.transport``, imported only when chosen.
 
     Raises:
-        ValueError: unknown transport name.
+        SettingsError: unknown transport name, or one this project was rendered without (or whose
+            library is not installed); ``python -m`` turns it into exit status 2.
     """
+    from ..settings import SettingsError
+
     adapter = _ADAPTERS.get(settings.transport)
     if adapter is None:
-        raise ValueError(f"unknown transport {settings.transport!r}; expected one of {sorted(_ADAPTERS)}")
-    module = importlib.import_module(f".{adapter[0]}", __package__)
+        raise SettingsError(f"unknown transport {settings.transport!r}; expected one of {sorted(_ADAPTERS)}")
+    try:
+        module = importlib.import_module(f".{adapter[0]}", __package__)
+    except ModuleNotFoundError as exc:
+        raise SettingsError(
+            f"WS_TRANSPORT={settings.transport!r} is not usable here: {exc.msg} "
+            f"(this project ships {', '.join(_shipped())}; install or render the other adapter)"
+        ) from exc
     return cast(Transport, getattr(module, adapter[1])(app, settings))
+
+
+def _shipped() -> list[str]:
+    return [name for name, (module, _) in _ADAPTERS.items() if importlib.util.find_spec(f".{module}", __package__)]

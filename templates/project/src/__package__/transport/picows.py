@@ -33,7 +33,13 @@ each shortcut stays RFC 6455-correct:
   inbox to :meth:`PicowsLink.recv`, so the order of requests never changes.
 * Frames from the client go through picows' parser (masking, lengths, control-frame rules,
   close codes); this module adds what picows leaves to the application: reserved bits,
-  fragmentation order, UTF-8 of text messages, the payload cap (1009) and the heartbeat (1011).
+  fragmentation order, UTF-8 of text messages, the payload and fragment caps (1009) and the
+  heartbeat (1011).
+* Pings are answered here, not by picows' automatic pong: each spends the connection's ping
+  budget (a token bucket made on the first ping), and before answering, a write buffer past
+  ``max_buffered_bytes`` cuts the connection (4009). A data frame pays nothing for either.
+* ``_GatedProtocol`` counts TCP connections whose handshake is unfinished (per IP and in
+  total, through the server) and cuts those over the caps before reading a byte.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import http
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -61,7 +67,8 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
-from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+from ..limits import TokenBucket
+from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed, gated_protocol
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -134,6 +141,10 @@ class _FrameCache:
 
 _FRAMES: Final = _FrameCache()
 
+_GatedProtocol: Final[Any] = gated_protocol(WSProtocol)
+"""picows' protocol plus the unfinished-handshake caps; built in ``transport/__init__.py``, which
+the mypyc build leaves alone (a compiled subclass loses its Cython base)."""
+
 
 class PicowsLink:
     """:class:`~.InlineLink` over one picows connection; fed by :class:`_Listener`'s callbacks.
@@ -156,6 +167,8 @@ class PicowsLink:
         "closed",
         "inline",
         "ping_due",
+        "ping_violations",
+        "pings",
         "transport",
     )
 
@@ -172,6 +185,9 @@ class PicowsLink:
         self.closed = False
         self.awaiting_pong = False
         self.ping_due = asyncio.get_running_loop().time()
+        self.pings: TokenBucket | None = None
+        """The client's ping budget; made on its first ping (most clients never send one)."""
+        self.ping_violations = 0
 
     # -- fed by the listener ------------------------------------------------------------
     def feed(self, message: bytes | str) -> None:
@@ -289,6 +305,8 @@ class _Listener(WSListener):
         self.owner = owner
         self.admission = admission
         self.link: PicowsLink | None = None
+        self.cut: PicowsLink | None = None
+        """The link after a protocol error; its frames are no longer read."""
         self.parts: list[bytes] = []
         self.part_type = WSMsgType.TEXT
         self.part_size = 0
@@ -298,7 +316,7 @@ class _Listener(WSListener):
         self.owner.opened(link, self.admission)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        link = self.link
+        link = self.link if self.link is not None else self.cut
         if link is not None:
             close = transport.close_handshake
             received = close.recv.code if close is not None and close.recv is not None else None
@@ -318,43 +336,82 @@ class _Listener(WSListener):
         link = self.link
         if link is None:
             return
-        link.awaiting_pong = False  # any frame proves the peer is alive
-        kind = frame.msg_type
-        bits: Any = frame  # picows' stubs say bool, its frames hold ints: mypyc would reject them
-        fin = bits.fin
-        if bits.rsv1 or bits.rsv2 or bits.rsv3:
-            raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-        if kind == _MSG_TEXT and fin and not self.parts:
-            # The usual frame: one whole text message, already held to max_size by picows' parser.
-            try:
-                text = frame.get_payload_as_utf8_text()
-            except UnicodeDecodeError:
-                raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
-            link.feed(text)
-        elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-            if self.parts:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-            size = frame.payload_size
-            if size > self.owner.max_size:
-                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            if fin:
-                link.feed(_message(kind, frame.get_payload_as_bytes()))
-            else:
-                self.part_type, self.part_size = kind, size
+        try:
+            link.awaiting_pong = False  # any frame proves the peer is alive
+            kind = frame.msg_type
+            bits: Any = frame  # picows' stubs say bool, its frames hold ints: mypyc would reject them
+            fin = bits.fin
+            if bits.rsv1 or bits.rsv2 or bits.rsv3:
+                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
+            if kind == _MSG_TEXT and fin and not self.parts:
+                # The usual frame: one whole text message, already held to max_size by picows' parser.
+                try:
+                    text = frame.get_payload_as_utf8_text()
+                except UnicodeDecodeError:
+                    raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
+                link.feed(text)
+            elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+                if self.parts:
+                    raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                size = frame.payload_size
+                if size > self.owner.max_size:
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                if fin:
+                    link.feed(_message(kind, frame.get_payload_as_bytes()))
+                else:
+                    self.part_type, self.part_size = kind, size
+                    self.parts.append(frame.get_payload_as_bytes())
+            elif kind == WSMsgType.CONTINUATION:
+                if not self.parts:
+                    raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+                self.part_size += frame.payload_size
+                if self.part_size > self.owner.max_size:
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                if len(self.parts) >= self.owner.max_fragments:
+                    self.owner.app.connection_cut(1009, "too many fragments")
+                    raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 self.parts.append(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CONTINUATION:
-            if not self.parts:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
-            self.part_size += frame.payload_size
-            if self.part_size > self.owner.max_size:
-                raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            self.parts.append(frame.get_payload_as_bytes())
-            if fin:
-                data, self.parts = b"".join(self.parts), []
-                link.feed(_message(self.part_type, data))
-        elif kind == WSMsgType.CLOSE:
-            self._on_close(transport, frame, link)
-        # PING is answered by picows (enable_auto_pong); PONG only cleared awaiting_pong above.
+                if fin:
+                    data, self.parts = b"".join(self.parts), []
+                    link.feed(_message(self.part_type, data))
+            elif kind == WSMsgType.PING:
+                self._on_ping(transport, frame, link)
+            elif kind == WSMsgType.CLOSE:
+                self._on_close(transport, frame, link)
+            # PONG only cleared awaiting_pong above.
+        except WSProtocolError:
+            # picows closes with its code but still hands over the frames already read: drop
+            # them here, or a bomb of bad frames costs an exception (and a log line) per frame.
+            self.link, self.cut, self.parts = None, link, []
+            raise
+
+    def _on_ping(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:
+        owner = self.owner
+        if link._raw.get_write_buffer_size() > owner.max_buffered:
+            # The client pings and does not read: every pong would stay in this buffer.
+            owner.app.connection_cut(4009, "write buffer full")
+            self.link, self.cut = None, link  # the frames already read behind this one are dropped
+            link.lost(4009)
+            transport.disconnect(graceful=False)
+            return
+        s = owner.settings
+        now = asyncio.get_running_loop().time()
+        bucket = link.pings
+        if bucket is None:
+            bucket = link.pings = TokenBucket(s.rate_per_s, s.rate_burst, now)
+        if bucket.take(now) == 0.0:
+            transport.send_pong(frame.get_payload_as_bytes())
+            return
+        # Over budget: no pong (RFC 6455 lets an endpoint skip pongs it is flooded with), and
+        # after rate_violations_before_close of them, close 4008 like a message flood.
+        link.ping_violations += 1
+        if link.ping_violations == s.rate_violations_before_close:
+            owner.app.connection_cut(4008, "too many pings")
+            # Stop reading the flooder: parsing what it keeps sending would cost the CPU other
+            # clients need. Its close reply is not awaited; close_timeout_s ends the connection.
+            self.link, self.cut = None, link
+            link._raw.pause_reading()
+            owner.spawn(link.close(4008, "too many pings", s.close_timeout_s))
 
     def _on_close(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:
         waiter = link._close_waiter
@@ -398,16 +455,18 @@ class PicowsTransport:
     """:class:`~.Transport` on ``picows``: one asyncio server, one heartbeat task for all links."""
 
     def __init__(self, app: App, settings: Settings) -> None:
-        self._app = app
-        self._settings = settings
+        self.app = app
+        self.settings = settings
         self.max_size = settings.max_payload_bytes
+        self.max_fragments = settings.max_fragments
+        self.max_buffered = settings.max_buffered_bytes
         self.links: set[PicowsLink] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> tuple[str, int]:
-        s = self._settings
+        s = self.settings
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, s.host, s.port, backlog=4096)
         self._heartbeat = asyncio.create_task(self._beat())
@@ -419,31 +478,33 @@ class PicowsTransport:
         """picows' own protocol, built as ``ws_create_server`` builds it, but with a listener
         factory that also knows the peer address (needed for per-IP caps at the handshake)."""
         holder: list[Any] = []
-        s = self._settings
-        proto = WSProtocol(
+        s = self.settings
+        proto = _GatedProtocol(
             None,  # host:port (client side only)
             None,  # path (client side only)
             False,  # is_client_side
             lambda request: self._on_request(request, holder[0]),
             logging.getLogger("picows.server"),
             True,  # disconnect_on_exception: WSProtocolError from a callback closes with its code
-            s.close_timeout_s,  # handshake timeout
+            s.handshake_timeout_s,  # an unfinished handshake is closed after this
             False,  # auto ping: off, the heartbeat task pings and closes with 1011
             s.ping_interval_s,
             s.ping_interval_s,
             1,  # auto ping strategy (unused)
-            True,  # auto pong
+            False,  # auto pong: off, _Listener answers pings within the client's budget
             self.max_size,  # larger frames: picows closes with 1009 before buffering them
             None,  # extra headers (client side only)
             READ_BUFFER_BYTES,
         )
+        proto.app = self.app
         holder.append(proto)
         return proto
 
-    def _on_request(self, request: WSUpgradeRequest, proto: WSProtocol) -> WSUpgradeResponseWithListener:
+    def _on_request(self, request: WSUpgradeRequest, proto: Any) -> WSUpgradeResponseWithListener:
+        proto.handshake_over()
         raw_path = request.path.decode("latin-1")
         path, _, query = raw_path.partition("?")
-        if path == self._settings.path and not _is_upgrade(request):
+        if path == self.settings.path and not _is_upgrade(request):
             return _http(
                 HttpResponse(426, b"WebSocket upgrade required\n", headers=(("Upgrade", "websocket"),))
             )
@@ -454,7 +515,7 @@ class PicowsTransport:
             headers=tuple(request.headers.items()),
             remote_ip=str(peer[0]) if peer else "",
         )
-        result = self._app.handshake(handshake)
+        result = self.app.handshake(handshake)
         if isinstance(result, HttpResponse):
             return _http(result)
         extra = [("Sec-WebSocket-Protocol", result.subprotocol)] if result.subprotocol else []
@@ -463,24 +524,27 @@ class PicowsTransport:
 
     def opened(self, link: PicowsLink, admission: Admission) -> None:
         self.links.add(link)
-        task = asyncio.get_running_loop().create_task(self._serve(link, admission))
+        self.spawn(self._serve(link, admission))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, link: PicowsLink, admission: Admission) -> None:
         try:
-            await self._app.serve(link, admission)
+            await self.app.serve(link, admission)
         except Exception:
             logger.exception("connection handler failed")
-            await link.close(1011, "internal error", self._settings.close_timeout_s)
+            await link.close(1011, "internal error", self.settings.close_timeout_s)
         finally:
             if not link.closed:
-                await link.close(1000, "", self._settings.close_timeout_s)
+                await link.close(1000, "", self.settings.close_timeout_s)
             admission.release()
 
     async def _beat(self) -> None:
         """Ping every link each ``ping_interval_s``; close 1011 when no frame came back in time."""
-        s = self._settings
+        s = self.settings
         loop = asyncio.get_running_loop()
         tick = min(s.ping_interval_s, s.ping_timeout_s) / 2
         while True:
@@ -501,10 +565,11 @@ class PicowsTransport:
                     link.ping_due = now
 
     async def stop(self, grace_s: float) -> None:
+        """Close every connection with 1001, then stop listening: until they are gone, ``/readyz``
+        still answers (503) and new upgrades are refused by the server (503)."""
         server = self._server
         if server is None:
             return
-        server.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         closing = [
@@ -517,6 +582,7 @@ class PicowsTransport:
                     await asyncio.gather(*closing, return_exceptions=True)
                 if self._tasks:
                     await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        server.close()
         for link in list(self.links):
             link.transport.disconnect(graceful=False)
         for task in list(self._tasks):
