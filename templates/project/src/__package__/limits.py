@@ -140,14 +140,8 @@ class ConnectionLimiter:
         return refusal
 
     def release(self, ip: str) -> None:
-        count = self._per_ip.get(ip, 0)
-        if count <= 0:
-            return
-        if count == 1:
-            del self._per_ip[ip]
-        else:
-            self._per_ip[ip] = count - 1
-        self.total -= 1
+        if _take_one(self._per_ip, ip):
+            self.total -= 1
 
     def count(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)
@@ -181,16 +175,22 @@ class HandshakeGate:
         return None
 
     def leave(self, ip: str | None) -> None:
-        if ip is not None:
-            count = self._per_ip.get(ip, 0)
-            if count <= 0:
-                return
-            if count == 1:
-                del self._per_ip[ip]
-            else:
-                self._per_ip[ip] = count - 1
+        if ip is not None and not _take_one(self._per_ip, ip):
+            return
         if self.total > 0:
             self.total -= 1
+
+
+def _take_one(counts: dict[str, int], ip: str) -> bool:
+    """Decrement ``ip``'s count, dropping the key at zero; False when it held none (a double release)."""
+    count = counts.get(ip, 0)
+    if count <= 0:
+        return False
+    if count == 1:
+        del counts[ip]
+    else:
+        counts[ip] = count - 1
+    return True
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
