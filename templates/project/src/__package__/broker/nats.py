@@ -423,6 +423,8 @@ class NatsBroker:
         subject = self._subject(channel, kind)
         _, last = await self._tail(subject)
         epoch = self._epochs.get(kind, "")
+        # A subscribing server answers its client with this position: the gate must hold it too.
+        self._gate.anchor(channel, epoch, last)
         if since_seq == last:
             return History(messages=[], epoch=epoch, last_seq=last, recovered=True)
         if since_seq > last or keep == 0 or limit <= 0:

@@ -61,6 +61,15 @@ class SequenceGate:
         state = self._channels.get(channel)
         return (None, None) if state is None else (state.epoch, state.last)
 
+    def anchor(self, channel: str, epoch: str, last: int) -> None:
+        """Take ``(epoch, last)`` from a history read as the position of a channel that has had no
+        live message yet, so messages published before this instance's live subscription was in
+        force (the broker was reconnecting) are refilled, not skipped. No-op once a position exists.
+        """
+        state = self._channels.get(channel)
+        if state is not None and state.last is None:
+            state.epoch, state.last = epoch, last
+
     def offer(self, message: Message, epoch: str | None = None) -> list[Message]:
         """Accept one message from the wire; returns the messages now deliverable, in order."""
         state = self._channels.get(message.channel)

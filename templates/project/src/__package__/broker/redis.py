@@ -480,6 +480,8 @@ class RedisBroker:
             recovered = False
         else:
             recovered = bool(messages) and messages[0].seq == since_seq + 1
+        # A subscribing server answers its client with this position: the gate must hold it too.
+        self._gate.anchor(channel, epoch_s, last)
         return History(messages=messages, epoch=epoch_s, last_seq=last, recovered=recovered)
 
     # -- presence ----------------------------------------------------------------------------
