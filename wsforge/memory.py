@@ -228,10 +228,7 @@ def _merge_into(target: CommentedMap, key: str, value: Any) -> None:
 
 
 def _same(current: Any, value: Any) -> bool:
-    try:
-        return bool(_plain_data(current) == _plain_data(value))
-    except Exception:
-        return False
+    return bool(_plain_data(current) == _plain_data(value))
 
 
 def _plain_data(value: Any) -> Any:

@@ -179,15 +179,18 @@ async def _two_clients(url: str) -> None:
     )
     bob = await connect(url, additional_headers={"Authorization": f"Bearer {_token('bob')}"}, origin=origin)
 
+    async def receive(ws: ClientConnection, frames: int) -> None:
+        for _ in range(frames):
+            await asyncio.wait_for(ws.recv(), 5 * UNIT)
+
     async def request(ws: ClientConnection, frame: dict[str, object], answers: int) -> None:
         await ws.send(json.dumps(frame))
-        for _ in range(answers):
-            await asyncio.wait_for(ws.recv(), 5 * UNIT)
+        await receive(ws, answers)
 
     subscribe = {"v": 1, "type": "request", "action": "subscribe", "id": "1", "channel": "room:lobby"}
     await request(alice, subscribe, 1)
     await request(bob, subscribe, 1)
-    await asyncio.sleep(0.1 * UNIT)  # alice's presence.join for bob
+    await receive(alice, 1)  # alice's presence.join for bob
     publish = {
         "v": 1,
         "type": "request",
@@ -196,10 +199,10 @@ async def _two_clients(url: str) -> None:
         "channel": "room:lobby",
         "payload": {"t": "hi"},
     }
-    await request(alice, publish, 0)
-    await asyncio.sleep(0.3 * UNIT)
+    await request(alice, publish, 2)  # its message event and its response
+    await receive(bob, 1)  # the message event
     await alice.close()
-    await asyncio.sleep(0.2 * UNIT)  # bob's presence.leave for alice
+    await receive(bob, 1)  # bob's presence.leave for alice
     await bob.close()
 
 
