@@ -39,12 +39,16 @@ from .spec import (
     Decision,
     EnvelopeSpec,
     HeartbeatSpec,
+    HooksSpec,
     LimitsSpec,
     NamespaceSpec,
     ProtocolSpec,
+    PublisherKind,
+    PublisherSpec,
     ReconnectSpec,
     ScalingSpec,
     ScalingStrategy,
+    ServerApiSpec,
     Source,
     TokenSource,
     Transport,
@@ -236,6 +240,7 @@ def design(
             ),
         },
     )
+    server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, d)
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
         project=req.project_name,
@@ -253,6 +258,9 @@ def design(
         heartbeat=heartbeat,
         reconnect=reconnect,
         circuit_breaker=breaker,
+        server_api=server_api,
+        publisher=publisher,
+        hooks=hooks,
         decisions=list(d.rows.values()),
         known_issues=known,
         requirements=req,
@@ -683,6 +691,27 @@ def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
         op_timeout_ms=op_timeout_ms,
         health_interval_s=health_s,
     )
+
+
+def _decide_backend_access(
+    req: Requirements, namespaces: list[NamespaceSpec], scaling: ScalingSpec, d: _Decisions
+) -> tuple[ServerApiSpec, PublisherSpec, HooksSpec]:
+    """Whether the application's backend gets the server API and a publisher library (hooks off)."""
+    server_push = MessagePattern.SERVER_PUSH in req.message_patterns
+    closed = [ns.name for ns in namespaces if not ns.client_publish]
+    enabled = server_push or bool(closed)
+    d.add(
+        "server_api",
+        enabled,
+        "server push or namespaces clients may not publish to: the backend needs a front door"
+        if enabled
+        else "clients publish everything themselves; no backend publishes",
+    )
+    kind = PublisherKind.NONE
+    if enabled:
+        kind = PublisherKind.HTTP if scaling.strategy == ScalingStrategy.SINGLE else PublisherKind.BROKER
+    d.add("publisher", kind, f"publisher library: {kind.value}")
+    return ServerApiSpec(enabled=enabled), PublisherSpec(kind=kind), HooksSpec()
 
 
 def _hot_channel_rate(req: Requirements, fanout: int) -> float:

@@ -51,6 +51,17 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_browser_e2e.py": _browser,
     # Two server processes on a real broker: only when the project scales out over one.
     "tests/test_multi_instance.py": lambda s: s.scaling.strategy.value != "single",
+    # The application's front door (server API, publisher library, hooks): step 2 decides each.
+    "src/__package__/control.py": lambda s: s.server_api.enabled or s.publisher.kind.value == "broker",
+    "src/__package__/api.py": lambda s: s.server_api.enabled,
+    "src/__package__/api_client.py": lambda s: s.server_api.enabled,
+    "openapi.yaml": lambda s: s.server_api.enabled,
+    "tests/test_server_api.py": lambda s: s.server_api.enabled,
+    "tests/test_api_multi_instance.py": lambda s: s.server_api.enabled and s.scaling.strategy.value != "single",
+    "src/__package__/publisher.py": lambda s: s.publisher.kind.value == "broker",
+    "tests/test_publisher.py": lambda s: s.publisher.kind.value == "broker",
+    "src/__package__/hooks.py": lambda s: s.hooks.any_enabled(),
+    "tests/test_hooks.py": lambda s: s.hooks.any_enabled(),
 }
 
 # Files that are never part of a generated project.

@@ -47,6 +47,8 @@ class ChannelAuth(StrEnum):
     """Any connection with a verified identity."""
     PRIVATE = "private"
     """Only the user whose id is the channel name (``user:<sub>``)."""
+    HOOK = "hook"
+    """The application's subscribe hook decides, per user and channel (needs ``hooks.subscribe``)."""
 
 
 class Backpressure(StrEnum):
@@ -185,6 +187,57 @@ class ShutdownSpec(_Model):
     grace_s: float = Field(default=10.0, gt=0)
 
 
+class ServerApiSpec(_Model):
+    """The HTTP server API: how the application's backend publishes, broadcasts and manages users.
+
+    It has its own listener, on loopback unless configured otherwise, so it is never exposed with
+    the WebSocket port by accident; keys come from ``keys_env`` (comma-separated, rotated by adding
+    the new key before removing the old). No key configured means the API stays off.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8766, ge=0, le=65535)
+    keys_env: str = "WS_API_KEYS"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch: int = Field(default=100, ge=1, le=10_000)
+
+
+class PublisherKind(StrEnum):
+    NONE = "none"
+    BROKER = "broker"
+    """A library that publishes straight through the shared broker (no HTTP hop, no server)."""
+    HTTP = "http"
+    """A client of the server API (projects on the in-memory broker share nothing else)."""
+
+
+class PublisherSpec(_Model):
+    kind: PublisherKind = PublisherKind.NONE
+
+
+class HookSpec(_Model):
+    enabled: bool = False
+    timeout_ms: int = Field(default=1000, ge=10, le=30_000)
+
+
+class HooksSpec(_Model):
+    """Event hooks to the application (HTTP POST), Centrifugo's proxy model.
+
+    connect/subscribe/publish fail closed (the client gets an error); disconnect is fire-and-forget.
+    URLs come from the environment (``WS_HOOK_<NAME>_URL``); a breaker guards all of them.
+    """
+
+    connect: HookSpec = Field(default_factory=HookSpec)
+    subscribe: HookSpec = Field(default_factory=HookSpec)
+    publish: HookSpec = Field(default_factory=HookSpec)
+    disconnect: HookSpec = Field(default_factory=HookSpec)
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout_s: float = Field(default=10.0, gt=0)
+
+    def any_enabled(self) -> bool:
+        return any(h.enabled for h in (self.connect, self.subscribe, self.publish, self.disconnect))
+
+
 class ArchitectureSpec(_Model):
     """The whole architecture, as the templates see it."""
 
@@ -205,6 +258,9 @@ class ArchitectureSpec(_Model):
     reconnect: ReconnectSpec
     circuit_breaker: CircuitBreakerSpec
     shutdown: ShutdownSpec = Field(default_factory=ShutdownSpec)
+    server_api: ServerApiSpec = Field(default_factory=ServerApiSpec)
+    publisher: PublisherSpec = Field(default_factory=PublisherSpec)
+    hooks: HooksSpec = Field(default_factory=HooksSpec)
     decisions: list[Decision] = Field(default_factory=list)
     known_issues: list[str] = Field(default_factory=list)
     requirements: Requirements
