@@ -341,3 +341,20 @@ def test_missing_pristine_copies_update_untouched_files_and_never_overwrite_your
     assert _spec(project)["limits"]["max_payload_bytes"] == 65536
     manifest = json.loads((project / ".wsforge/manifest.json").read_text())
     assert {p.name for p in (project / ".wsforge/pristine").iterdir()} == set(manifest["files"].values())
+
+
+def test_regenerate_exits_3_when_its_review_finds_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A spec edit that step 5 rejects (a wildcard Origin) fails the run like `new` does; the merge
+    itself is still written, and `--fail-on never` opts out."""
+    project = generate(workdir)
+    spec_file = project / "wsforge.yaml"
+    text = spec_file.read_text()
+    start = text.index("allowed_origins:\n")
+    end = text.index("\n", text.index("\n- ", start) + 1)
+    spec_file.write_text(text[:start] + "allowed_origins:\n- '*'" + text[end:])
+
+    assert regenerate(project) == 3
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "step 5 review found" in last and "WSF-SEC-003" in last
+    assert f"the project was written to {project}" in last
+    assert regenerate(project, "--fail-on", "never") == 0

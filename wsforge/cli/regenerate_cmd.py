@@ -133,13 +133,21 @@ def regenerate(
     output_format: Annotated[
         SummaryFormat, typer.Option("--format", help="Summary on stdout: text, or json for machines.")
     ] = SummaryFormat.TEXT,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Exit 3 when step 5's review has a finding this severe (the merge is still written).",
+        ),
+    ] = FailOn.ERROR,
 ) -> None:
     """Re-run steps 1-5 with the current memory and wsforge.yaml; merge into your edited project.
 
     Files you did not touch are updated, files only you changed are kept, files both changed are
     merged line by line (git merge-file), overlaps are written as conflicts and listed (exit 4).
     Files no longer generated are removed only if unmodified. A hand edit of wsforge.yaml wins
-    over memory conventions; delete the line to hand the field back to wsforge.
+    over memory conventions; delete the line to hand the field back to wsforge. Exit 3 when step
+    5's review reaches --fail-on (after writing, as `wsforge new`).
     """
     config = load_config(Path.cwd())
     store = YamlMemoryStore(config.memory_dir)
@@ -157,3 +165,4 @@ def regenerate(
         show_diff=dry_run if show_diff is None else show_diff,
         output_format=output_format,
     )
+    check_fail_after_write(result.review, fail_on, path.resolve(), result.documents, dry_run=dry_run)
