@@ -790,8 +790,8 @@ def _decide_server_api(
     if conv.server_api is not None and conv.server_api != enabled:
         table_why = why.rstrip(".")
         why = (
-            f"memory convention `server_api` = {conv.server_api} overrides the decision table (the table chose "
-            f"{enabled}: {table_why})."
+            f"memory convention `server_api` = {str(conv.server_api).lower()} overrides the decision table (the "
+            f"table chose {str(enabled).lower()}: {table_why})."
         )
         alternatives = {
             "server API" if enabled else "no server API": f"the decision table's choice: {table_why}"
@@ -872,29 +872,35 @@ def _decide_publisher(
         else:
             why = f"memory convention `publisher` = {conv.publisher!r} overrides the decision table (the table chose {kind.value!r})."
             kind = wanted
+    by_memory = "memory conventions chose otherwise"
     alternatives = {
         PublisherKind.BROKER: (
-            "an HTTP round trip per publish and a running server in the path; the broker library gives the "
-            "same guarantees without them"
+            f"{by_memory}; it would publish with no HTTP hop and no server in the path"
             if real_broker
             else in_memory
         ),
         PublisherKind.HTTP: (
-            "the API client works everywhere the API is reachable; with a shared broker the library saves a hop "
-            "(the client is rendered as well)"
+            "an HTTP round trip and a running server in the path of every publish (the API client is "
+            "rendered as well, for scripts and other hosts)"
             if real_broker
             else "needs the server API, which is off"
             if not server_api.enabled
-            else "taken"
+            else by_memory
         ),
         PublisherKind.NONE: "the backend would have to run inside the server process to publish",
     }
+    if kind == PublisherKind.NONE and conv.publisher is None:
+        alternatives[PublisherKind.BROKER] = (
+            "nothing outside the server publishes; memory `publisher: broker` adds the library"
+            if real_broker
+            else in_memory
+        )
     d.add(
         "publisher",
         kind,
         why,
         source,
-        alternatives={k.value: v for k, v in alternatives.items() if k != kind and v != "taken"},
+        alternatives={k.value: v for k, v in alternatives.items() if k != kind},
     )
     return PublisherSpec(kind=kind)
 

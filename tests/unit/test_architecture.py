@@ -232,7 +232,7 @@ def test_memory_turns_the_api_off_and_says_what_the_table_chose() -> None:
     spec = design(_req(), _memory(server_api=False))
     assert spec.server_api.enabled is False and spec.publisher.kind.value == "none"
     row = _row(spec, "server_api")
-    assert row.source == Source.MEMORY and "the table chose True" in row.rationale
+    assert row.source == Source.MEMORY and "the table chose true" in row.rationale
     assert list(row.alternatives) == ["server API"]
 
 

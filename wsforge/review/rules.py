@@ -245,7 +245,13 @@ def shutdown_grace_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
     "before the hook fails closed, and a hung one fills the server with waiting requests.",
     fix="Set hooks.<name>.timeout_ms to at most 500 (sub_100ms) or 2000 (1_2s); 10 ms is the floor "
     "the spec accepts.",
-    looks_at=("hooks.*.timeout_ms", "requirements.latency_class"),
+    looks_at=(
+        "hooks.connect.timeout_ms",
+        "hooks.subscribe.timeout_ms",
+        "hooks.publish.timeout_ms",
+        "hooks.disconnect.timeout_ms",
+        "requirements.latency_class",
+    ),
 )
 def hook_timeout_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
     ceiling = HOOK_TIMEOUT_CEILING_MS[spec.requirements.latency_class]
