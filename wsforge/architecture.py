@@ -17,13 +17,16 @@ from typing import Any
 
 from . import __version__
 from .context import packaged_knowledge
+from .errors import SpecError
 from .memory import Conventions, MemoryEntry
 from .requirements import (
+    PUSH_USE_CASES,
     AuthMode,
     ClientEnvironment,
     Durability,
     LatencyClass,
     MessagePattern,
+    PublisherRole,
     Requirements,
     Serialization,
     UseCase,
@@ -39,6 +42,7 @@ from .spec import (
     Decision,
     EnvelopeSpec,
     HeartbeatSpec,
+    HookSpec,
     HooksSpec,
     LimitsSpec,
     NamespaceSpec,
@@ -138,6 +142,27 @@ DEFAULT_BROKER_URLS: dict[ScalingStrategy, str] = {
 }
 
 DEV_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
+
+SERVER_API_KEYS_ENV = "WS_API_KEYS"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - named as the option step 2 rejects for the API, never bound
+
+HOOK_NAMES = ("connect", "subscribe", "publish", "disconnect")
+# (latency class) -> deadline of one hook call (ms). A hook sits in the path of a handshake,
+# subscribe or publish, so it gets the budget of one broker operation (BREAKER_TABLE): an
+# application that answers later is treated as down, and the closed hooks refuse.
+HOOK_TIMEOUT_MS: dict[LatencyClass, int] = {
+    LatencyClass.REALTIME: 250,
+    LatencyClass.INTERACTIVE: 1000,
+}
+HOOK_ROLES: dict[str, str] = {
+    "connect": "the application may refuse a connection or attach user info and initial channel grants; "
+    "fails closed (no answer: the connection is refused)",
+    "subscribe": "the application authorizes a channel of a `hook` namespace for this user; fails closed "
+    "(no answer: the subscribe is refused)",
+    "publish": "the application validates, rewrites or stores a client's message before it is broadcast; "
+    "fails closed (no answer: the publish gets an error, nothing is broadcast)",
+    "disconnect": "the application is told a connection ended; fire-and-forget (never delays or fails anything)",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,7 +265,7 @@ def design(
             ),
         },
     )
-    server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, d)
+    server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, conv, d)
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
         project=req.project_name,
@@ -694,24 +719,237 @@ def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
 
 
 def _decide_backend_access(
-    req: Requirements, namespaces: list[NamespaceSpec], scaling: ScalingSpec, d: _Decisions
+    req: Requirements,
+    namespaces: list[NamespaceSpec],
+    scaling: ScalingSpec,
+    conv: Conventions,
+    d: _Decisions,
 ) -> tuple[ServerApiSpec, PublisherSpec, HooksSpec]:
-    """Whether the application's backend gets the server API and a publisher library (hooks off)."""
-    server_push = MessagePattern.SERVER_PUSH in req.message_patterns
+    """The application's front door: the server API, the backend's publisher, the event hooks."""
+    server_api = _decide_server_api(req, namespaces, conv, d)
+    publisher = _decide_publisher(scaling, server_api, conv, d)
+    hooks = _decide_hooks(req, namespaces, conv, d)
+    return server_api, publisher, hooks
+
+
+def _decide_server_api(
+    req: Requirements, namespaces: list[NamespaceSpec], conv: Conventions, d: _Decisions
+) -> ServerApiSpec:
+    roles = req.publisher_roles
+    if req.publishers_derived:
+        d.add(
+            "publishers",
+            roles,
+            f"derived (no `publishers` answer): {_publishers_why(req)}.",
+            alternatives={
+                "answer it": "`publishers` in the answers file (or the wizard) states who publishes when the "
+                "derivation is wrong, e.g. a chat whose backend also posts system messages"
+            },
+        )
+    else:
+        d.add("publishers", roles, "the `publishers` answer.", Source.REQUIREMENT)
+    reasons: list[str] = []
+    if MessagePattern.SERVER_PUSH in req.message_patterns:
+        reasons.append("the application pushes messages (message pattern server_push)")
     closed = [ns.name for ns in namespaces if not ns.client_publish]
-    enabled = server_push or bool(closed)
-    d.add(
-        "server_api",
-        enabled,
-        "server push or namespaces clients may not publish to: the backend needs a front door"
-        if enabled
-        else "clients publish everything themselves; no backend publishes",
-    )
-    kind = PublisherKind.NONE
+    if closed:
+        reasons.append(f"clients may not publish to {', '.join(closed)}, so only the backend can")
+    outside = [
+        {"backend": "the backend", "device": "devices"}[r.value]
+        for r in roles
+        if r in (PublisherRole.BACKEND, PublisherRole.DEVICE)
+    ]
+    if outside:
+        reasons.append(f"publishers: {' and '.join(outside)}, from outside a WebSocket session")
+    enabled = bool(reasons)
     if enabled:
-        kind = PublisherKind.HTTP if scaling.strategy == ScalingStrategy.SINGLE else PublisherKind.BROKER
-    d.add("publisher", kind, f"publisher library: {kind.value}")
-    return ServerApiSpec(enabled=enabled), PublisherSpec(kind=kind), HooksSpec()
+        why = (
+            "; ".join(reasons)
+            + ": the backend gets a front door, an HTTP API (publish, broadcast, presence, "
+            f"history, disconnect, subscribe, channels, batch) on a listener of its own, authenticated by the "
+            f"keys in {SERVER_API_KEYS_ENV} (none set: the API stays off)."
+        )
+        alternatives = {
+            "no server API": "the backend could publish only from code inside the server process "
+            "(`server.broker.publish`)"
+            + (f"; {', '.join(closed)} would have no publisher at all" if closed else ""),
+            "the API on the WebSocket port": "one listener for the public and for privileged calls: a proxy "
+            "route or a forgotten check would expose publish and disconnect to the internet",
+            "gRPC": "generated stubs in every backend language; HTTP and JSON work from curl and any language",
+        }
+    else:
+        why = (
+            "clients publish everything themselves and no namespace is closed to them; nobody outside a "
+            "WebSocket session publishes."
+        )
+        alternatives = {
+            "server API": "nothing needs it; answer `publishers: [backend]` (or memory `server_api: true`) when "
+            "a backend starts publishing"
+        }
+    source = Source.TABLE
+    if conv.server_api is not None and conv.server_api != enabled:
+        table_why = why.rstrip(".")
+        why = (
+            f"memory convention `server_api` = {str(conv.server_api).lower()} overrides the decision table (the "
+            f"table chose {str(enabled).lower()}: {table_why})."
+        )
+        alternatives = {
+            "server API" if enabled else "no server API": f"the decision table's choice: {table_why}"
+        }
+        enabled, source = conv.server_api, Source.MEMORY
+    d.add("server_api", enabled, why, source, alternatives=alternatives)
+    spec = ServerApiSpec(enabled=enabled)
+    if not enabled:
+        return spec
+    port = conv.api_port or spec.port
+    d.add(
+        "server_api.listen",
+        f"{spec.host}:{port}",
+        "loopback by default: the API's calls are privileged (publish anywhere, disconnect users), so only "
+        "processes on this host reach it; the WebSocket port stays the only public one. A backend on another "
+        "host reaches it over a private network you choose (`WS_API_HOST`), never the public proxy."
+        + (f" Port from memory convention `api_port` = {port}." if conv.api_port else ""),
+        Source.MEMORY if conv.api_port else Source.TABLE,
+        alternatives={
+            ALL_INTERFACES: "every network that reaches the host could call it, with the keys as the only "
+            "barrier (`wsforge review` flags it)"
+        },
+    )
+    return spec.model_copy(update={"port": port})
+
+
+def _publishers_why(req: Requirements) -> str:
+    parts = []
+    if {MessagePattern.BIDIRECTIONAL, MessagePattern.REQUEST_RESPONSE} & set(req.message_patterns):
+        parts.append(
+            f"clients send ({', '.join(p.value for p in req.message_patterns)}) from "
+            f"{', '.join(e.value for e in req.client_environments)}"
+        )
+    if MessagePattern.SERVER_PUSH in req.message_patterns:
+        parts.append("server push means the backend publishes")
+    pushing = [u.value for u in req.use_cases if u.value in PUSH_USE_CASES or u == UseCase.IOT]
+    if pushing:
+        parts.append(f"{', '.join(pushing)} messages come from the backend")
+    return "; ".join(parts) or "nothing says who publishes, so the backend does"
+
+
+def _decide_publisher(
+    scaling: ScalingSpec, server_api: ServerApiSpec, conv: Conventions, d: _Decisions
+) -> PublisherSpec:
+    real_broker = scaling.strategy != ScalingStrategy.SINGLE
+    in_memory = "the in-memory broker lives inside the server process, so a separate process cannot reach it"
+    if not server_api.enabled:
+        kind, why = PublisherKind.NONE, "no server API, and nothing outside the server publishes."
+    elif real_broker:
+        kind = PublisherKind.BROKER
+        why = (
+            f"the project shares a real broker ({scaling.strategy.value}): `publisher.py` publishes straight "
+            "through it from any process, with no HTTP hop and no server running there, and with the same seq, "
+            "history, idempotency and durability as a server publish; `api_client.py` calls the API too."
+        )
+    else:
+        kind = PublisherKind.HTTP
+        why = (
+            f"{in_memory}: the backend publishes through the server API with `api_client.py` (standard "
+            "library HTTP). Moving to Redis or NATS (`WS_BROKER_URL`, or memory `preferred_broker` when the "
+            "project scales out) makes the broker library possible."
+        )
+    source = Source.TABLE
+    if conv.publisher is not None and conv.publisher != kind.value:
+        wanted = PublisherKind(conv.publisher)
+        source = Source.MEMORY
+        if wanted == PublisherKind.BROKER and not real_broker:
+            forced = PublisherKind.HTTP if server_api.enabled else PublisherKind.NONE
+            why = f"memory convention `publisher` = 'broker', but {in_memory}; " + (
+                "the backend publishes through the server API's HTTP client (`api_client.py`) instead."
+                if forced == PublisherKind.HTTP
+                else "the server API is off too (memory `server_api`), so there is no publisher."
+            )
+            kind = forced
+        elif wanted == PublisherKind.HTTP and not server_api.enabled:
+            why = "memory convention `publisher` = 'http', but the server API is off (memory `server_api`): no publisher."
+            kind = PublisherKind.NONE
+        else:
+            why = f"memory convention `publisher` = {conv.publisher!r} overrides the decision table (the table chose {kind.value!r})."
+            kind = wanted
+    by_memory = "memory conventions chose otherwise"
+    alternatives = {
+        PublisherKind.BROKER: (
+            f"{by_memory}; it would publish with no HTTP hop and no server in the path"
+            if real_broker
+            else in_memory
+        ),
+        PublisherKind.HTTP: (
+            "an HTTP round trip and a running server in the path of every publish (the API client is "
+            "rendered as well, for scripts and other hosts)"
+            if real_broker
+            else "needs the server API, which is off"
+            if not server_api.enabled
+            else by_memory
+        ),
+        PublisherKind.NONE: "the backend would have to run inside the server process to publish",
+    }
+    if kind == PublisherKind.NONE and conv.publisher is None:
+        alternatives[PublisherKind.BROKER] = (
+            "nothing outside the server publishes; memory `publisher: broker` adds the library"
+            if real_broker
+            else in_memory
+        )
+    d.add(
+        "publisher",
+        kind,
+        why,
+        source,
+        alternatives={k.value: v for k, v in alternatives.items() if k != kind},
+    )
+    return PublisherSpec(kind=kind)
+
+
+def _decide_hooks(
+    req: Requirements, namespaces: list[NamespaceSpec], conv: Conventions, d: _Decisions
+) -> HooksSpec:
+    wanted = list(conv.hooks or [])
+    threshold, reset, _, _ = BREAKER_TABLE[req.latency_class]
+    timeout_ms = HOOK_TIMEOUT_MS[req.latency_class]
+    hooked = [ns.name for ns in namespaces if ns.auth == ChannelAuth.HOOK]
+    if hooked and "subscribe" not in wanted:
+        # Conventions refuse this when read; a caller building them by hand gets the same message.
+        raise SpecError(
+            f"namespace(s) {', '.join(hooked)} have auth 'hook' but the subscribe hook is off "
+            "(memory conventions.hooks must list subscribe)"
+        )
+    if not wanted:
+        d.add(
+            "hooks",
+            "none",
+            "no event hooks: the token and the namespace policy decide every connection, subscribe and publish "
+            "inside the server. Memory convention `hooks` turns them on.",
+            alternatives={
+                "connect / subscribe / publish hooks": "each puts an HTTP round trip to your application in "
+                "the path of a handshake, subscribe or publish and fails closed while the application is down: "
+                "worth it only when the application must decide"
+            },
+        )
+        return HooksSpec()
+    roles = "; ".join(f"{name}: {HOOK_ROLES[name]}" for name in HOOK_NAMES if name in wanted)
+    d.add(
+        "hooks",
+        [name for name in HOOK_NAMES if name in wanted],
+        f"memory convention `hooks` = {wanted!r} (the table turns none on). {roles}. Each is an HTTP POST "
+        f"to `WS_HOOK_<NAME>_URL` with a {timeout_ms} ms deadline (latency class {req.latency_class.value}); "
+        f"a breaker opens after {threshold} failures in a row and retries after {reset:g} s, and while it is "
+        "open the closed hooks refuse at once instead of waiting."
+        + (f" Namespace(s) {', '.join(hooked)} leave subscribing to the subscribe hook." if hooked else ""),
+        Source.MEMORY,
+        alternatives={
+            "fail open": "letting a connection, subscribe or publish through when the application does not "
+            "answer turns an outage of the application into an authorization bypass",
+            "no hooks": "the application could not refuse connections, authorize channels per user or "
+            "store messages before they are broadcast",
+        },
+    )
+    on = {name: HookSpec(enabled=name in wanted, timeout_ms=timeout_ms) for name in HOOK_NAMES}
+    return HooksSpec(**on, failure_threshold=threshold, reset_timeout_s=reset)
 
 
 def _hot_channel_rate(req: Requirements, fanout: int) -> float:
@@ -854,6 +1092,11 @@ def _add_namespaces(draft: _Draft, value: Any, req: Requirements) -> None:
     draft.namespaces = _merge_namespaces(draft.namespaces, value, req)
 
 
+def _decided_with_backend_access(draft: _Draft, value: Any, req: Requirements) -> None:
+    """Nothing to lay: :func:`_decide_backend_access` applies (and records) these, after the namespaces
+    and the broker are final, because whether a broker publisher is possible depends on them."""
+
+
 CONVENTIONS: dict[str, Convention] = {
     "serialization": Convention("serialization", _lead_codec),
     "channel_separator": Convention("channels.separator", _set_separator),
@@ -873,6 +1116,10 @@ CONVENTIONS: dict[str, Convention] = {
     "jwt_issuer": Convention("auth.issuer", _update("auth", "issuer")),
     "namespaces": Convention("channels.namespaces", _add_namespaces),
     "reconnect_cap_s": Convention("reconnect", _update("reconnect", "cap_s")),
+    "server_api": Convention("server_api", _decided_with_backend_access),
+    "publisher": Convention("publisher", _decided_with_backend_access),
+    "hooks": Convention("hooks", _decided_with_backend_access),
+    "api_port": Convention("server_api.listen", _decided_with_backend_access),
 }
 """Every memory convention, by its name in ``conventions``: the one table that knows them all
 (``tests/unit/test_architecture.py`` keeps it equal to the fields of ``Conventions``)."""
@@ -902,6 +1149,8 @@ def _apply_conventions(conv: Conventions, d: _Decisions, draft: _Draft, req: Req
             continue
         if name == "preferred_broker":
             preferred_broker = value  # recorded by _decide_scaling, which knows whether it applies
+            continue
+        if rule.apply is _decided_with_backend_access:
             continue
         if name == "envelope_fields":
             value = {k: v for k, v in value.items() if v is not None}

@@ -22,14 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from ._yaml import parse_mapping, read_input_text, validate
 from .errors import MemoryStoreError
-from .spec import NamespaceSpec
+from .spec import ChannelAuth, NamespaceSpec
 
 SKILL = "websocket-engineer"
 SCHEMA_VERSION: Literal[1] = 1
@@ -78,6 +78,30 @@ class Conventions(_Model):
     jwt_issuer: str | None = None
     namespaces: list[NamespaceSpec] | None = None
     reconnect_cap_s: float | None = Field(default=None, gt=0, le=3600)
+    server_api: bool | None = None
+    """Render the HTTP server API (true) or not (false) whatever step 2's table says."""
+    publisher: Literal["none", "broker", "http"] | None = None
+    """The backend's publisher: the broker library, the API's HTTP client, or none. ``broker`` on
+    the in-memory broker becomes ``http`` (a separate process cannot reach an in-process broker)."""
+    hooks: list[Literal["connect", "subscribe", "publish", "disconnect"]] | None = Field(
+        default=None, validate_default=True
+    )
+    """Event hooks to the application that are on (all are off otherwise)."""
+    api_port: int | None = Field(default=None, ge=1, le=65535)
+    """The server API's port (default 8766); the host stays loopback unless ``WS_API_HOST`` says otherwise."""
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_namespaces_need_the_subscribe_hook(cls, value: list[str] | None, info: ValidationInfo) -> Any:
+        """A ``hook`` namespace leaves subscribe authorization to the app: without the hook nobody decides."""
+        namespaces = info.data.get("namespaces") or []
+        hooked = [ns.name for ns in namespaces if ns.auth == ChannelAuth.HOOK]
+        if hooked and "subscribe" not in (value or []):
+            raise ValueError(
+                f"namespace(s) {', '.join(hooked)} have auth 'hook', which leaves subscribing to the "
+                "application's subscribe hook: add subscribe to conventions.hooks, or give them another auth"
+            )
+        return None if value is None else list(dict.fromkeys(value))
 
 
 class KnownIssue(_Model):

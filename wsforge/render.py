@@ -57,7 +57,9 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "src/__package__/api_client.py": lambda s: s.server_api.enabled,
     "openapi.yaml": lambda s: s.server_api.enabled,
     "tests/test_server_api.py": lambda s: s.server_api.enabled,
-    "tests/test_api_multi_instance.py": lambda s: s.server_api.enabled and s.scaling.strategy.value != "single",
+    "tests/test_api_multi_instance.py": lambda s: (
+        s.server_api.enabled and s.scaling.strategy.value != "single"
+    ),
     "src/__package__/publisher.py": lambda s: s.publisher.kind.value == "broker",
     "tests/test_publisher.py": lambda s: s.publisher.kind.value == "broker",
     "src/__package__/hooks.py": lambda s: s.hooks.any_enabled(),

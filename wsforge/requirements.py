@@ -53,6 +53,52 @@ class ClientEnvironment(StrEnum):
     SERVER = "server"
 
 
+class PublisherRole(StrEnum):
+    """Who puts messages into the system (the ``publishers`` answer)."""
+
+    BROWSER = "browser"
+    MOBILE = "mobile"
+    BACKEND = "backend"
+    """The application's own services: they reach the system through the server API or the broker."""
+    DEVICE = "device"
+
+
+PUSH_USE_CASES = frozenset({"notifications", "live_feed", "trading"})
+"""Use cases whose messages come from the application, whatever the clients do."""
+
+CLIENT_PUBLISHERS: dict[str, PublisherRole] = {
+    "browser": PublisherRole.BROWSER,
+    "mobile": PublisherRole.MOBILE,
+    "iot": PublisherRole.DEVICE,
+    "server": PublisherRole.BACKEND,
+}
+"""Which publisher a client environment is, when clients publish (bidirectional, request/response)."""
+
+
+def derive_publishers(
+    message_patterns: list[Any], use_cases: list[Any], client_environments: list[Any]
+) -> list[PublisherRole]:
+    """The ``publishers`` answer when none is given: what the other answers imply.
+
+    Server push and the push use cases (notifications, live feeds, trading) mean the backend
+    publishes; clients that send (bidirectional, request/response) publish from where they run;
+    IoT projects also command their devices from the backend. Values may be enums or plain strings
+    (the wizard derives from answers still in answer form).
+    """
+    plain = {str(getattr(v, "value", v)) for v in message_patterns}
+    cases = {str(getattr(v, "value", v)) for v in use_cases}
+    found: list[PublisherRole] = []
+    if plain & {"bidirectional", "request_response"}:
+        for env in client_environments:
+            role = CLIENT_PUBLISHERS.get(str(getattr(env, "value", env)))
+            if role is not None:
+                found.append(role)
+    if "server_push" in plain or cases & PUSH_USE_CASES or "iot" in cases:
+        found.append(PublisherRole.BACKEND)
+    ordered = [role for role in PublisherRole if role in found]
+    return ordered or [PublisherRole.BACKEND]
+
+
 class Durability(StrEnum):
     EPHEMERAL = "ephemeral"
     REPLAY = "replay"
@@ -95,6 +141,12 @@ class Requirements(BaseModel):
     avg_payload_bytes: int = Field(ge=1, le=16 * 1024 * 1024, description="Average message payload size.")
     latency_class: LatencyClass = Field(description="sub_100ms (trading, games, chat) or 1_2s.")
     client_environments: list[ClientEnvironment] = Field(min_length=1)
+    publishers: list[PublisherRole] | None = Field(
+        default=None,
+        min_length=1,
+        description="Who publishes messages: browsers, mobile apps, backend services, devices; "
+        "derived from the message patterns, use cases and client environments when omitted.",
+    )
     durability: Durability = Field(description="ephemeral, replay on reconnect, or survive restarts.")
     auth: AuthMode = Field(description="How clients prove who they are at the handshake.")
     allowed_origins: list[str] = Field(
@@ -129,14 +181,25 @@ class Requirements(BaseModel):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return value
 
-    @field_validator("use_cases", "message_patterns", "client_environments")
+    @field_validator("use_cases", "message_patterns", "client_environments", "publishers")
     @classmethod
-    def _unique(cls, value: list[Any]) -> list[Any]:
-        return list(dict.fromkeys(value))
+    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
+        return None if value is None else list(dict.fromkeys(value))
 
     @property
     def package(self) -> str:
         return package_name(self.project_name)
+
+    @property
+    def publisher_roles(self) -> list[PublisherRole]:
+        """``publishers`` as answered, else derived from the other answers (:func:`derive_publishers`)."""
+        if self.publishers:
+            return list(self.publishers)
+        return derive_publishers(self.message_patterns, self.use_cases, self.client_environments)
+
+    @property
+    def publishers_derived(self) -> bool:
+        return not self.publishers
 
 
 QUESTION_KEYS: tuple[str, ...] = tuple(Requirements.model_fields)

@@ -35,9 +35,11 @@ from .requirements import (
     Durability,
     LatencyClass,
     MessagePattern,
+    PublisherRole,
     Requirements,
     Serialization,
     UseCase,
+    derive_publishers,
 )
 
 Kind = Literal["select", "checkbox", "text", "int"]
@@ -53,6 +55,7 @@ PROMPTS: dict[str, str] = {
     "avg_payload_bytes": "Average message payload size in bytes",
     "latency_class": "End-to-end latency target",
     "client_environments": "Where do clients run?",
+    "publishers": "Who publishes messages into the system?",
     "durability": "What happens to messages a client misses?",
     "auth": "How do clients authenticate at the handshake?",
     "allowed_origins": "Browser origins allowed to connect (comma-separated, blank for none)",
@@ -70,6 +73,8 @@ HELP: dict[str, str] = {
     "avg_payload_bytes": "Drives the codec choice, the frame size limit and the bandwidth estimate.",
     "latency_class": "How long a message may take from publisher to subscribers.",
     "client_environments": "Decides the generated clients and whether browser origins must be checked.",
+    "publishers": "A backend or devices publishing turn on the server API (HTTP, API keys) and a publisher "
+    "library; the ticks are derived from your earlier answers.",
     "durability": "Live only, replay from bounded history after a reconnect, or history that survives restarts.",
     "auth": "How the server knows who connects, checked before the WebSocket upgrade completes.",
     "allowed_origins": "Browsers send an Origin header; others are refused (cross-site WebSocket hijacking).",
@@ -114,6 +119,10 @@ LABELS: dict[tuple[type[Enum], str], str] = {
         (ClientEnvironment.MOBILE, "mobile app"),
         (ClientEnvironment.IOT, "IoT device"),
         (ClientEnvironment.SERVER, "server / backend service"),
+        (PublisherRole.BROWSER, "browsers (the web app's users)"),
+        (PublisherRole.MOBILE, "mobile apps"),
+        (PublisherRole.BACKEND, "backend services (your application's servers, jobs, webhooks)"),
+        (PublisherRole.DEVICE, "devices (IoT)"),
         (Durability.EPHEMERAL, "dropped: only live messages matter"),
         (Durability.REPLAY, "replayed on reconnect (bounded history)"),
         (Durability.PERSISTENT, "kept across server restarts (durable broker)"),
@@ -145,6 +154,20 @@ ONLY_IF: dict[str, tuple[str, str]] = {
     "allowed_origins": ("client_environments", ClientEnvironment.BROWSER.value),
 }
 """``key -> (other key, value)``: ask ``key`` only when that value is among the other answer."""
+
+DERIVED: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+    "publishers": lambda answers: [
+        role.value
+        for role in derive_publishers(
+            list(answers.get("message_patterns") or []),
+            list(answers.get("use_cases") or []),
+            list(answers.get("client_environments") or []),
+        )
+    ],
+}
+"""``key -> f(answers so far)``: the default of an optional question that no lower layer answered,
+derived from the earlier answers (shown pre-ticked, so the user sees and confirms what step 2 would
+otherwise assume)."""
 
 _INT_RE = re.compile(r"^(\d+(?:[_,]\d{3})*)\s*([kKmM]?)$")
 _MULTIPLIERS = {"": 1, "k": 1_000, "m": 1_000_000}
@@ -429,7 +452,7 @@ def ask_requirements(
             continue
         if not question.applies(answers):
             continue
-        answers[question.key] = _ask_one(question, answers.get(question.key), asker, show)
+        answers[question.key] = _ask_one(question, _layered(question, answers), asker, show)
         asked.append(question)
     while confirm and asked:
         show(summarise(answers, asked))
@@ -460,14 +483,23 @@ def ask_requirements(
             "the edit choice",
         )
         question = next(q for q in QUESTIONS if q.key == key)
-        answers[key] = _ask_one(question, answers.get(key), asker, show)
+        answers[key] = _ask_one(question, _layered(question, answers), asker, show)
         # An edit can make a skipped question relevant (browser clients -> origins): ask it now.
         for later in QUESTIONS:
             if later not in asked and (keys is None or later.key in keys) and later.applies(answers):
-                answers[later.key] = _ask_one(later, answers.get(later.key), asker, show)
+                answers[later.key] = _ask_one(later, _layered(later, answers), asker, show)
                 asked.append(later)
         asked.sort(key=QUESTIONS.index)
     return answers
+
+
+def _layered(question: Question, answers: Mapping[str, Any]) -> Any:
+    """The value a question starts from: the lower layers', else one derived from earlier answers."""
+    value = answers.get(question.key)
+    derive = DERIVED.get(question.key)
+    if value is None and derive is not None:
+        return derive(answers)
+    return value
 
 
 def _say(text: str) -> None:

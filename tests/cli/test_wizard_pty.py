@@ -139,6 +139,8 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
     child.send(ENTER)
     child.expect("Where do clients run")
     child.send(ENTER)  # browser is pre-checked
+    child.expect("Who publishes")
+    child.send(ENTER)  # derived from the answers so far: browsers (chat, bidirectional)
     child.expect("misses")
     child.send(DOWN + ENTER)  # second choice: replay
     child.expect("authenticate")
@@ -167,6 +169,7 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
         "avg_payload_bytes": 512,
         "latency_class": "sub_100ms",
         "client_environments": ["browser"],
+        "publishers": ["browser"],
         "durability": "replay",
         "auth": "jwt",
         "allowed_origins": ["https://chat.example.com", "http://localhost:8000"],
@@ -178,7 +181,13 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
 
 def _answer_the_rest(child: Terminal) -> None:
     """Enter through every question after the connections one (browser origins left blank)."""
-    for prompt in ("messages per second", "payload size", "latency target", "Where do clients run"):
+    for prompt in (
+        "messages per second",
+        "payload size",
+        "latency target",
+        "Where do clients run",
+        "Who publishes",
+    ):
         child.expect(prompt)
         child.send(ENTER)
     for prompt in ("misses", "authenticate", "origins", "Wire encoding", "subscribers per channel"):
@@ -313,6 +322,8 @@ def test_wsforge_new_runs_the_wizard(tmp_path: Path) -> None:
             terminal.send(ENTER)
         terminal.expect("Where do clients run")
         terminal.send(" " + DOWN + DOWN + DOWN + " " + ENTER)  # browser off, server on
+        terminal.expect("Who publishes")
+        terminal.send(ENTER)  # derived: a bidirectional chat from servers is published by the backend
         # No browser: the origins question is skipped.
         for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel"):
             terminal.expect(prompt)

@@ -28,8 +28,11 @@ CASES: list[Case] = [
     Case("iot-telemetry", "iot-telemetry.yaml"),
     Case("public-ticker", "public-ticker.yaml"),
     # option axes: codec, auth, presence, history, broker
-    Case("chat-msgpack", "chat.yaml", conventions={"serialization": "msgpack"}),
+    # msgpack, and the server API turned off by memory although step 2's table turns it on for chat
+    # (user:* is closed to clients); chat-noauth has no API by the table (only client publishes).
+    Case("chat-msgpack", "chat.yaml", conventions={"serialization": "msgpack", "server_api": False}),
     Case("chat-noauth", "chat.yaml", answer_changes={"auth": "none", "project_name": "chat-open"}),
+    # ... and every event hook on, with a namespace whose subscribers the subscribe hook decides
     Case(
         "chat-nopresence-nohistory",
         "chat.yaml",
@@ -41,15 +44,25 @@ CASES: list[Case] = [
                     "presence": False,
                     "history_size": 0,
                     "backpressure": "drop_oldest",
-                }
-            ]
+                },
+                {
+                    "name": "support",
+                    "auth": "hook",
+                    "client_publish": True,
+                    "history_size": 0,
+                    "backpressure": "drop_oldest",
+                    "description": "support threads; the application's subscribe hook decides who may read each",
+                },
+            ],
+            "hooks": ["connect", "subscribe", "publish", "disconnect"],
         },
         answer_changes={"durability": "ephemeral", "project_name": "chat-lean"},
     ),
     Case(
         "notifications-nats",
         "notifications.yaml",
-        conventions={"preferred_broker": "nats"},
+        # the publisher library over NATS, and the API on a port from memory
+        conventions={"preferred_broker": "nats", "api_port": 8876},
         answer_changes={"project_name": "notify-nats"},
     ),
 ]

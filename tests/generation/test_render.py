@@ -114,3 +114,59 @@ def test_settings_has_no_empty_comment_for_a_namespace_without_description() -> 
     files = render_project(_spec(case))
     [settings] = [content.decode() for path, content in files.items() if path.endswith("/settings.py")]
     assert [line for line in settings.splitlines() if line.strip() == "#"] == []
+
+
+def _case_files(name: str) -> dict[str, str]:
+    case = next(c for c in CASES if c.name == name)
+    return {path: content.decode() for path, content in render_project(_spec(case)).items()}
+
+
+@pytest.mark.parametrize("name", ["notifications", "public-ticker", "notifications-nats"])
+def test_readme_publishes_from_the_backend_with_one_curl(name: str) -> None:
+    """Issue 22: the quickstart turns the API on; one curl from the README publishes to a closed namespace."""
+    files = _case_files(name)
+    readme = files["README.md"]
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert "WS_API_KEYS=dev-api-key-change-me " in quickstart
+    section = readme.split("## Publish from your backend", 1)[1].split("\n## ", 1)[0]
+    port = "8876" if name == "notifications-nats" else "8766"
+    assert f'curl -sS -X POST http://127.0.0.1:{port}/api/publish -H "X-API-Key: $KEY"' in section
+    assert "KEY=dev-api-key-change-me" in section
+    channel = "feed:lobby" if name == "public-ticker" else "user:alice"
+    assert f'"channel":"{channel}"' in section
+    assert "broker_unavailable" in section and "never a silent 200" in section
+    for variable in ("WS_API_HOST", "WS_API_PORT", "WS_API_KEYS", "WS_API_URL"):
+        assert f"| `{variable}` |" in readme, variable
+        assert variable in files[".env.example"], variable
+
+
+def test_api_port_is_never_published_nor_proxied() -> None:
+    """Compose exposes the API port on its own network only; nginx answers /api/ with 404."""
+    import yaml
+
+    files = _case_files("notifications")
+    compose = yaml.safe_load(files["deploy/docker-compose.yml"])
+    app = compose["x-app"]
+    assert "8766" in app["expose"] and "ports" not in app
+    assert app["environment"]["WS_API_KEYS"] == "${WS_API_KEYS:-}"
+    assert all("8766" not in str(service.get("ports", "")) for service in compose["services"].values())
+    nginx = files["deploy/nginx.conf"]
+    assert "location /api/ {\n            return 404;" in nginx
+    assert ":8766" not in nginx
+    assert "The server API stays inside" in files["deploy/README.md"]
+
+
+def test_projects_without_the_api_document_none() -> None:
+    files = _case_files("chat-msgpack")
+    assert "## Publish from your backend" not in files["README.md"]
+    assert "| `WS_API_KEYS` |" not in files["README.md"]  # the decisions table still says why it is off
+    assert "WS_API_KEYS" not in files[".env.example"] + files["deploy/docker-compose.yml"]
+    assert "/api/" not in files["deploy/nginx.conf"]
+
+
+def test_hook_variables_are_documented_where_hooks_are_on() -> None:
+    files = _case_files("chat-nopresence-nohistory")
+    for name in ("CONNECT", "SUBSCRIBE", "PUBLISH", "DISCONNECT"):
+        variable = f"WS_HOOK_{name}_URL"
+        assert variable in files["README.md"] and variable in files[".env.example"], variable
+        assert variable in files["deploy/docker-compose.yml"], variable

@@ -47,7 +47,7 @@ def _set(node: Any, parts: list[str], value: Any) -> None:
                 node[index] = value
         return
     if rest:
-        _set(node[head], rest, value)
+        _set(node.setdefault(head, {}), rest, value)
     else:
         node[head] = value
 

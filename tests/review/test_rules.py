@@ -129,3 +129,75 @@ def test_examples_derive_specs_without_errors(answers: Path) -> None:
     assert [
         f"{f.rule_id} {f.key}: {f.evidence}" for f in report.findings if f.severity == Severity.ERROR
     ] == []
+
+
+# --- the application's front door (issue 22): the passing side of each new rule -----------------
+
+FRONT_DOOR_RULES = {
+    "WSF-RES-010",
+    "WSF-INT-007",
+    "WSF-INT-008",
+    "WSF-SEC-016",
+    "WSF-SEC-017",
+    "WSF-SEC-018",
+    "WSF-SEC-019",
+}
+
+
+def _front_door_findings(tmp_path: Path, base: str, changes: dict[str, Any]) -> set[str]:
+    target = load_target(write_spec(tmp_path, apply(base_data(base), changes)))
+    report = review_spec(target.spec, spec_path=target.spec_path, spec_lines=target.spec_lines)
+    return {f.rule_id for f in report.findings} & FRONT_DOOR_RULES
+
+
+@pytest.mark.parametrize(
+    ("base", "changes"),
+    [
+        # every hook on, at step 2's deadline for each latency class, and a hook namespace it serves
+        (
+            "chat",
+            {
+                **{
+                    f"hooks.{name}.enabled": True
+                    for name in ("connect", "subscribe", "publish", "disconnect")
+                },
+                **{
+                    f"hooks.{name}.timeout_ms": 500
+                    for name in ("connect", "subscribe", "publish", "disconnect")
+                },
+                "channels.namespaces.0.auth": "hook",
+            },
+        ),
+        ("public-ticker", {"hooks.connect.enabled": True, "hooks.connect.timeout_ms": 2000}),
+        # loopback in every spelling; the broker library on a real broker; the API off with no publisher
+        ("chat", {"server_api.host": "::1"}),
+        ("chat", {"server_api.host": "localhost"}),
+        ("market-feed", {"server_api.host": "127.0.0.1", "publisher.kind": "broker"}),
+        ("chat", {"server_api.enabled": False, "publisher.kind": "none", "server_api.keys_env": ""}),
+    ],
+)
+def test_front_door_rules_pass_a_sound_spec(base: str, changes: dict[str, Any], tmp_path: Path) -> None:
+    assert _front_door_findings(tmp_path, base, changes) == set()
+
+
+def test_the_clean_bases_render_the_api_on_loopback() -> None:
+    """The frozen specs the rules pass on have the API (so its rules ran on something real)."""
+    for base in ("chat", "market-feed", "public-ticker"):
+        data = base_data(base)
+        assert data["server_api"]["enabled"] is True
+        assert data["server_api"]["host"] == "127.0.0.1"
+    assert base_data("market-feed")["publisher"]["kind"] == "broker"
+    assert base_data("chat")["publisher"]["kind"] == "http"
+
+
+def test_a_hook_timeout_of_zero_is_refused_when_the_spec_is_read(tmp_path: Path) -> None:
+    """0 ms would fail every hook at once: the spec reader refuses it with file, line and field."""
+    from wsforge.errors import SpecError
+
+    path = write_spec(
+        tmp_path, apply(base_data("chat"), {"hooks.publish.enabled": True, "hooks.publish.timeout_ms": 0})
+    )
+    with pytest.raises(SpecError) as caught:
+        load_target(path)
+    line = load_yaml_with_lines(path.read_text(encoding="utf-8"))[1][("hooks", "publish", "timeout_ms")]
+    assert f"{path}:{line}: hooks.publish.timeout_ms" in str(caught.value)

@@ -160,3 +160,121 @@ def test_every_memory_convention_is_in_the_one_table() -> None:
     from wsforge.memory import Conventions
 
     assert list(CONVENTIONS) == list(Conventions.model_fields)
+
+
+# --- the application's front door (issue 22) ----------------------------------------------------
+
+
+def _example(name: str, memory: MemoryEntry | None = None) -> Any:
+    return design(load_requirements(EXAMPLES / f"{name}.yaml"), memory)
+
+
+def _row(spec: Any, key: str) -> Any:
+    row = spec.decision(key)
+    assert row is not None, key
+    return row
+
+
+@pytest.mark.parametrize(
+    ("example", "api", "publisher", "named"),
+    [
+        # server push, closed namespaces and a backend publisher, on Redis Streams
+        ("notifications", True, "broker", ["server_push", "user, broadcast", "the backend"]),
+        # the same on the in-memory broker: the API's HTTP client, and why
+        ("public-ticker", True, "http", ["server_push", "feed", "the backend"]),
+        # clients publish in rooms, but nobody may publish to user:<id> except the backend
+        ("chat", True, "http", ["user"]),
+        # devices publish from outside a session too
+        ("iot-telemetry", True, "broker", ["devices"]),
+    ],
+)
+def test_step_2_turns_the_api_on_and_says_why(
+    example: str, api: bool, publisher: str, named: list[str]
+) -> None:
+    spec = _example(example)
+    assert spec.server_api.enabled is api
+    assert spec.server_api.host == "127.0.0.1" and spec.server_api.keys_env == "WS_API_KEYS"
+    assert spec.publisher.kind.value == publisher
+    row = _row(spec, "server_api")
+    assert all(part in row.rationale for part in named), row.rationale
+    assert "no server API" in row.alternatives
+    listen = _row(spec, "server_api.listen")
+    assert listen.value == "127.0.0.1:8766" and "0.0.0.0" in listen.alternatives
+    pub = _row(spec, "publisher")
+    if publisher == "http":
+        assert "a separate process cannot reach it" in pub.rationale
+        assert "broker" in pub.alternatives
+    else:
+        assert "no HTTP hop" in pub.rationale and "http" in pub.alternatives
+    assert not spec.hooks.any_enabled()
+    assert _row(spec, "hooks").value == "none"
+
+
+def test_clients_that_publish_everything_get_no_api() -> None:
+    """A game whose namespaces all take client publishes, answered as browser-only: no front door."""
+    spec = design(_req(use_cases=["gaming"], message_patterns=["bidirectional"], publishers=["browser"]))
+    assert spec.server_api.enabled is False
+    assert spec.publisher.kind.value == "none"
+    assert "server API" in _row(spec, "server_api").alternatives
+    assert spec.decision("server_api.listen") is None
+    assert _row(spec, "publishers").source == Source.REQUIREMENT
+
+
+def test_a_backend_publisher_answer_alone_turns_the_api_on() -> None:
+    spec = design(
+        _req(use_cases=["gaming"], message_patterns=["bidirectional"], publishers=["browser", "backend"])
+    )
+    assert spec.server_api.enabled is True
+    assert "the backend, from outside a WebSocket session" in _row(spec, "server_api").rationale
+
+
+def test_memory_turns_the_api_off_and_says_what_the_table_chose() -> None:
+    spec = design(_req(), _memory(server_api=False))
+    assert spec.server_api.enabled is False and spec.publisher.kind.value == "none"
+    row = _row(spec, "server_api")
+    assert row.source == Source.MEMORY and "the table chose true" in row.rationale
+    assert list(row.alternatives) == ["server API"]
+
+
+def test_memory_api_port_moves_the_listener_not_the_host() -> None:
+    spec = design(_req(), _memory(api_port=9100))
+    assert (spec.server_api.host, spec.server_api.port) == ("127.0.0.1", 9100)
+    assert _row(spec, "server_api.listen").source == Source.MEMORY
+
+
+def test_memory_broker_publisher_on_the_memory_broker_becomes_http_and_says_why() -> None:
+    spec = design(_req(), _memory(publisher="broker"))
+    assert spec.scaling.strategy == ScalingStrategy.SINGLE
+    assert spec.publisher.kind.value == "http"
+    row = _row(spec, "publisher")
+    assert row.source == Source.MEMORY
+    assert "a separate process cannot reach it" in row.rationale and "api_client.py" in row.rationale
+
+
+def test_memory_publisher_none_and_http_on_a_real_broker() -> None:
+    assert _example("notifications", _memory(publisher="none")).publisher.kind.value == "none"
+    spec = _example("notifications", _memory(publisher="http"))
+    assert spec.publisher.kind.value == "http" and _row(spec, "publisher").source == Source.MEMORY
+
+
+def test_hooks_from_memory_with_a_hook_namespace() -> None:
+    hooks = ["connect", "subscribe", "publish", "disconnect"]
+    namespace = {"name": "ticket", "auth": "hook", "history_size": 50}
+    spec = design(_req(), _memory(hooks=hooks, namespaces=[namespace]))
+    assert all(getattr(spec.hooks, name).enabled for name in hooks)
+    assert spec.hooks.publish.timeout_ms == 250  # sub_100ms: a broker operation's budget
+    row = _row(spec, "hooks")
+    assert row.value == hooks and row.source == Source.MEMORY
+    for phrase in ("fails closed", "fire-and-forget", "250 ms", "breaker", "ticket"):
+        assert phrase in row.rationale, phrase
+    assert "fail open" in row.alternatives
+    relaxed = _example("notifications", _memory(hooks=["disconnect"]))
+    assert relaxed.hooks.disconnect.enabled and not relaxed.hooks.connect.enabled
+    assert relaxed.hooks.disconnect.timeout_ms == 1000
+
+
+def test_a_hook_namespace_needs_the_subscribe_hook() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="subscribe"):
+        _memory(namespaces=[{"name": "ticket", "auth": "hook"}], hooks=["connect"])

@@ -72,6 +72,27 @@ def test_hand_edits_and_comments_survive_an_update(tmp_path: Path) -> None:
             "project: demo\nskill: websocket-engineer\nconventions:\n  rate_per_s: -1\n",
             ":4: conventions.rate_per_s",
         ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  publisher: kafka\n",
+            ":4: conventions.publisher",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  hooks: [connect, login]\n",
+            ":4: conventions.hooks.1",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  server_api: maybe\n",
+            ":4: conventions.server_api",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  api_port: 70000\n",
+            ":4: conventions.api_port",
+        ),
+        (
+            "project: demo\nskill: websocket-engineer\nconventions:\n  namespaces:\n"
+            "    - {name: ticket, auth: hook}\n  hooks: [connect]\n",
+            ":6: conventions.hooks: namespace(s) ticket have auth 'hook'",
+        ),
         ("- just a list\n", ":1: memory must be a mapping"),
         (
             "project: demo\nskill: websocket-engineer\nconventions:\nconventions:\n  serialization: msgpack\n",

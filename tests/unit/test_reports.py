@@ -470,3 +470,102 @@ def test_documents_say_how_the_system_is_tested(
         "CI=true",
     ):
         assert needle in architecture, needle
+
+
+# --- the application's front door (issue 22) ----------------------------------------------------
+
+CURL = 'curl -sS -X POST http://127.0.0.1:8766/api/publish -H "X-API-Key: $KEY"'
+
+
+def _front_door_run(conventions: dict[str, Any]) -> RunResult:
+    memory = DictMemoryStore().update(SKILL, "chat-demo", {"conventions": conventions})
+    return _run("chat", memory)
+
+
+@pytest.mark.parametrize(
+    ("case", "channel", "library"),
+    [
+        ("public-ticker", "feed:lobby", False),
+        ("market-feed", "feed:lobby", True),
+        ("chat", "user:alice", False),
+    ],
+)
+def test_server_document_shows_a_backend_publishing_end_to_end(
+    docs: dict[tuple[str, str], str], case: str, channel: str, library: bool
+) -> None:
+    """The API's calls, keys, security model and failure modes, then curl, the library, the client."""
+    text = docs[(case, "server")]
+    api = _section(text, "## Server API: your backend's front door")
+    for phrase in ("X-API-Key", "WS_API_KEYS", "rotation", "hmac.compare_digest", "127.0.0.1:8766"):
+        assert phrase in text, phrase
+    for method in (
+        "publish",
+        "broadcast",
+        "presence",
+        "presence_stats",
+        "history",
+        "disconnect",
+        "channels",
+        "batch",
+    ):
+        assert f"| `{method}`" in api or f"`{method}` /" in api, method
+    assert "| 503 | `broker_unavailable` |" in api and "Never a silent 200" in text
+    end_to_end = _section(text, "## Publishing from your backend, end to end")
+    assert CURL in end_to_end and f'"channel":"{channel}"' in end_to_end
+    assert "ApiClient(" in end_to_end
+    assert ("async with Publisher.from_env() as pub:" in end_to_end) is library
+    if library:
+        assert "## Publisher library" in text
+    else:
+        assert "process cannot reach it" in _section(text, "## API client")
+    # backend snippets must not be run by the project's snippet test as subscribers
+    assert "```python" not in end_to_end
+
+
+def test_client_documents_only_publish_where_the_policy_allows(docs: dict[tuple[str, str], str]) -> None:
+    """No client.publish to a namespace clients may not publish to; server-push projects point to the API."""
+    for (case, component), text in docs.items():
+        if component != "client":
+            continue
+        spec = design(load_requirements(EXAMPLES / f"{CASES[case][0]}.yaml"))
+        closed = [ns.name for ns in spec.channels.namespaces if not ns.client_publish]
+        for channel in re.findall(r"\.publish\(\"([^\"]+)\"", text):
+            assert channel.split(":")[0].split(".")[0] not in closed, (case, channel)
+        if closed and spec.server_api.enabled:
+            assert "through the server API" in text and "Publishing\nfrom your backend" in text, case
+    ticker = docs[("public-ticker", "client")]
+    assert ".publish(" not in ticker and "`feed:*`" in ticker
+
+
+def test_no_api_sections_when_memory_turns_the_api_off() -> None:
+    run = _front_door_run({"server_api": False})
+    server = _render(run, "server")
+    assert "## Server API" not in server and "WS_API_KEYS" not in server
+    assert "no server API" in _render(run, "client")
+    assert "no server API" in _render(run, "architecture")
+
+
+def test_hooks_section_with_each_hook_its_policy_and_the_breaker() -> None:
+    run = _front_door_run(
+        {
+            "hooks": ["connect", "subscribe", "publish", "disconnect"],
+            "namespaces": [{"name": "support", "auth": "hook"}],
+        }
+    )
+    text = _section(_render(run, "server"), "## Event hooks to your application")
+    for name in ("CONNECT", "SUBSCRIBE", "PUBLISH", "DISCONNECT"):
+        assert f"`WS_HOOK_{name}_URL` | 250 ms" in text, name
+    assert text.count("fails closed") == 3 and "fire-and-forget" in text
+    assert "circuit breaker" in text and "Namespace `support` has `auth: hook`" in text
+    architecture = _render(run, "architecture")
+    assert 'app["your application (hooks)"]' in architecture
+    assert "event hooks: connect, subscribe, publish, disconnect" in architecture
+
+
+def test_architecture_shows_derived_publishers_and_the_backend(docs: dict[tuple[str, str], str]) -> None:
+    chat = docs[("chat", "architecture")]
+    assert "| `publishers` | browser, mobile (derived: not answered) |" in chat
+    assert 'backend["your backend"]' in chat
+    ticker = docs[("public-ticker", "architecture")]
+    assert "| `publishers` | backend |" in ticker  # answered in the example
+    assert 'backend -.->|"publisher library"| broker' in docs[("market-feed", "architecture")]

@@ -95,6 +95,35 @@ def test_bad_enum_value(tmp_path: Path) -> None:
         load_requirements(path)
 
 
+def test_unknown_publisher_names_file_line_and_field(tmp_path: Path) -> None:
+    """``publishers`` takes browser / mobile / backend / device; anything else is refused where it is."""
+    path = _chat_with(tmp_path, "auth: jwt", "auth: jwt\npublishers: [backend, cron]")
+    with pytest.raises(RequirementsError) as err:
+        load_requirements(path)
+    line = path.read_text().splitlines().index("publishers: [backend, cron]") + 1
+    assert f"{path}:{line}: publishers.1" in str(err.value)
+
+
+def test_publishers_are_optional_and_derived() -> None:
+    """Omitted, ``publishers`` follows the other answers; given, it is taken as it is."""
+    from wsforge.requirements import PublisherRole, derive_publishers
+
+    chat = load_requirements(EXAMPLES / "chat.yaml")
+    assert chat.publishers is None and chat.publishers_derived
+    assert chat.publisher_roles == [PublisherRole.BROWSER, PublisherRole.MOBILE]
+    ticker = load_requirements(EXAMPLES / "public-ticker.yaml")
+    assert ticker.publishers == [PublisherRole.BACKEND] and not ticker.publishers_derived
+    assert derive_publishers(["server_push"], ["custom"], ["browser"]) == [PublisherRole.BACKEND]
+    assert derive_publishers(["bidirectional"], ["iot"], ["iot"]) == [
+        PublisherRole.BACKEND,
+        PublisherRole.DEVICE,
+    ]
+    assert derive_publishers(["bidirectional"], ["gaming"], ["browser", "server"]) == [
+        PublisherRole.BROWSER,
+        PublisherRole.BACKEND,
+    ]
+
+
 def test_bad_origin(tmp_path: Path) -> None:
     """An origin must look like scheme://host."""
     path = _chat_with(tmp_path, '"http://localhost:8000", ', '"localhost", ')

@@ -39,6 +39,7 @@ def test_one_question_per_requirements_field_in_model_order() -> None:
         ("use_cases", "checkbox"),
         ("message_patterns", "checkbox"),
         ("client_environments", "checkbox"),
+        ("publishers", "checkbox"),
         ("concurrent_connections", "int"),
         ("avg_subscribers_per_channel", "int"),
         ("latency_class", "select"),
@@ -259,6 +260,7 @@ FULL_SCRIPT: dict[str, Any] = {
     "avg_payload_bytes": ...,
     "latency_class": ...,
     "client_environments": ["browser", "mobile"],
+    "publishers": ...,
     "durability": "replay",
     "auth": ...,
     "allowed_origins": "https://chat.example.com",
@@ -448,3 +450,48 @@ def test_question_is_frozen_data() -> None:
     assert isinstance(question, Question)
     with pytest.raises(Exception):  # noqa: B017 (pydantic's frozen error type is an implementation detail)
         question.key = "other"  # type: ignore[misc]
+
+
+# --- publishers: derived from the earlier answers, shown pre-ticked --------------------------------
+
+
+def _ticked(ask: ScriptedAsk, key: str) -> list[str]:
+    kwargs = next(kw for _, k, kw in ask.asked if k == key)
+    return [c.value for c in kwargs["choices"] if c.checked]
+
+
+def test_publishers_default_is_derived_from_the_earlier_answers_and_shown_in_the_summary() -> None:
+    """A server-push feed: the backend publishes. The user sees it ticked and confirms it."""
+    said: list[str] = []
+    script = {
+        **FULL_SCRIPT,
+        "use_cases": ["live_feed"],
+        "message_patterns": ["server_push"],
+        "client_environments": ["browser"],
+    }
+    ask = ScriptedAsk(script)
+    answers = ask_requirements({}, ask=ask, say=said.append)
+    assert _ticked(ask, "publishers") == ["backend"]
+    assert answers["publishers"] == ["backend"]
+    assert "Who publishes messages into the system?" in said[-1]
+    assert build_requirements(answers).publisher_roles[0].value == "backend"
+
+
+def test_publishers_derived_for_clients_that_send() -> None:
+    """Chat from browsers and phones: those clients publish; nothing else is assumed."""
+    ask = ScriptedAsk(FULL_SCRIPT)
+    answers = ask_requirements({}, ask=ask)
+    assert _ticked(ask, "publishers") == ["browser", "mobile"]
+    assert answers["publishers"] == ["browser", "mobile"]
+
+
+def test_publishers_from_a_lower_layer_win_over_the_derivation() -> None:
+    ask = ScriptedAsk(FULL_SCRIPT)
+    answers = ask_requirements({"publishers": ["device", "backend"]}, ask=ask)
+    assert _ticked(ask, "publishers") == ["backend", "device"]
+    assert answers["publishers"] == ["backend", "device"]
+
+
+def test_publishers_needs_at_least_one() -> None:
+    assert BY_KEY["publishers"].check([]) == "pick at least one (space toggles a choice)"
+    assert BY_KEY["publishers"].check(["backend"]) is None

@@ -9,13 +9,14 @@ design review, and the ``why`` of each rule says where the number comes from.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..requirements import ClientEnvironment, Durability, MessagePattern
-from ..spec import ArchitectureSpec, Backpressure, ChannelAuth, ScalingStrategy
+from ..requirements import ClientEnvironment, Durability, LatencyClass, MessagePattern
+from ..spec import ArchitectureSpec, Backpressure, ChannelAuth, PublisherKind, ScalingStrategy
 from .model import Criterion, Hit, Rule, Severity
 
 RULES: list[Rule] = []
@@ -29,6 +30,15 @@ KUBERNETES_GRACE_S = 30.0
 """Kubernetes' default ``terminationGracePeriodSeconds``: after it the pod is killed."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 DURABLE_STRATEGIES = frozenset({ScalingStrategy.REDIS_STREAMS, ScalingStrategy.NATS})
+WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::"})  # noqa: S104 - recognised, never bound
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HOOK_TIMEOUT_CEILING_MS: dict[LatencyClass, int] = {
+    LatencyClass.REALTIME: 500,
+    LatencyClass.INTERACTIVE: 2000,
+}
+"""Twice step 2's hook deadline for the latency class: a hook that may take longer holds every
+handshake, subscribe or publish behind it well past what the requirements promise."""
+HOOK_NAMES = ("connect", "subscribe", "publish", "disconnect")
 SENSITIVE_NAMESPACE = re.compile(r"^(user|users|private|dm|direct|account|admin|inbox)s?$")
 
 
@@ -224,6 +234,37 @@ def shutdown_grace_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
         yield Hit(("shutdown", "grace_s"), f"shutdown.grace_s = {spec.shutdown.grace_s:g}")
 
 
+@rule(
+    "WSF-RES-010",
+    Criterion.RESILIENCE,
+    Severity.WARNING,
+    "Event hook deadline too long for the latency class",
+    why="A connect, subscribe or publish hook is an HTTP call to the application in the path of "
+    "that operation, and the client waits for it. A deadline over twice step 2's (250 ms for "
+    "sub_100ms, 1 s for 1_2s) lets a slow application hold every handshake or publish that long "
+    "before the hook fails closed, and a hung one fills the server with waiting requests.",
+    fix="Set hooks.<name>.timeout_ms to at most 500 (sub_100ms) or 2000 (1_2s); 10 ms is the floor "
+    "the spec accepts.",
+    looks_at=(
+        "hooks.connect.timeout_ms",
+        "hooks.subscribe.timeout_ms",
+        "hooks.publish.timeout_ms",
+        "hooks.disconnect.timeout_ms",
+        "requirements.latency_class",
+    ),
+)
+def hook_timeout_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
+    ceiling = HOOK_TIMEOUT_CEILING_MS[spec.requirements.latency_class]
+    for name in HOOK_NAMES:
+        hook = getattr(spec.hooks, name)
+        if hook.enabled and hook.timeout_ms > ceiling:
+            yield Hit(
+                ("hooks", name, "timeout_ms"),
+                f"hooks.{name}.timeout_ms = {hook.timeout_ms} > {ceiling} "
+                f"(latency class {spec.requirements.latency_class.value})",
+            )
+
+
 # --- integrity ----------------------------------------------------------------------------------
 
 
@@ -334,6 +375,39 @@ def idempotency_window_short(spec: ArchitectureSpec) -> Iterator[Hit]:
             ("limits", "idempotency_window_s"),
             f"idempotency_window_s = {window} < reconnect.cap_s = {spec.reconnect.cap_s:g}",
         )
+
+
+@rule(
+    "WSF-INT-007",
+    Criterion.INTEGRITY,
+    Severity.ERROR,
+    "Broker publisher library on the in-memory broker",
+    why="publisher.kind broker renders a library that publishes straight through the broker from "
+    "the backend's own process. The in-memory broker lives inside the server process: a separate "
+    "process gets a broker of its own, so its publishes reach no subscriber and are lost without an "
+    "error.",
+    fix="Set publisher.kind to http (the server API's client), or move scaling.strategy to "
+    "redis_pubsub, redis_streams or nats.",
+    looks_at=("publisher.kind", "scaling.strategy"),
+)
+def broker_publisher_on_memory(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.publisher.kind == PublisherKind.BROKER and spec.scaling.strategy == ScalingStrategy.SINGLE:
+        yield Hit(("publisher", "kind"), "publisher.kind = broker, scaling.strategy = single (memory://)")
+
+
+@rule(
+    "WSF-INT-008",
+    Criterion.INTEGRITY,
+    Severity.ERROR,
+    "HTTP publisher without the server API",
+    why="publisher.kind http means the backend publishes through the server API, but with "
+    "server_api.enabled false no API is rendered: the backend has no way in.",
+    fix="Set server_api.enabled to true, or publisher.kind to broker (with a Redis or NATS broker) or none.",
+    looks_at=("publisher.kind", "server_api.enabled"),
+)
+def http_publisher_without_api(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.publisher.kind == PublisherKind.HTTP and not spec.server_api.enabled:
+        yield Hit(("publisher", "kind"), "publisher.kind = http, server_api.enabled = false")
 
 
 # --- security -----------------------------------------------------------------------------------
@@ -602,6 +676,96 @@ def per_ip_cap_ineffective(spec: ArchitectureSpec) -> Iterator[Hit]:
             f"max_connections_per_ip = {spec.limits.max_connections_per_ip} >= "
             f"max_connections_total = {spec.limits.max_connections_total}",
         )
+
+
+@rule(
+    "WSF-SEC-016",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Server API without an API key variable",
+    why="The server API publishes to any channel and disconnects users. Its keys come from the "
+    "environment variable named by server_api.keys_env; with no valid name there is no way to "
+    "configure a key, so the API is either unusable or, in a hand-edited server, open.",
+    fix="Set server_api.keys_env to an environment variable name (WS_API_KEYS) and put one or more "
+    "comma-separated keys in it at runtime.",
+    looks_at=("server_api.enabled", "server_api.keys_env"),
+)
+def server_api_without_keys(spec: ArchitectureSpec) -> Iterator[Hit]:
+    api = spec.server_api
+    if api.enabled and not ENV_NAME.match(api.keys_env.strip()):
+        yield Hit(("server_api", "keys_env"), f"server_api.keys_env = {api.keys_env!r}")
+
+
+def _api_host_kind(host: str) -> str:
+    """loopback, private (a private network or a name: it depends), or public (wildcard, global)."""
+    name = host.strip().strip("[]").lower()
+    if name in WILDCARD_HOSTS:
+        return "public"
+    if name == "localhost":
+        return "loopback"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return "private"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_private or address.is_link_local:
+        return "private"
+    return "public"
+
+
+@rule(
+    "WSF-SEC-017",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Server API bound to every interface or a public address",
+    why="The API's calls are privileged (publish anywhere, disconnect users, read history). On "
+    "0.0.0.0, :: or a public address anyone who reaches the host can try keys against it, and a "
+    "leaked key is usable from the internet; that is why it has a listener of its own.",
+    fix="Keep server_api.host at 127.0.0.1 (the default) and put backends on the same host or a "
+    "sidecar; for a backend elsewhere bind a private-network address with WS_API_HOST.",
+    looks_at=("server_api.host",),
+)
+def server_api_public(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.server_api.enabled and _api_host_kind(spec.server_api.host) == "public":
+        yield Hit(("server_api", "host"), f"server_api.host = {spec.server_api.host!r}")
+
+
+@rule(
+    "WSF-SEC-018",
+    Criterion.SECURITY,
+    Severity.WARNING,
+    "Server API reachable beyond this host",
+    why="A private-network address or a host name exposes the API to every machine on that "
+    "network; keys are then the only barrier. The spec's default is loopback, so this was chosen "
+    "on purpose: check that the network is really private to your backends.",
+    fix="Prefer server_api.host 127.0.0.1 and override per deployment with WS_API_HOST; firewall the "
+    "API port to the backends' addresses.",
+    looks_at=("server_api.host",),
+)
+def server_api_private_network(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.server_api.enabled and _api_host_kind(spec.server_api.host) == "private":
+        yield Hit(("server_api", "host"), f"server_api.host = {spec.server_api.host!r}")
+
+
+@rule(
+    "WSF-SEC-019",
+    Criterion.SECURITY,
+    Severity.ERROR,
+    "Hook namespace without the subscribe hook",
+    why="auth: hook leaves the decision who may subscribe to the application's subscribe hook. "
+    "With hooks.subscribe off nothing decides: the server would have to refuse every subscribe or "
+    "let everyone in.",
+    fix="Enable hooks.subscribe (memory conventions.hooks: [subscribe]) or give the namespace "
+    "another auth (authenticated, private).",
+    looks_at=("channels.namespaces[*].auth", "hooks.subscribe.enabled"),
+)
+def hook_namespace_without_hook(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.hooks.subscribe.enabled:
+        return
+    for (path, name), ns in zip(_namespaces(spec), spec.channels.namespaces, strict=True):
+        if ns.auth == ChannelAuth.HOOK:
+            yield Hit((*path, "auth"), f"namespace {name}: auth = hook, hooks.subscribe.enabled = false")
 
 
 # --- scale ---------------------------------------------------------------------------------------
