@@ -251,11 +251,10 @@ class Hooks:
         url, timeout_s = self.targets[name]
         stats.calls += 1
         try:
-            async with asyncio.timeout(timeout_s):
-                async with session.post(url, data=orjson.dumps(body)) as response:
-                    if response.status != 200:
-                        raise HookFailed(f"HTTP {response.status}")
-                    raw = await _read_capped(response, MAX_ANSWER_BYTES)
+            # A task of its own: the server may have started this call inside a transport's data
+            # callback (picows, Server.apply_now), where asyncio.timeout and aiohttp's timers find
+            # no current task. Awaiting the task suspends the caller like any other await.
+            raw = await asyncio.get_running_loop().create_task(_post(session, url, timeout_s, body))
             answer = orjson.loads(raw)
             if not isinstance(answer, dict):
                 raise HookFailed("answer is not a JSON object")
@@ -326,6 +325,13 @@ def _refused_message(answer: dict[str, Any]) -> str:
         raise HookFailed("answer has neither 'result' nor 'error'")
     message = error.get("message", "refused by the application")
     return message[:200] if isinstance(message, str) and message else "refused by the application"
+
+
+async def _post(session: aiohttp.ClientSession, url: str, timeout_s: float, body: dict[str, Any]) -> bytes:
+    async with asyncio.timeout(timeout_s), session.post(url, data=orjson.dumps(body)) as response:
+        if response.status != 200:
+            raise HookFailed(f"HTTP {response.status}")
+        return await _read_capped(response, MAX_ANSWER_BYTES)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
