@@ -162,6 +162,8 @@ class Hooks:
     async def subscribe(self, session: Session, cmd: Subscribe) -> list[Effect] | None:
         """Ask whether ``cmd`` (a subscribe to a ``hook`` namespace) may go on. None: yes; else
         the error answer (``forbidden`` when refused, ``internal`` when the hook failed)."""
+        if "subscribe" not in self.targets:  # WS_HOOKS left it out: nobody may decide, so no
+            return session.failed(cmd, ErrorCode.FORBIDDEN, "the subscribe hook is not enabled")
         body = {
             "event": "subscribe",
             "conn_id": session.conn_id,

@@ -457,11 +457,11 @@ class Server:
         """The in-process broker reads the server's clock: :meth:`_publish_now` hands it the
         request's reading instead of letting it read the clock again (a test may give each its own)."""
         self.inline_commands = self._memory is not None
-        self._publish_hook = self.hooks is not None and self.hooks.publish_enabled
-        """Client publishes go to the app's publish hook first: never :meth:`_publish_now`."""
         """Broker commands complete without suspending (the in-process broker never awaits I/O),
         so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
         calls always wait for the network and may need a task (timeouts), so they never run inline."""
+        self._publish_hook = self.hooks is not None and self.hooks.publish_enabled
+        """Client publishes go to the app's publish hook first: never :meth:`_publish_now`."""
 
     async def __aenter__(self) -> Server:
         await self.start()
