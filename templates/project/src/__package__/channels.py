@@ -28,6 +28,9 @@ class ChannelAuth(enum.StrEnum):
     """Any connection with a verified identity."""
     PRIVATE = "private"
     """Only the user whose id is the channel name (``user:<sub>``)."""
+    HOOK = "hook"
+    """The application's subscribe hook decides, per user and channel (``hooks.py``). Needs a
+    verified identity; publish, presence and history need a live subscription (the hook's yes)."""
 
 
 class Backpressure(enum.StrEnum):

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from .auth import AuthError, Identity, JwtVerifier, Operation, authorize
 from .broker.base import History, Message, PresenceMember, PublishResult
-from .channels import ChannelName, InvalidChannel, NamespacePolicy, parse_channel
+from .channels import ChannelAuth, ChannelName, InvalidChannel, NamespacePolicy, parse_channel
 from .limits import RateGuard, StrikeCounter, Verdict
 from .protocol import (
     RPC_PREFIX,
@@ -175,6 +175,8 @@ class Dispatcher:
         self.verifier = verifier
         self.channels: dict[str, tuple[ChannelName, NamespacePolicy]] = {}
         """Valid channel names already parsed (the result depends only on the name and settings)."""
+        self.subscribe_hook = "subscribe" in settings.hook_targets
+        """The application's subscribe hook is on: subscribes to ``hook`` namespaces go to it."""
 
     def remember_channel(self, parsed: tuple[ChannelName, NamespacePolicy]) -> None:
         """Cache a parsed channel name; bounded, since clients choose the names."""
@@ -231,6 +233,12 @@ class Session:
         self._epochs: dict[str, str] = {}
         self._pending: dict[str, list[tuple[int, bytes]]] = {}
         """Channel being subscribed -> live events that arrived meanwhile, replayed after the response."""
+        self.info: dict[str, Any] | None = None
+        """What the application's connect hook attached to this connection (``hooks.py``); sent
+        back to it with every later hook call of the connection."""
+        self.grants: frozenset[str] = frozenset()
+        """Channels the connect hook granted: subscribe (and its reads, presence and history) is
+        allowed whatever the namespace policy says, without asking the subscribe hook."""
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -471,7 +479,10 @@ class Session:
             self._epochs.pop(channel, None)
             return [Unsubscribe(request.id, action, channel, policy)]
         operation = _PUBLISH_OP if action == _PUBLISH else _SUBSCRIBE_OP
-        denied = authorize(self.identity, name, policy, operation)
+        granted = operation is _SUBSCRIBE_OP and channel in self.grants
+        denied = None if granted else authorize(self.identity, name, policy, operation)
+        if denied is None and policy.auth is _HOOK and not granted:
+            denied = self._hook_policy(action, channel, policy)
         if denied is not None:
             code = ErrorCode.UNAUTHORIZED if self.identity.user is None else ErrorCode.FORBIDDEN
             if operation is _PUBLISH_OP and not policy.client_publish:
@@ -488,6 +499,18 @@ class Session:
             message = f"presence is off for namespace {policy.name!r}"
             return [self._error(request.id, ErrorCode.FORBIDDEN, message, action=action)]
         return [PresenceQuery(request.id, action, channel, policy)]
+
+    def _hook_policy(self, action: str, channel: str, policy: NamespacePolicy) -> str | None:
+        """A ``hook`` namespace: the subscribe hook decides subscribes (the server asks it while
+        carrying out :class:`Subscribe`); publish, presence and history need a live subscription,
+        so they are never open to a connection the application did not let in."""
+        if action == _SUBSCRIBE:
+            if not self.dispatcher.subscribe_hook:
+                return f"namespace {policy.name!r} is decided by the subscribe hook, which is not enabled"
+            return None
+        if channel not in self._subscriptions:
+            return f"subscribe to {channel!r} first: the application decides who may use it"
+        return None
 
     def _subscribe(self, request: Request, channel: str, policy: NamespacePolicy, now: float) -> list[Effect]:
         args = request.payload if request.payload is not None else {}
@@ -578,6 +601,7 @@ class Session:
 # Plain copies: reading ``Action.X.value`` goes through the enum class on every request.
 _PUBLISH_OP: Final = Operation.PUBLISH
 _SUBSCRIBE_OP: Final = Operation.SUBSCRIBE
+_HOOK: Final = ChannelAuth.HOOK
 _PING: Final = Action.PING.value
 _AUTH_REFRESH: Final = Action.AUTH_REFRESH.value
 _SUBSCRIBE: Final = Action.SUBSCRIBE.value

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import mimetypes
@@ -29,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
 from .broker import (
@@ -39,10 +40,10 @@ from .broker import (
     ChannelOptions,
     MemoryBroker,
     Message,
-    create_broker,
+    broker_from_settings,
 )
 from .broker.ordering import LOST_THROUGH
-from .channels import ChannelRegistry, NamespacePolicy
+from .channels import ChannelAuth, ChannelRegistry, NamespacePolicy
 from .dispatch import (
     CallRpc,
     Close,
@@ -372,6 +373,24 @@ class _Resumed:
                     return cast("list[Effect]", done.value)
 
 
+class AppHooks(Protocol):
+    """The application's event hooks: ``hooks.py``, which exists when the spec enables a hook."""
+
+    publish_enabled: bool
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def connect(self, session: Session, admission: Admission) -> tuple[int, str] | None: ...
+
+    async def subscribe(self, session: Session, cmd: Subscribe) -> list[Effect] | None: ...
+
+    async def publish(self, session: Session, cmd: Publish) -> Publish | list[Effect]: ...
+
+    def disconnected(self, session: Session, code: int, reason: str) -> None: ...
+
+
 class Server:
     """The WebSocket server: handshake policy, sessions, fan-out and shutdown."""
 
@@ -386,28 +405,7 @@ class Server:
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics()
-        memory_caps = (
-            {
-                "max_channels": settings.max_channels,
-                "max_channels_per_user": settings.max_channels_per_user,
-                "channel_idle_s": settings.channel_idle_s,
-            }
-            if settings.broker_url.startswith("memory:")
-            else {}
-        )
-        self.broker: Broker = broker or create_broker(
-            settings.broker_url,
-            **memory_caps,
-            idempotency_window_s=settings.idempotency_window_s,
-            op_timeout_s=settings.broker_op_timeout_s,
-            pool_size=settings.broker_pool_size,
-            circuit_breaker={
-                "failure_threshold": settings.breaker_failure_threshold,
-                "reset_timeout_s": settings.breaker_reset_timeout_s,
-                "half_open_max_calls": settings.breaker_half_open_max_calls,
-                "health_interval_s": settings.broker_health_interval_s,
-            },
-        )
+        self.broker: Broker = broker or broker_from_settings(settings)
         self.handlers = dict(HANDLERS if handlers is None else handlers)
         self.verifier = (
             JwtVerifier(
@@ -421,6 +419,10 @@ class Server:
             else None
         )
         self.dispatcher = Dispatcher(settings, rpc_names=self.handlers, verifier=self.verifier)
+        self.hooks: AppHooks | None = None
+        """The application's hooks; None when the project renders none (no ``hooks.py``)."""
+        if settings.hook_targets:  # raises SettingsError for an enabled hook without its URL
+            self.hooks = cast(AppHooks, importlib.import_module(".hooks", __package__).Hooks(settings))
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip, settings.max_connections_total)
         self.handshakes = HandshakeGate(
             settings.max_handshakes_per_ip or settings.max_connections_per_ip, settings.max_handshakes_total
@@ -458,6 +460,8 @@ class Server:
         """Broker commands complete without suspending (the in-process broker never awaits I/O),
         so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
         calls always wait for the network and may need a task (timeouts), so they never run inline."""
+        self._publish_hook = self.hooks is not None and self.hooks.publish_enabled
+        """Client publishes go to the app's publish hook first: never :meth:`_publish_now`."""
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -471,6 +475,8 @@ class Server:
     async def start(self) -> None:
         """Connect the broker and start listening; ``self.port`` is then the bound port."""
         await self.broker.start(self.deliver)
+        if self.hooks is not None:
+            await self.hooks.start()
         self._transport = create_transport(self, self.settings)
         self.host, self.port = await self._transport.start()
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # "asyncio" or "uvloop"
@@ -501,6 +507,10 @@ class Server:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(grace):
                 await self.broker.aclose()
+        if self.hooks is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(grace):
+                    await self.hooks.aclose()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -589,7 +599,8 @@ class Server:
                 return self._refuse(401, "invalid_token", exc.reason)
         if self.limiter.reserve(ip) is not None:  # checked above; no await in between
             return self._refuse(503, "server_full", "server is full, try later", (("Retry-After", "5"),))
-        return Admission(codec, subprotocol, identity, ip, release_slot=lambda: self.limiter.release(ip))
+        headers = request.headers if self.hooks is not None else ()
+        return Admission(codec, subprotocol, identity, ip, release_slot=lambda: self.limiter.release(ip), headers=headers)
 
     def _static(self, name: str) -> HttpResponse:
         root = self.settings.static_dir.resolve()
@@ -619,9 +630,15 @@ class Server:
         if self.recorder is not None:
             self.recorder.opened(conn_id, admission.identity.user, admission.subprotocol)
         inline = cast(InlineLink, link) if hasattr(link, "inline") else None
-        if inline is not None:
-            inline.inline = conn.take_frame
+        hooks, allowed = self.hooks, False
         try:
+            # The connect hook decides before any request is handled (they wait in the link).
+            refusal = None if hooks is None else await hooks.connect(session, admission)
+            allowed = refusal is None
+            if refusal is not None:
+                conn.request_close(*refusal)
+            elif inline is not None:
+                inline.inline = conn.take_frame
             await self._read_loop(conn)
         finally:
             if inline is not None:
@@ -636,6 +653,9 @@ class Server:
                 await asyncio.wait({pending}, timeout=self.settings.shutdown_grace_s)
                 pending.cancel()
             await self._cleanup(conn)
+            if hooks is not None and allowed:  # fire and forget: never delays this cleanup
+                code = link.close_code if link.close_code is not None else 1006
+                hooks.disconnected(session, code, conn.close_request[1] if conn.close_request else "")
             self.connections.discard(conn)
             self.metrics.connections -= 1
             admission.release()
@@ -727,7 +747,7 @@ class Server:
                 conn.push_reply(effect.data)
             elif isinstance(effect, Close):
                 conn.request_close(effect.code, effect.reason)
-            elif self._memory is not None and type(effect) is Publish:
+            elif self._memory is not None and type(effect) is Publish and not self._publish_hook:
                 self.apply_now(conn, self._publish_now(conn.session, effect, self._memory, now), now)
             elif self.inline_commands and not isinstance(effect, CallRpc):
                 coro = self._run(conn, effect)
@@ -792,6 +812,11 @@ class Server:
                     return session.failed(cmd, exc.code, exc.message)
                 return session.rpc_returned(cmd, result, self.clock())
             if isinstance(cmd, Publish):
+                if self._publish_hook and self.hooks is not None:
+                    checked = await self.hooks.publish(session, cmd)
+                    if not isinstance(checked, Publish):
+                        return checked  # refused, or the hook failed: nothing is broadcast
+                    cmd = checked  # the app may have rewritten the payload
                 published = await self.broker.publish(
                     cmd.channel,
                     cmd.payload,
@@ -830,6 +855,10 @@ class Server:
 
     async def _subscribe(self, conn: Connection, cmd: Subscribe) -> list[Effect]:
         session, broker, channel = conn.session, self.broker, cmd.channel
+        if cmd.policy.auth is ChannelAuth.HOOK and channel not in session.grants and self.hooks is not None:
+            refused = await self.hooks.subscribe(session, cmd)  # the app decides this namespace
+            if refused is not None:
+                return refused
         if channel not in conn.joined:
             conn.joined.add(channel)
             if self.registry.join(channel, conn):

@@ -7,7 +7,7 @@ chosen, so a single-instance project does not need redis or nats-py installed.
 from __future__ import annotations
 
 import importlib
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .base import (
     Broker,
@@ -23,6 +23,9 @@ from .base import (
 )
 from .memory import MemoryBroker
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+
 __all__ = [
     "Broker",
     "BrokerBusy",
@@ -35,6 +38,7 @@ __all__ = [
     "Message",
     "PresenceMember",
     "PublishResult",
+    "broker_from_settings",
     "create_broker",
 ]
 
@@ -73,3 +77,31 @@ def create_broker(url: str, **options: Any) -> Broker:
     from .breaker import BreakerBroker
 
     return BreakerBroker(broker, **breaker)
+
+
+def broker_from_settings(settings: Settings) -> Broker:
+    """The broker a server with ``settings`` uses: the same adapter, caps, idempotency window,
+    deadlines and circuit breaker. The publisher library (``publisher.py``) builds its broker
+    here too, so a publish from a backend process is stored exactly like a server's."""
+    memory_caps = (
+        {
+            "max_channels": settings.max_channels,
+            "max_channels_per_user": settings.max_channels_per_user,
+            "channel_idle_s": settings.channel_idle_s,
+        }
+        if settings.broker_url.startswith("memory:")
+        else {}
+    )
+    return create_broker(
+        settings.broker_url,
+        **memory_caps,
+        idempotency_window_s=settings.idempotency_window_s,
+        op_timeout_s=settings.broker_op_timeout_s,
+        pool_size=settings.broker_pool_size,
+        circuit_breaker={
+            "failure_threshold": settings.breaker_failure_threshold,
+            "reset_timeout_s": settings.breaker_reset_timeout_s,
+            "half_open_max_calls": settings.breaker_half_open_max_calls,
+            "health_interval_s": settings.broker_health_interval_s,
+        },
+    )

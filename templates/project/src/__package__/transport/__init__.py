@@ -94,6 +94,8 @@ class Admission:
     remote_ip: str
     release_slot: Callable[[], None] = field(default=_noop, repr=False)
     released: bool = False
+    headers: Sequence[tuple[str, str]] = field(default=(), repr=False)
+    """The handshake's headers, kept only when the application's connect hook will see them."""
 
     def release(self) -> None:
         """Give back the connection slot; idempotent, callable from the adapter and the server."""
