@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -37,6 +38,7 @@ from .broker import BrokerUnavailable, ChannelLimitReached
 from .channels import InvalidChannel, NamespacePolicy, parse_channel
 from .control import CONTROL_CHANNEL, ControlOp, DisconnectUser, SubscribeUser, UnsubscribeUser, encode
 from .protocol import MAX_MSG_ID_LENGTH, check_payload, publish_limit
+from .settings import SettingsError
 
 if TYPE_CHECKING:
     from .server import Server
@@ -110,7 +112,12 @@ class ApiServer:
         )
         await runner.setup()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.create_server((self.host, self.port), family=family, reuse_port=False)
+        try:
+            sock = socket.create_server((self.host, self.port), family=family)
+        except OSError as exc:
+            await runner.cleanup()
+            where, why = f"{self.host}:{self.port}", os.strerror(exc.errno or 0) if exc.errno else str(exc)
+            raise SettingsError(f"cannot listen on {where} for the server API: {why} (WS_API_HOST / WS_API_PORT choose another)") from None
         self.host, self.port = sock.getsockname()[:2]
         await web.SockSite(runner, sock).start()
         logger.info(

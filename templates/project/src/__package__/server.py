@@ -479,9 +479,13 @@ class Server:
     async def start(self) -> None:
         """Connect the broker and start listening; ``self.port`` is then the bound port."""
         await self.broker.start(self.deliver)
-        await self._start_extensions()
-        self._transport = create_transport(self, self.settings)
-        self.host, self.port = await self._transport.start()
+        try:
+            await self._start_extensions()
+            self._transport = create_transport(self, self.settings)
+            self.host, self.port = await self._transport.start()
+        except BaseException:
+            await self._stop_extensions()
+            raise
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         logger.info(
             "listening on ws://%s:%d%s (%s, %s loop)",
