@@ -38,7 +38,7 @@ from .broker import BrokerUnavailable, ChannelLimitReached
 from .channels import InvalidChannel, NamespacePolicy, parse_channel
 from .control import CONTROL_CHANNEL, ControlOp, DisconnectUser, SubscribeUser, UnsubscribeUser, encode
 from .protocol import MAX_MSG_ID_LENGTH, check_payload, publish_limit
-from .settings import SettingsError
+from .settings import ENV_VARS, SettingsError
 
 if TYPE_CHECKING:
     from .server import Server
@@ -382,8 +382,10 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 async def start_api(server: Server) -> ApiServer | None:
     """Start the API for ``server`` (called by :meth:`~.server.Server.start`); None when no key is set."""
     if not server.settings.api_keys:
+        variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "api_keys")
         logger.warning(
-            "server API off: WS_API_KEYS is empty (set one or more comma-separated keys to turn it on)",
+            "server API off: %s is empty (set one or more comma-separated keys to turn it on)",
+            variable,
             extra={"event": "api_off"},
         )
         return None
