@@ -49,7 +49,6 @@ from .protocol import (
 from .settings import Settings
 
 _MAX_CACHED_CHANNELS: Final = 10_000
-
 # Frames that show a broken or hostile client; enough of them close the connection with 4400.
 _STRIKE_CODES: Final = frozenset({ErrorCode.BAD_FRAME, ErrorCode.INVALID_ENVELOPE, ErrorCode.UNSUPPORTED_VERSION})
 
@@ -440,6 +439,10 @@ class Session:
         return [self._error(cmd.id, code, message, action=cmd.action)]
 
     # -- server-side subscriptions (control plane) --------------------------------------------
+
+    def follows(self, channel: str) -> bool:
+        """Subscribed to ``channel``, or subscribing."""
+        return channel in self._subscriptions or channel in self._pending
 
     def server_subscribe(self, channel: str, policy: NamespacePolicy, now: float) -> list[Effect]:
         """The application's backend subscribes this connection to ``channel``.

@@ -544,12 +544,25 @@ class Server:
 
     def apply_later(self, conn: Connection, effects: list[Effect]) -> None:
         """Carry out effects a connection did not ask for (a server-side subscribe from the
-        control plane) in their own task; the session guards its state as for its own requests."""
+        control plane) in their own task; the session guards its state as for its own requests.
+        Frames before the first command are queued now, so that they precede the answer to any
+        request the client sends next (``subscription.removed`` before a new ``subscribe`` reply)."""
+        first_command = next((i for i, e in enumerate(effects) if not isinstance(e, Send)), len(effects))
+        for effect in effects[:first_command]:
+            conn.push_reply(cast(Send, effect).data)
+        effects = effects[first_command:]
+        if not effects:
+            return
         task = asyncio.get_running_loop().create_task(self._apply_unrequested(conn, effects))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _apply_unrequested(self, conn: Connection, effects: list[Effect]) -> None:
+        session = conn.session
+        # The client may have subscribed again since the backend removed the channel (its own
+        # requests are not serialized with these): leaving now would take the new subscription's
+        # membership away.
+        effects = [e for e in effects if not (type(e) is Unsubscribe and session.follows(e.channel))]
         try:
             await self._apply(conn, effects)
         except Exception:
