@@ -135,6 +135,15 @@ export interface ClientEvents {
   gap: { channel: string; seq: number };
   /** A resubscribe was definitively refused (e.g. forbidden): the client no longer follows `channel`. */
   subscriptionRefused: { channel: string; error: WsforgeError };
+  /** The application's backend subscribed this user (server API): followed and resumed like `subscribe()`. */
+  subscriptionAdded: {
+    channel: string;
+    seq: number;
+    epoch: string | null;
+    presence: { user: string; connections: number }[] | null;
+  };
+  /** The application's backend removed the subscription (server API): no more events of `channel`. */
+  subscriptionRemoved: { channel: string; reason: string };
   event: { action: string; channel: string; payload: unknown };
   error: { error: Error };
   stopped: { code: number; reason: string };

@@ -287,7 +287,9 @@ function randomMsgId() {
  * `reconnecting` {attempt, delayMs, action}, `message` {channel, seq, ts, sender, payload},
  * `presence` {channel, kind: "join"|"leave", user}, `resync` {channel, reason, seq, epoch},
  * `gap` {channel, seq}, `subscriptionRefused` {channel, error}, `error` {error},
- * `stopped` {code, reason}.
+ * `stopped` {code, reason}, `subscriptionAdded` {channel, seq, epoch, presence} and
+ * `subscriptionRemoved` {channel, reason}: the application's backend subscribed or unsubscribed
+ * this user (server API); an added channel is kept and resumed like one `subscribe()` asked for.
  *
  * A subscribe answered with a retryable error (`broker_unavailable`, `rate_limited`, `internal`,
  * `history_unavailable`: the server's state, not the channel) is retried with the reconnect
@@ -568,6 +570,36 @@ export class WsforgeClient extends EventTarget {
         this.seqs.resync(channel, { seq: payload?.seq, epoch: payload?.epoch ?? null });
         this.emit("resync", { channel, reason: payload?.reason, seq: payload?.seq, epoch: payload?.epoch });
         return;
+      case "subscription.added": {
+        // The application's backend subscribed this user (server API `subscribe`): follow the
+        // channel exactly like one we asked for, so a reconnect resumes it from its last seq.
+        let sub = this.subscriptions.get(channel);
+        if (!sub) {
+          sub = { waiters: [], active: true };
+          this.subscriptions.set(channel, sub);
+        }
+        sub.active = true;
+        this.seqs.subscribed(channel, { seq: payload?.seq, epoch: payload?.epoch ?? null, recovered: false });
+        this.emit("subscriptionAdded", {
+          channel,
+          seq: payload?.seq ?? 0,
+          epoch: payload?.epoch ?? null,
+          presence: payload?.presence ?? null,
+        });
+        return;
+      }
+      case "subscription.removed": {
+        // The backend removed it (server API `unsubscribe`); the server already left the channel.
+        const sub = this.subscriptions.get(channel);
+        this.subscriptions.delete(channel);
+        this.seqs.forget(channel);
+        if (sub) {
+          this.clearTimer(sub.retryTimer);
+          for (const w of sub.waiters) w.reject(new WsforgeError("unsubscribed", channel));
+        }
+        this.emit("subscriptionRemoved", { channel, reason: payload?.reason ?? "server" });
+        return;
+      }
       default:
         this.emit("event", { action: env.action, channel, payload });
     }

@@ -413,13 +413,16 @@ class SeqTracker:
 class Event:
     """One server-pushed event.
 
-    ``action`` is ``message``, ``presence.join``, ``presence.leave``, ``resync`` or
-    ``subscription.refused``. On ``resync`` the application must refetch the channel's state:
+    ``action`` is ``message``, ``presence.join``, ``presence.leave``, ``resync``,
+    ``subscription.refused``, ``subscription.added`` or ``subscription.removed``. On ``resync`` the application must refetch the channel's state:
     events were lost for good (history retention exceeded, a gap the broker could not refill, or
     the server's history restarted with a new epoch). ``subscription.refused`` (payload
     ``{"code", "message"}``) says the server definitively refused to resubscribe ``channel`` after
     a reconnect (e.g. ``forbidden`` once the user's grants changed): the client no longer follows
-    it. Only ``message`` events carry a ``seq``; the others are not part of the channel's sequence.
+    it. ``subscription.added`` / ``subscription.removed`` say the application's backend subscribed
+    or unsubscribed this user (server API): the client then follows the channel (and resumes it
+    after a reconnect) or stops, as if it had called :meth:`Client.subscribe` / :meth:`Client.unsubscribe`.
+    Only ``message`` events carry a ``seq``; the others are not part of the channel's sequence.
     """
 
     action: str
@@ -448,6 +451,7 @@ class ClientStats:
     """Seconds the client waited (or is waiting) before its latest attempt."""
 
 
+_SERVER_SIDE = frozenset({protocol.SUBSCRIPTION_ADDED, protocol.SUBSCRIPTION_REMOVED})
 _END: Any = object()
 _DEFAULT: Any = object()
 
@@ -755,6 +759,12 @@ class Client:
         reply = await self.request("auth.refresh", None, {"token": token}, timeout=timeout)
         self._token = token
         return reply
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """Channels this client follows (and resumes on reconnect): its own subscribes and those
+        the application's backend added (``subscription.added``)."""
+        return list(self._subscriptions)
 
     def last_seq(self, channel: str) -> int:
         """The last ``seq`` delivered on ``channel`` (0 before any)."""
@@ -1089,6 +1099,9 @@ class Client:
     def _on_event(self, frame: Mapping[str, Any]) -> None:
         event = self._event_from(frame)
         channel = event.channel
+        if channel is not None and event.action in _SERVER_SIDE:
+            self._server_side(event, channel)
+            return
         if channel is not None and channel not in self._subscriptions:
             return  # a late event for a channel we left
         if event.action == "resync" and channel is not None:
@@ -1109,6 +1122,29 @@ class Client:
                 self.stats.gaps += 1
                 logger.warning("gap of %d events on %s before seq %d", missed, channel, event.seq)
                 event = Event(event.action, channel, event.payload, event.seq, event.ts, event.sender, missed)
+        self._push_event(event)
+
+    def _server_side(self, event: Event, channel: str) -> None:
+        """The application's backend changed this connection's subscriptions (server API).
+
+        ``subscription.added``: the channel becomes one of ours, exactly like a subscribe we made
+        (its position is recorded and it is resumed on every reconnect until :meth:`unsubscribe`).
+        ``subscription.removed``: the server already left it; we stop resuming it. Both are passed
+        on to :meth:`events` so the application can update its view.
+        """
+        if event.action == protocol.SUBSCRIPTION_ADDED:
+            if channel not in self._subscriptions:
+                self._subscriptions[channel] = _Subscription()
+            if isinstance(event.payload, dict):
+                self._positions.subscribed(channel, event.payload, resumed=False)
+        else:
+            sub = self._subscriptions.pop(channel, None)
+            self._positions.forget(channel)
+            if sub is not None:
+                if sub.retry is not None:
+                    sub.retry.cancel()
+                for waiter in sub.waiters:
+                    _fail(waiter, ClientError(f"the server removed the subscription to {channel}"))
         self._push_event(event)
 
     # -- helpers -----------------------------------------------------------------------------------

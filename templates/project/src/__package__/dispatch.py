@@ -29,6 +29,8 @@ from .channels import ChannelAuth, ChannelName, InvalidChannel, NamespacePolicy,
 from .limits import RateGuard, StrikeCounter, Verdict
 from .protocol import (
     RPC_PREFIX,
+    SUBSCRIPTION_ADDED,
+    SUBSCRIPTION_REMOVED,
     Action,
     CloseCode,
     Codec,
@@ -389,8 +391,11 @@ class Session:
         }
         if members is not None:
             payload["presence"] = [{"user": m.user, "connections": m.connections} for m in members]
-        effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
         dispatcher = self.dispatcher
+        if cmd.id:
+            effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
+        else:  # server-side (the application's backend): no request to answer, tell the client
+            effects = [Send(dispatcher.encode_notice(self.codec, SUBSCRIPTION_ADDED, cmd.channel, payload, _ms(now)))]
         effects.extend(Send(dispatcher.encode_message(self.codec, m)) for m in replay)
         if reason is not None:
             notice = {"reason": reason, "seq": last_seq, "epoch": history.epoch}
@@ -405,6 +410,8 @@ class Session:
         return effects
 
     def unsubscribed(self, cmd: Unsubscribe, now: float) -> list[Effect]:
+        if not cmd.id:
+            return []  # server-side: the client was told when the session dropped the channel
         return [self._response(cmd.id, cmd.action, {}, now, cmd.channel)]
 
     def published(self, cmd: Publish, result: PublishResult, now: float) -> list[Effect]:
@@ -435,7 +442,42 @@ class Session:
         """The command could not be carried out; answers its request with an error."""
         if isinstance(cmd, Subscribe):
             self._pending.pop(cmd.channel, None)
+        if isinstance(cmd, Command) and not cmd.id:
+            return []  # server-side: nobody to answer; the glue logged it
         return [self._error(cmd.id, code, message, action=cmd.action)]
+
+    # -- server-side subscriptions (control plane) --------------------------------------------
+
+    def follows(self, channel: str) -> bool:
+        """Subscribed to ``channel``, or subscribing."""
+        return channel in self._subscriptions or channel in self._pending
+
+    def server_subscribe(self, channel: str, policy: NamespacePolicy, now: float) -> list[Effect]:
+        """The application's backend subscribes this connection to ``channel``.
+
+        Exactly what the connection's own ``subscribe`` would do (join, presence, history
+        position, buffered live events), without the client's authorization: the backend decided.
+        Its completion sends the ``subscription.added`` event instead of a response. Nothing to do
+        when the connection already has (or is getting) the channel, or is at its subscription
+        limit (logged by the caller's absence of an event: the backend can query presence).
+        """
+        if self.closed or channel in self._subscriptions or channel in self._pending:
+            return []
+        if len(self._subscriptions) + len(self._pending) >= self.dispatcher.settings.max_subscriptions_per_connection:
+            return []
+        self._pending[channel] = []
+        return [Subscribe("", Action.SUBSCRIBE.value, channel, policy, None, None)]
+
+    def server_unsubscribe(self, channel: str, policy: NamespacePolicy, now: float) -> list[Effect]:
+        """The application's backend removes ``channel`` from this connection: the client gets
+        ``subscription.removed`` (after every event of the channel already queued), then the
+        glue leaves the channel. Nothing to do when the connection does not have it."""
+        if self.closed or channel not in self._subscriptions:
+            return []
+        del self._subscriptions[channel]
+        self._epochs.pop(channel, None)
+        notice = self.dispatcher.encode_notice(self.codec, SUBSCRIPTION_REMOVED, channel, {"reason": "server"}, _ms(now))
+        return [Send(notice), Unsubscribe("", Action.UNSUBSCRIBE.value, channel, policy)]
 
     # -- routing ----------------------------------------------------------------------------
 

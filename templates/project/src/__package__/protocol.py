@@ -108,6 +108,14 @@ class Action(enum.StrEnum):
 
 
 RPC_PREFIX: Final = "rpc."
+SUBSCRIPTION_ADDED: Final = "subscription.added"
+"""Server-sent event (no ``id``, no ``seq``): the application's backend subscribed this connection
+to ``channel`` (server API ``subscribe``). Its payload is what a ``subscribe`` response carries
+(``seq``, ``epoch``, ``recovered``, ``replayed``, ``presence?``); the channel's events follow it, and
+clients keep the subscription (resumed on reconnect) as if they had asked for it themselves."""
+SUBSCRIPTION_REMOVED: Final = "subscription.removed"
+"""Server-sent event: the application's backend removed ``channel`` from this connection (server
+API ``unsubscribe``); payload ``{"reason": "server"}``. No event of the channel follows it."""
 CHANNEL_ACTIONS: Final = frozenset({"subscribe", "unsubscribe", "publish", "presence", "history"})
 
 
@@ -399,7 +407,8 @@ def event(
     sender: str | None = None,
     fields: Fields = DEFAULT_FIELDS,
 ) -> dict[str, Any]:
-    """A server-initiated frame: ``message``, ``presence.join``, ``presence.leave`` or ``resync``.
+    """A server-initiated frame: ``message``, ``presence.join``, ``presence.leave``, ``resync``,
+    ``subscription.added`` or ``subscription.removed``.
 
     Only ``message`` events are part of the channel's sequence and carry ``seq`` (from 1, no
     gaps); presence and resync events are not numbered and go out without it (``seq=None``).

@@ -431,6 +431,13 @@ class Server:
         self._trusted_proxies = parse_networks(settings.trusted_proxies)
         self.registry: ChannelRegistry[Connection] = ChannelRegistry()
         self.connections: set[Connection] = set()
+        self.users: dict[str, set[Connection]] = {}
+        """User id -> this instance's connections of that user (control messages act on them)."""
+        self.control: Any = None
+        """The control plane (``control.py``'s ``ControlPlane``) when step 2 rendered it, else None."""
+        self.api: Any = None
+        """The HTTP server API (``api.py``'s ``ApiServer``) when rendered and keys are set, else None."""
+        self._background: set[asyncio.Task[None]] = set()
         self.shutting_down = False
         self.host = settings.host
         self.port = settings.port
@@ -475,10 +482,18 @@ class Server:
     async def start(self) -> None:
         """Connect the broker and start listening; ``self.port`` is then the bound port."""
         await self.broker.start(self.deliver)
-        if self.hooks is not None:
-            await self.hooks.start()
-        self._transport = create_transport(self, self.settings)
-        self.host, self.port = await self._transport.start()
+        try:
+            if self.hooks is not None:
+                await self.hooks.start()
+            await self._start_extensions()
+            self._transport = create_transport(self, self.settings)
+            self.host, self.port = await self._transport.start()
+        except BaseException:
+            await self._stop_extensions()
+            if self.hooks is not None:
+                with contextlib.suppress(Exception):
+                    await self.hooks.aclose()
+            raise
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # "asyncio" or "uvloop"
         logger.info(
             "listening on ws://%s:%d%s (%s, %s loop)",
@@ -504,6 +519,7 @@ class Server:
             await asyncio.sleep(self.settings.shutdown_drain_s)
         if self._transport is not None:
             await self._transport.stop(grace)
+        await self._stop_extensions()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(grace):
                 await self.broker.aclose()
@@ -515,6 +531,54 @@ class Server:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    # -- optional parts: control plane and server API ---------------------------------------
+
+    async def _start_extensions(self) -> None:
+        """Start what step 2 rendered for the application's backend: the control plane
+        (``control.py``: disconnect/subscribe users, channel counts, on every instance) and the
+        HTTP server API (``api.py``, its own listener). Projects without them have neither file."""
+        control = _optional_module("control")
+        if control is not None:
+            self.control = control.ControlPlane(self)
+            await self.control.start()
+        api = _optional_module("api")
+        if api is not None:
+            self.api = await api.start_api(self)
+
+    async def _stop_extensions(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
+        if self.control is not None:
+            await self.control.stop()
+        for task in list(self._background):
+            task.cancel()
+
+    def apply_later(self, conn: Connection, effects: list[Effect]) -> None:
+        """Carry out effects a connection did not ask for (a server-side subscribe from the
+        control plane) in their own task; the session guards its state as for its own requests.
+        Frames before the first command are queued now, so that they precede the answer to any
+        request the client sends next (``subscription.removed`` before a new ``subscribe`` reply)."""
+        first_command = next((i for i, e in enumerate(effects) if not isinstance(e, Send)), len(effects))
+        for effect in effects[:first_command]:
+            conn.push_reply(cast(Send, effect).data)
+        effects = effects[first_command:]
+        if not effects:
+            return
+        task = asyncio.get_running_loop().create_task(self._apply_unrequested(conn, effects))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _apply_unrequested(self, conn: Connection, effects: list[Effect]) -> None:
+        session = conn.session
+        # The client may have subscribed again since the backend removed the channel (its own
+        # requests are not serialized with these): leaving now would take the new subscription's
+        # membership away.
+        effects = [e for e in effects if not (type(e) is Unsubscribe and session.follows(e.channel))]
+        try:
+            await self._apply(conn, effects)
+        except Exception:
+            logger.exception("server-side request for %s failed", conn.session.conn_id)
 
     # -- handshake --------------------------------------------------------------------------
 
@@ -625,6 +689,9 @@ class Server:
         conn = Connection(self, link, session)
         self._check_expiry(conn)
         self.connections.add(conn)
+        user = admission.identity.user
+        if user is not None:
+            self.users.setdefault(user, set()).add(conn)
         self.metrics.connections += 1
         logger.debug("open %s user=%s", conn_id, admission.identity.user)
         if self.recorder is not None:
@@ -657,11 +724,20 @@ class Server:
                 code = link.close_code if link.close_code is not None else 1006
                 hooks.disconnected(session, code, conn.close_request[1] if conn.close_request else "")
             self.connections.discard(conn)
+            if user is not None:
+                self._forget_user(user, conn)
             self.metrics.connections -= 1
             admission.release()
             if self.recorder is not None:
                 self.recorder.closed(conn_id, link.close_code)
             logger.debug("closed %s code=%s", conn_id, link.close_code)
+
+    def _forget_user(self, user: str, conn: Connection) -> None:
+        conns = self.users.get(user)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.users[user]
 
     async def _read_loop(self, conn: Connection) -> None:
         link, session, metrics, clock = conn.link, conn.session, self.metrics, self.clock
@@ -928,6 +1004,9 @@ class Server:
         channel = message.channel
         members = self.registry.members(channel)
         if not members:
+            control = self.control
+            if control is not None and control.owns(channel):
+                control.receive(message)
             return
         dispatcher = self.dispatcher
         policy = dispatcher.namespaces.get(channel.partition(self.settings.channel_separator)[0])
@@ -982,3 +1061,15 @@ class Server:
                 conn.push_event(channel, data, policy)
         if epoch is not None:
             followed[channel] = epoch
+
+
+def _optional_module(name: str) -> Any:
+    """``.name`` of this package when step 2 rendered it, else None (a missing dependency of a
+    rendered module still raises)."""
+    package = __name__.rpartition(".")[0]
+    try:
+        return importlib.import_module(f"{package}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{package}.{name}":
+            return None
+        raise

@@ -295,6 +295,35 @@ describe("WsforgeClient", () => {
     ]);
   });
 
+  test("a server-side subscription is followed, resumed after a reconnect, and removed", () => {
+    const client = makeClient(clock);
+    const seen = [];
+    client.on("subscriptionAdded", (d) => seen.push(["added", d.channel, d.seq]));
+    client.on("subscriptionRemoved", (d) => seen.push(["removed", d.channel, d.reason]));
+    client.on("message", (d) => seen.push(["message", d.seq]));
+    client.connect();
+    let ws = ScriptedSocket.instances[0];
+    ws.accept();
+    const added = { seq: 2, epoch: "e", recovered: true, replayed: 0 };
+    ws.deliver({ v: 1, type: "event", action: "subscription.added", channel: "room:b", payload: added });
+    ws.deliver(event("room:b", 3, "x"));
+    assert.deepEqual([...client.subscriptions.keys()], ["room:b"]);
+    ws.serverClose(1001);
+    clock.advance(1000);
+    ws = ScriptedSocket.instances[1];
+    ws.accept();
+    const resub = ws.lastSent();
+    assert.deepEqual([resub.action, resub.channel, resub.payload], ["subscribe", "room:b", { since_seq: 3, epoch: "e" }]);
+    ws.respond(resub, { seq: 3, epoch: "e", recovered: true, replayed: 0 });
+    ws.deliver({ v: 1, type: "event", action: "subscription.removed", channel: "room:b", payload: { reason: "server" } });
+    assert.equal(client.subscriptions.size, 0);
+    assert.deepEqual(seen, [
+      ["added", "room:b", 2],
+      ["message", 3],
+      ["removed", "room:b", "server"],
+    ]);
+  });
+
   test("a refused subscription rejects and is not retried", async () => {
     const client = makeClient(clock);
     client.connect();
