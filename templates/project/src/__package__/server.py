@@ -931,7 +931,9 @@ class Server:
 
     async def _subscribe(self, conn: Connection, cmd: Subscribe) -> list[Effect]:
         session, broker, channel = conn.session, self.broker, cmd.channel
-        if cmd.policy.auth is ChannelAuth.HOOK and channel not in session.grants and self.hooks is not None:
+        # A server-side subscribe (no request id: the backend's API call or publisher) was decided by
+        # the application already; only a client's own subscribe asks the subscribe hook.
+        if cmd.id and cmd.policy.auth is ChannelAuth.HOOK and channel not in session.grants and self.hooks is not None:
             refused = await self.hooks.subscribe(session, cmd)  # the app decides this namespace
             if refused is not None:
                 return refused
