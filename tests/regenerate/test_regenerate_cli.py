@@ -343,7 +343,9 @@ def test_missing_pristine_copies_update_untouched_files_and_never_overwrite_your
     assert {p.name for p in (project / ".wsforge/pristine").iterdir()} == set(manifest["files"].values())
 
 
-def test_regenerate_exits_3_when_its_review_finds_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_regenerate_exits_3_when_its_review_finds_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A spec edit that step 5 rejects (a wildcard Origin) fails the run like `new` does; the merge
     itself is still written, and `--fail-on never` opts out."""
     project = generate(workdir)
