@@ -19,7 +19,9 @@ from .base import (
     History,
     Message,
     PresenceMember,
+    PublishNow,
     PublishResult,
+    SyncPublisher,
 )
 from .memory import MemoryBroker
 
@@ -34,7 +36,9 @@ __all__ = [
     "MemoryBroker",
     "Message",
     "PresenceMember",
+    "PublishNow",
     "PublishResult",
+    "SyncPublisher",
     "create_broker",
 ]
 
