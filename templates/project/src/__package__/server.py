@@ -39,8 +39,8 @@ from .broker import (
     ChannelOptions,
     Message,
     PublishNow,
-    SyncPublisher,
     create_broker,
+    sync_publisher,
 )
 from .broker.ordering import LOST_THROUGH
 from .channels import ChannelRegistry, NamespacePolicy
@@ -456,7 +456,7 @@ class Server:
         channel (that session's epoch comes from its history read, which may be older) and when
         its last local member leaves."""
         # The fast path is a capability of the broker, looked up once here (never per request).
-        sync = self.broker if isinstance(self.broker, SyncPublisher) else None
+        sync = sync_publisher(self.broker)
         self._publish_sync: PublishNow | None = None if sync is None else sync.publish_now
         """The broker's :meth:`~.broker.base.SyncPublisher.publish_now`, bound once: the server
         publishes through it without a coroutine (:meth:`_publish_now`). None: plain ``await``."""

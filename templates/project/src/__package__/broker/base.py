@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 
 class BrokerError(Exception):
@@ -206,7 +206,6 @@ PublishNow = Callable[[str, Any, ChannelOptions, str | None, str | None, float |
 """:meth:`SyncPublisher.publish_now` as a bound method: the arguments positionally, in order."""
 
 
-@runtime_checkable
 class SyncPublisher(Protocol):
     """Optional capability of a :class:`Broker` that never waits for I/O (the in-process broker).
 
@@ -218,8 +217,7 @@ class SyncPublisher(Protocol):
       it by hand inside the transport's data callback (``Server.apply_now``) instead of handing
       it to a task.
 
-    The server checks for it once, with ``isinstance``, when it is built (a runtime Protocol check
-    costs microseconds: not something to do per request).
+    The server looks for it once, with :func:`sync_publisher`, when it is built.
     """
 
     @property
@@ -245,3 +243,14 @@ class SyncPublisher(Protocol):
             ChannelLimitReached: as :meth:`Broker.publish`.
         """
         ...
+
+
+def sync_publisher(broker: object) -> SyncPublisher | None:
+    """``broker`` as a :class:`SyncPublisher` when it offers the capability, else None.
+
+    An attribute probe rather than ``isinstance`` on a ``runtime_checkable`` Protocol: this module
+    is compiled by mypyc, which cannot build such a class, and the probe is what that check does.
+    """
+    if callable(getattr(broker, "publish_now", None)) and callable(getattr(broker, "clock", None)):
+        return cast(SyncPublisher, broker)
+    return None
