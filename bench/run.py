@@ -120,8 +120,35 @@ def redis_server(log_path: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
 
 
+_SCALED_OUT: dict[str, Subject] = {}
+
+
+def over_redis(subject: Subject) -> Subject:
+    """The subject of a pass over Redis: ``subject`` itself when its project ships the Redis
+    adapter, else the chat example rendered to scale out over Redis for the same transport (and
+    build). A project renders only the brokers its spec uses, and the chat example runs one
+    instance: its project has no Redis adapter for the scale-out passes."""
+    if not subject.generated or any(subject.cwd.glob("src/*/broker/redis.py")):
+        return subject
+    cached = _SCALED_OUT.get(subject.name)
+    if cached is None:
+        transport = subject.env["WS_TRANSPORT"]
+        out = WORK / (
+            "chat-demo-scale-out" if transport == "websockets" else f"chat-demo-{transport}-scale-out"
+        )
+        project = render_chat(BENCH.parent, out, transport=transport, scale_out=True).resolve()
+        if subject.name.endswith("-mypyc"):
+            cached = generated(compiled_copy(project), transport, compiled=True)
+        else:
+            cached = generated(project, transport)
+        _SCALED_OUT[subject.name] = cached
+    return cached
+
+
 def run_pass(subject: Subject, workload: Workload, index: int, logs: Path) -> dict[str, Any]:
     passed = workload.passes[index]
+    if passed.redis:
+        subject = over_redis(subject)
     log_path = logs / f"{workload.name}.{subject.name}.log"
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(redis_server(log_path)) if passed.redis else ""

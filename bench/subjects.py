@@ -7,6 +7,7 @@ harness picked; it must listen on 127.0.0.1 only and run until SIGTERM.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,23 +125,41 @@ def generated(project: Path, transport: str = "websockets", *, compiled: bool = 
     return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True)
 
 
-def render_chat(repo: Path, out: Path, *, transport: str = "websockets") -> Path:
+SCALE_OUT_CONNECTIONS = 200_000
+"""Answer that makes step 2 scale the chat example out over Redis (see :func:`render_chat`)."""
+
+
+def render_chat(repo: Path, out: Path, *, transport: str = "websockets", scale_out: bool = False) -> Path:
     """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced).
 
     The chat spec picks the websockets transport. ``transport="picows"`` renders it the way a team
     gets it by writing ``conventions: {transport: picows}`` into the project's memory: the project
     step 2 produces for throughput (the picows adapter, its tests, its dependencies and its
     compiled-build list), with every other decision unchanged.
+
+    The chat example runs one instance, so its project ships only the in-process broker.
+    ``scale_out=True`` answers :data:`SCALE_OUT_CONNECTIONS` connections instead: step 2 then
+    scales it out over Redis and the project ships the Redis adapter the scale-out passes need.
     """
     answers = repo / "examples" / "chat.yaml"
-    cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
-           "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
     # Run outside the checkout: `wsforge new` keeps memory and claudedocs in its working directory.
     scratch = out.parent / f".{out.name}-wsforge"
+    if scale_out:
+        text = answers.read_text()
+        changed = re.sub(
+            r"(?m)^concurrent_connections: \d+$", f"concurrent_connections: {SCALE_OUT_CONNECTIONS}", text
+        )
+        assert changed != text, f"{answers}: no concurrent_connections answer to change"
+        scratch.mkdir(parents=True, exist_ok=True)
+        answers = scratch / "chat-scale-out.yaml"
+        answers.write_text(changed)
+    cmd = [sys.executable, "-m", "wsforge", "new", "chat-demo", "--answers", str(answers),
+           "--non-interactive", "--output", str(out), "--force"]  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)  # --force keeps files an earlier render had and this one has not
     memory = scratch / "memory" / "websocket-engineer" / "chat-demo.yaml"
     memory.parent.mkdir(parents=True, exist_ok=True)
     memory.unlink(missing_ok=True)  # a run's memory would carry its decisions into the next one
-    if transport != "websockets":
+    if transport != "websockets" or scale_out:  # at scale, step 2 would pick picows by itself
         memory.write_text(
             "schema_version: 1\nskill: websocket-engineer\nproject: chat-demo\n"
             f"conventions:\n  transport: {transport}\n"

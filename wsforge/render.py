@@ -44,6 +44,33 @@ def _browser(spec: ArchitectureSpec) -> bool:
     return "browser" in [e.value for e in spec.requirements.client_environments]
 
 
+def _uses_redis(spec: ArchitectureSpec) -> bool:
+    return spec.scaling.strategy in (ScalingStrategy.REDIS_PUBSUB, ScalingStrategy.REDIS_STREAMS)
+
+
+def _uses_nats(spec: ArchitectureSpec) -> bool:
+    return spec.scaling.strategy == ScalingStrategy.NATS
+
+
+def _loadtest_needs_redis(spec: ArchitectureSpec) -> bool:
+    """The README's load test publishes through a Redis the in-process broker cannot stand in for:
+    a single instance whose shared namespaces clients may not publish to (the load generator then
+    publishes as the backend would, through a broker another process can reach)."""
+    if spec.scaling.strategy != ScalingStrategy.SINGLE:
+        return False
+    shared = [ns for ns in spec.channels.namespaces if ns.auth.value != "private"]
+    return bool(shared) and not any(ns.client_publish for ns in shared)
+
+
+def _ships_redis(spec: ArchitectureSpec) -> bool:
+    return _uses_redis(spec) or _loadtest_needs_redis(spec)
+
+
+def _ships_remote_broker(spec: ArchitectureSpec) -> bool:
+    """A networked broker adapter is rendered, and with it the circuit breaker every one runs behind."""
+    return _ships_redis(spec) or _uses_nats(spec)
+
+
 # Optional files: relative template path (before rendering, without .jinja) -> when it exists.
 CONDITIONAL_FILES: dict[str, Condition] = {
     "src/__package__/transport/picows.py": lambda s: s.transport.value == "picows",
@@ -51,6 +78,13 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_browser_e2e.py": _browser,
     # Two server processes on a real broker: only when the project scales out over one.
     "tests/test_multi_instance.py": lambda s: s.scaling.strategy.value != "single",
+    # Broker adapters: only the one the spec scales out over (a later `regenerate` that changes the
+    # broker adds the new one). Redis also serves a load test that must publish from outside.
+    "src/__package__/broker/redis.py": _ships_redis,
+    "src/__package__/broker/nats.py": _uses_nats,
+    # The circuit breaker: around every networked broker, and around each hook to the application.
+    "src/__package__/broker/breaker.py": lambda s: _ships_remote_broker(s) or s.hooks.any_enabled(),
+    "tests/test_broker_health.py": _ships_remote_broker,
     # The application's front door (server API, publisher library, hooks): step 2 decides each.
     "src/__package__/control.py": lambda s: s.server_api.enabled or s.publisher.kind.value == "broker",
     "src/__package__/api.py": lambda s: s.server_api.enabled,
@@ -111,8 +145,12 @@ def template_context(spec: ArchitectureSpec) -> dict[str, Any]:
         "wsforge_version": spec.wsforge_version,
         "codecs": [c.value for c in spec.protocol.codecs],
         "msgpack_first": spec.protocol.codecs[0] == Codec.MSGPACK,
-        "uses_redis": spec.scaling.strategy in (ScalingStrategy.REDIS_PUBSUB, ScalingStrategy.REDIS_STREAMS),
-        "uses_nats": spec.scaling.strategy == ScalingStrategy.NATS,
+        "uses_redis": _uses_redis(spec),
+        "uses_nats": _uses_nats(spec),
+        # What is rendered, which may be more than what is used (see CONDITIONAL_FILES).
+        "ships_redis": _ships_redis(spec),
+        "ships_nats": _uses_nats(spec),
+        "ships_remote_broker": _ships_remote_broker(spec),
         "browser": _browser(spec),
     }
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -360,3 +363,35 @@ def test_regenerate_exits_3_when_its_review_finds_errors(
     assert "step 5 review found" in last and "WSF-SEC-003" in last
     assert f"the project was written to {project}" in last
     assert regenerate(project, "--fail-on", "never") == 0
+
+
+@pytest.mark.slow  # runs mypy over the regenerated project
+def test_scaling_out_adds_the_broker_adapter_and_the_project_still_checks(workdir: Path) -> None:
+    """A single-instance project ships only the in-process broker; a requirement edit that makes it
+    scale out over Redis adds the adapter, its circuit breaker and their tests (new files through
+    the same three-way merge), and the result passes its own static gates."""
+    project = generate(workdir)
+    broker = project / f"src/{PACKAGE}/broker"
+    shipped = {"redis.py", "nats.py", "breaker.py"} & {p.name for p in broker.iterdir()}
+    assert shipped == set(), "a memory:// project ships no networked adapter"
+    assert not (project / "tests/test_broker_health.py").exists()
+    edit(project / "wsforge.yaml", "concurrent_connections: 5000", "concurrent_connections: 200000")
+
+    assert regenerate(project) == 0
+
+    spec = _spec(project)
+    assert spec["scaling"]["strategy"].startswith("redis"), spec["scaling"]
+    assert {p.name for p in broker.iterdir()} >= {"redis.py", "breaker.py"}
+    assert not (broker / "nats.py").exists()
+    assert (project / "tests/test_broker_health.py").exists()
+    assert '"redis"' in (project / "tests/test_broker_contract.py").read_text()
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy", "src", "tests"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": str(project / "src")},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"

@@ -38,9 +38,10 @@ from .broker import (
     BrokerUnavailable,
     ChannelLimitReached,
     ChannelOptions,
-    MemoryBroker,
     Message,
+    PublishNow,
     broker_from_settings,
+    sync_publisher,
 )
 from .broker.ordering import LOST_THROUGH
 from .channels import ChannelAuth, ChannelRegistry, NamespacePolicy
@@ -344,6 +345,11 @@ class Connection:
 class _Resumed:
     """Await a coroutine that :meth:`Server.apply_now` stepped once and that then suspended.
 
+    Why the server steps coroutines by hand at all: with a broker that never waits for I/O (a
+    :class:`~.broker.base.SyncPublisher`) a subscribe, history or presence request then completes
+    inside the transport's data callback, its reply written in the same callback, instead of
+    costing a task and a loop iteration. This class is the rare other case's safety net.
+
     ``yield``-delegates the rest of it to the task awaiting this object, passing values and
     exceptions through, exactly as ``await`` would have if a task had run it from the start.
     """
@@ -458,15 +464,19 @@ class Server:
         after a delivery ran that check on every member; dropped when a subscribe completes on the
         channel (that session's epoch comes from its history read, which may be older) and when
         its last local member leaves."""
-        self._memory = self.broker if type(self.broker) is MemoryBroker else None
-        """The in-process broker, whose publish the server calls directly (:meth:`_publish_now`)."""
-        self._memory_now = self._memory is not None and self._memory.clock is clock
-        """The in-process broker reads the server's clock: :meth:`_publish_now` hands it the
-        request's reading instead of letting it read the clock again (a test may give each its own)."""
-        self.inline_commands = self._memory is not None
-        """Broker commands complete without suspending (the in-process broker never awaits I/O),
-        so :meth:`apply_now` may run them inside the transport's data callback. A remote broker's
-        calls always wait for the network and may need a task (timeouts), so they never run inline."""
+        # The fast path is a capability of the broker, looked up once here (never per request).
+        sync = sync_publisher(self.broker)
+        self._publish_sync: PublishNow | None = None if sync is None else sync.publish_now
+        """The broker's :meth:`~.broker.base.SyncPublisher.publish_now`, bound once: the server
+        publishes through it without a coroutine (:meth:`_publish_now`). None: plain ``await``."""
+        self._sync_now = sync is not None and sync.clock is clock
+        """The broker reads the server's clock: :meth:`_publish_now` hands it the request's reading
+        instead of letting it read the clock again (a test may give each its own)."""
+        self.inline_commands = sync is not None
+        """Broker commands complete without suspending (a :class:`~.broker.base.SyncPublisher`
+        promises it), so :meth:`apply_now` may run them inside the transport's data callback. A
+        remote broker's calls always wait for the network and may need a task (timeouts), so they
+        never run inline."""
         self._publish_hook = self.hooks is not None and self.hooks.publish_enabled
         """Client publishes go to the app's publish hook first: never :meth:`_publish_now`."""
 
@@ -823,9 +833,13 @@ class Server:
                 conn.push_reply(effect.data)
             elif isinstance(effect, Close):
                 conn.request_close(effect.code, effect.reason)
-            elif self._memory is not None and type(effect) is Publish and not self._publish_hook:
-                self.apply_now(conn, self._publish_now(conn.session, effect, self._memory, now), now)
+            elif self._publish_sync is not None and type(effect) is Publish and not self._publish_hook:
+                self.apply_now(conn, self._publish_now(conn.session, effect, self._publish_sync, now), now)
             elif self.inline_commands and not isinstance(effect, CallRpc):
+                # Step the command's coroutine by hand: with a broker that never suspends it
+                # finishes here (StopIteration), so a subscribe or history read answers within
+                # the frame callback, with no task. Should it suspend after all, _Resumed hands
+                # the rest to a task, exactly as if the task had run it from the start.
                 coro = self._run(conn, effect)
                 try:
                     first = coro.send(None)
@@ -839,15 +853,17 @@ class Server:
                 conn.pending = asyncio.get_running_loop().create_task(self._finish(conn, None, effects[index:]))
                 return
 
-    def _publish_now(self, session: Session, cmd: Publish, broker: MemoryBroker, now: float) -> list[Effect]:
-        """:meth:`_run` for a publish to the in-process broker, without a coroutine (the most
-        frequent request; same outcome and errors)."""
+    def _publish_now(
+        self, session: Session, cmd: Publish, publish_now: PublishNow, now: float
+    ) -> list[Effect]:
+        """:meth:`_run` for a publish to a :class:`~.broker.base.SyncPublisher`, without a
+        coroutine (the most frequent request; same outcome and errors)."""
         policy = cmd.policy
         cached = self._channel_options.get(policy.name)  # _options() inlined: once per request
         options = cached[1] if cached is not None and cached[0] is policy else self._options(policy)
         try:
-            published = broker.publish_now(
-                cmd.channel, cmd.payload, options, session.identity.user, cmd.msg_id, now if self._memory_now else None
+            published = publish_now(
+                cmd.channel, cmd.payload, options, session.identity.user, cmd.msg_id, now if self._sync_now else None
             )
         except ChannelLimitReached as exc:
             return session.failed(cmd, ErrorCode.TOO_MANY_CHANNELS, str(exc))

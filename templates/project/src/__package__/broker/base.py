@@ -7,15 +7,20 @@ calls :meth:`Broker.subscribe` once; the broker then hands every message publish
 channel to the ``on_message`` callback given to :meth:`Broker.start`, exactly once per instance.
 
 Implementations: ``memory.MemoryBroker`` (one process, the default), ``redis.RedisBroker`` and
-``nats.NatsBroker`` (scale-out). Backend errors are mapped to :class:`BrokerUnavailable` at the
-adapter so that the server never sees a library-specific exception.
+``nats.NatsBroker`` (scale-out), as far as this project ships them. Backend errors are mapped to
+:class:`BrokerUnavailable` at the adapter so that the server never sees a library-specific exception.
+
+A broker may also offer :class:`SyncPublisher`, an optional capability the server looks for once,
+when it is built: it then publishes without a coroutine and completes requests inside the
+transport's data callback. Any broker without it (a remote one, a test double) takes the plain
+``await`` path with the same outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 
 class BrokerError(Exception):
@@ -195,3 +200,57 @@ class Broker(Protocol):
     async def presence_members(self, channel: str) -> list[PresenceMember]:
         """Who is in ``channel`` across every instance."""
         ...
+
+
+PublishNow = Callable[[str, Any, ChannelOptions, str | None, str | None, float | None], PublishResult]
+""":meth:`SyncPublisher.publish_now` as a bound method: the arguments positionally, in order."""
+
+
+class SyncPublisher(Protocol):
+    """Optional capability of a :class:`Broker` that never waits for I/O (the in-process broker).
+
+    Implementing it promises two things the server's fast path relies on:
+
+    * :meth:`publish_now` is :meth:`Broker.publish` without the coroutine (same result, same
+      errors), so the most frequent request costs no coroutine creation and stepping;
+    * every coroutine method of the broker completes without suspending, so the server may step
+      it by hand inside the transport's data callback (``Server.apply_now``) instead of handing
+      it to a task.
+
+    The server looks for it once, with :func:`sync_publisher`, when it is built.
+    """
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock that decides each message's ``ts``: the server passes its own reading to
+        :meth:`publish_now` when this is the same clock, saving a second read per request."""
+        ...
+
+    def publish_now(
+        self,
+        channel: str,
+        payload: Any,
+        options: ChannelOptions,
+        sender: str | None = None,
+        msg_id: str | None = None,
+        now: float | None = None,
+    ) -> PublishResult:
+        """:meth:`Broker.publish`, returned at once; arguments may be positional (cheaper per call).
+
+        ``now``: a reading of :attr:`clock` the caller just took; None reads the clock here.
+
+        Raises:
+            ChannelLimitReached: as :meth:`Broker.publish`.
+        """
+        ...
+
+
+def sync_publisher(broker: object) -> SyncPublisher | None:
+    """``broker`` as a :class:`SyncPublisher` when it offers the capability, else None.
+
+    An attribute probe rather than ``isinstance`` on a ``runtime_checkable`` Protocol: this module
+    is compiled by mypyc, which cannot build such a class, and the probe is what that check does.
+    """
+    if callable(getattr(broker, "publish_now", None)) and callable(getattr(broker, "clock", None)):
+        return cast(SyncPublisher, broker)
+    return None

@@ -1,7 +1,7 @@
 """The seam between the server and the socket library.
 
 ``server.py`` never touches sockets. A transport adapter (``websockets.py`` today, ``picows.py``
-as an added file) accepts TCP connections, speaks HTTP/WebSocket, and talks to the server through
+as an added file; ``memory.py`` is their socketless twin for tests) accepts TCP connections, speaks HTTP/WebSocket, and talks to the server through
 the small :class:`App` interface:
 
 1. For every HTTP request it builds a :class:`HandshakeRequest` and calls :meth:`App.handshake`.
@@ -235,7 +235,12 @@ def gated_protocol(base: Any) -> Any:
     return GatedProtocol
 
 
-_ADAPTERS = {"websockets": ("websockets", "WebSocketsTransport"), "picows": ("picows", "PicowsTransport")}
+_ADAPTERS = {
+    "websockets": ("websockets", "WebSocketsTransport"),
+    "picows": ("picows", "PicowsTransport"),
+    # No socket: the server's behaviour tests run through it (transport/memory.py).
+    "memory": ("memory", "MemoryTransport"),
+}
 
 
 def create_transport(app: App, settings: Settings) -> Transport:
