@@ -54,10 +54,11 @@ def _uses_nats(spec: ArchitectureSpec) -> bool:
 
 def _loadtest_needs_redis(spec: ArchitectureSpec) -> bool:
     """The README's load test publishes through a Redis the in-process broker cannot stand in for:
-    a single instance whose shared namespaces clients may not publish to (the load generator then
-    publishes as the backend would, through a broker another process can reach)."""
-    if spec.scaling.strategy != ScalingStrategy.SINGLE:
-        return False
+    a single instance whose shared namespaces clients may not publish to, and no server API (the
+    load generator then publishes as the backend would, through a broker another process can reach;
+    with the API it publishes through that)."""
+    if spec.scaling.strategy != ScalingStrategy.SINGLE or spec.server_api.enabled:
+        return False  # a scaled-out project has its broker; the server API is the backend's front door
     shared = [ns for ns in spec.channels.namespaces if ns.auth.value != "private"]
     return bool(shared) and not any(ns.client_publish for ns in shared)
 

@@ -6,8 +6,9 @@ It reads the project's own settings (``src/<package>/settings.py`` with the ``WS
 as the server does): the URL, the auth mode and token sources, the per-IP connection cap, the
 per-connection rate limit and the namespaces. Without ``--channel`` it load-tests a channel of the
 first namespace whose clients may publish; when no namespace lets clients publish, the generator
-publishes through the server's broker instead (``--broker-url``, which must be shared: Redis or
-NATS). Against a loopback server it spreads the connections over 127.0.0.x source addresses so
+publishes as the application's backend would: through the server API (``--api-url``, with a key
+from ``--api-key`` or ``WS_API_KEYS``; the default when the server's broker is in-process), or
+through the server's broker (``--broker-url``, which must be shared: Redis or NATS). Against a loopback server it spreads the connections over 127.0.0.x source addresses so
 that the per-IP cap is not hit (elsewhere, raise ``WS_MAX_CONNECTIONS_PER_IP`` for the test), and
 it adds publishers until each stays under the per-connection rate limit.
 
@@ -114,7 +115,10 @@ class Plan:
     namespace: Any
     """The channel's NamespacePolicy (its ``options`` when publishing through the broker)."""
     via_broker: str | None
-    """Broker URL the generator publishes through, or None: clients publish."""
+    """Broker URL the generator publishes through, or None: clients publish (or the API does)."""
+    via_api: str | None
+    """Server API base URL the generator publishes through (``POST /api/publish``), or None."""
+    api_key: str
     present_as: str | None
     """How a token is presented (header, query, subprotocol, cookie); None without auth."""
     cookie_name: str
@@ -144,15 +148,26 @@ def make_plan(args: argparse.Namespace, settings: Any) -> Plan:
             raise PlanError("every namespace is private (one user per channel): pass --channel")
         namespace = (publishing or shared)[0]
         channel = f"{namespace.name}{sep}loadtest"
-    via_broker = None
+    via_broker = via_api = None
+    api_keys = tuple(getattr(settings, "api_keys", ()))  # only projects with the server API have it
+    api_key = args.api_key or (api_keys[0] if api_keys else "")
     if not namespace.client_publish:
-        via_broker = args.broker_url or settings.broker_url
-        if via_broker.startswith("memory:"):
-            raise PlanError(
-                f"clients may not publish to {namespace.name}{sep}*, so the generator publishes through "
-                "the broker, and the server's is in-process (memory://): start the server with "
-                "WS_BROKER_URL=redis://127.0.0.1:6379/0 and pass --broker-url redis://127.0.0.1:6379/0"
-            )
+        in_process = (args.broker_url or settings.broker_url).startswith("memory:")
+        if args.api_url or (in_process and not args.broker_url and api_key):
+            if not api_key:
+                raise PlanError("--api-url needs a key: pass --api-key or set WS_API_KEYS (the server's key)")
+            api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host  # noqa: S104
+            via_api = (args.api_url or f"http://{api_host}:{settings.api_port}").rstrip("/")
+        else:
+            via_broker = args.broker_url or settings.broker_url
+            if in_process:
+                with_api = " or, with the server API on, set WS_API_KEYS to the server's key" if hasattr(settings, "api_keys") else ""
+                raise PlanError(
+                    f"clients may not publish to {namespace.name}{sep}*, so the generator publishes as the "
+                    "backend would, and the server's broker is in-process (memory://): start the server with "
+                    "WS_BROKER_URL=redis://127.0.0.1:6379/0 and pass --broker-url redis://127.0.0.1:6379/0"
+                    + with_api
+                )
     present_as = None
     if settings.auth_mode != "none":
         if not (args.token or args.jwt_secret):
@@ -176,7 +191,7 @@ def make_plan(args: argparse.Namespace, settings: Any) -> Plan:
             )
     publishers = max(1, args.publishers)
     per_connection = settings.rate_per_s * 0.8  # headroom under the token bucket
-    if not via_broker and args.rate / publishers > per_connection:
+    if not (via_broker or via_api) and args.rate / publishers > per_connection:
         publishers = min(args.connections, math.ceil(args.rate / per_connection))
         print(
             f"note: {args.publishers} publisher(s) at {args.rate:g}/s would exceed the server's "
@@ -184,7 +199,10 @@ def make_plan(args: argparse.Namespace, settings: Any) -> Plan:
             file=sys.stderr,
         )
     claims = {"aud": settings.jwt_audience, "iss": settings.jwt_issuer}
-    return Plan(args.url, channel, namespace, via_broker, present_as, settings.cookie_name, claims, per_address, publishers)
+    return Plan(
+        args.url, channel, namespace, via_broker, via_api, api_key, present_as, settings.cookie_name, claims,
+        per_address, publishers,
+    )  # fmt: skip
 
 
 def _is_ip(host: str) -> bool:
@@ -361,6 +379,40 @@ async def broker_publish_loop(
         await broker.aclose()
 
 
+async def api_publish_loop(
+    plan: Plan, args: argparse.Namespace, stats: Stats, rate: float, stop: asyncio.Event
+) -> None:
+    """The application's backend publishing through the server API (``POST /api/publish``), one
+    keep-alive connection, paced like :func:`broker_publish_loop`; a non-200 answer is an error."""
+    import aiohttp  # a dependency of projects with the server API only
+
+    url, headers = f"{plan.via_api}/api/publish", {"X-API-Key": plan.api_key}
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        loop = asyncio.get_running_loop()
+        interval, due = 1 / rate, loop.time()
+        while not stop.is_set():
+            sent = time.monotonic_ns()
+            body = {"channel": plan.channel, "data": {"text": args.text, "lt_ns": sent}}
+            try:
+                async with http.post(url, json=body, headers=headers) as resp:
+                    answer = await resp.json(content_type=None)
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                stats.errors += 1
+            else:
+                if status == 200:
+                    stats.published += 1
+                    stats.acked += 1
+                    stats.ack_ns.append(time.monotonic_ns() - sent)
+                else:
+                    stats.errors += 1
+                    code = str(answer.get("error", {}).get("code", status)) if isinstance(answer, dict) else str(status)
+                    stats.error_codes[code] = stats.error_codes.get(code, 0) + 1
+            due += interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+
 async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
     """One load test; ``settings`` defaults to the project's (:func:`project_settings`).
 
@@ -387,7 +439,9 @@ async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
     await asyncio.gather(*waits, return_exceptions=True)
     subscribed = sum(c.subscribe_ok for c in clients)
     load_started = time.monotonic()
-    if plan.via_broker:
+    if plan.via_api:
+        pub_tasks = [asyncio.create_task(api_publish_loop(plan, args, stats, args.rate, stop))]
+    elif plan.via_broker:
         pub_tasks = [asyncio.create_task(broker_publish_loop(plan, args, stats, args.rate, stop))]
     else:
         publishers = [c for c in clients if c.subscribe_ok][: plan.publishers]
@@ -403,7 +457,7 @@ async def run(args: argparse.Namespace, settings: Any = None) -> dict[str, Any]:
     return {
         "url": args.url,
         "channel": plan.channel,
-        "published_by": "broker" if plan.via_broker else "clients",
+        "published_by": "api" if plan.via_api else ("broker" if plan.via_broker else "clients"),
         "source_addresses": math.ceil(args.connections / plan.per_address) if plan.per_address else 1,
         "connections": {"requested": args.connections, "opened": stats.opened, "subscribed": subscribed,
                         "failed": stats.failed, "failures": stats.failures, "closed_early": stats.closed},
@@ -426,6 +480,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--broker-url", default=None, help="publish through this broker (default: the server's WS_BROKER_URL)"
     )
+    p.add_argument(
+        "--api-url", default=None, help="publish through this server API (default: WS_API_HOST/PORT when the broker is in-process)"
+    )
+    p.add_argument("--api-key", default="", help="server API key (default: the first of WS_API_KEYS)")
     p.add_argument("--per-ip", type=int, default=None, help="the server's per-IP cap (default: the project's)")
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--ramp", type=float, default=500, help="new connections per second (0: all at once)")
