@@ -105,3 +105,17 @@ def test_a_counting_connection_is_refused_with_the_servers_status(peer: tuple[st
 
     with pytest.raises(ConnectionRefusedError, match="401"):
         asyncio.run(connect())
+
+
+def test_api_bench_measures_the_api_and_the_client_publish() -> None:
+    """`api_bench.py` at a tiny size: both paths publish, deliver and report latency."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "api_bench.py"), "--repeats", "1", "--seconds", "0.5",
+         "--samples", "20", "--concurrency", "2", "--json"],
+        capture_output=True, text=True, timeout=300 * UNIT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [row] = json.loads(proc.stdout)
+    for kind in ("api", "client"):
+        assert row[kind]["per_s"] > 0 and row[kind]["per_server_cpu_s"] > 0
+        assert 0 < row[kind]["p50_ms"] <= row[kind]["p99_ms"]
