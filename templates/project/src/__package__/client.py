@@ -670,13 +670,7 @@ class Client:
 
     async def unsubscribe(self, channel: str, *, timeout: float | None = _DEFAULT) -> None:
         """Leave ``channel`` and stop resubscribing it."""
-        sub = self._subscriptions.pop(channel, None)
-        self._positions.forget(channel)
-        if sub is not None:
-            if sub.retry is not None:
-                sub.retry.cancel()
-            for waiter in sub.waiters:
-                _fail(waiter, ClientError(f"unsubscribed from {channel} before the subscription completed"))
+        self._drop_subscription(channel, f"unsubscribed from {channel} before the subscription completed")
         if self._open.is_set():
             await self.request("unsubscribe", channel, timeout=timeout)
 
@@ -1138,16 +1132,20 @@ class Client:
             if isinstance(event.payload, dict):
                 self._positions.subscribed(channel, event.payload, resumed=False)
         else:
-            sub = self._subscriptions.pop(channel, None)
-            self._positions.forget(channel)
-            if sub is not None:
-                if sub.retry is not None:
-                    sub.retry.cancel()
-                for waiter in sub.waiters:
-                    _fail(waiter, ClientError(f"the server removed the subscription to {channel}"))
+            self._drop_subscription(channel, f"the server removed the subscription to {channel}")
         self._push_event(event)
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _drop_subscription(self, channel: str, why: str) -> None:
+        """Forget ``channel`` (no resubscribe after a reconnect); its pending waiters fail with ``why``."""
+        sub = self._subscriptions.pop(channel, None)
+        self._positions.forget(channel)
+        if sub is not None:
+            if sub.retry is not None:
+                sub.retry.cancel()
+            for waiter in sub.waiters:
+                _fail(waiter, ClientError(why))
 
     def _event_from(self, frame: Mapping[str, Any]) -> Event:
         f = self._fields
