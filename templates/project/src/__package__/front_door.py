@@ -1,0 +1,141 @@
+"""The server's front door: every HTTP request before it becomes a WebSocket.
+
+:class:`FrontDoor` decides a request (plain routes, static files, a refusal, or an admitted
+WebSocket) and keeps the per-IP accounting that bounds both unfinished handshakes and admitted
+connections. It runs once per TCP connection, never per message, so it stays apart from the
+server's delivery and request paths; :class:`~.server.Server` composes one and answers the
+transport's :class:`~.transport.App` calls through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
+from .limits import ConnectionLimiter, HandshakeGate, Refusal, client_ip, parse_networks, trusted_address
+from .observability import readiness
+from .protocol import select_codec
+from .transport import Admission, HandshakeRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger(__name__.rpartition(".")[0] + ".server")
+"""The server's logger: these records keep the name they had when this code lived there."""
+
+_CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".ts": "text/plain", ".map": "application/json"}
+
+
+class FrontDoor:
+    """Handshake policy: routes, origin, subprotocol, token, and connection/handshake caps."""
+
+    def __init__(self, server: Server, verifier: JwtVerifier | None, clock: Callable[[], float]) -> None:
+        settings = server.settings
+        self.server = server
+        self.settings = settings
+        self.verifier = verifier
+        self.clock = clock
+        self.limiter = ConnectionLimiter(settings.max_connections_per_ip, settings.max_connections_total)
+        self.handshakes = HandshakeGate(
+            settings.max_handshakes_per_ip or settings.max_connections_per_ip, settings.max_handshakes_total
+        )
+        """TCP connections not yet through the handshake (the limiter counts admitted ones)."""
+        self._trusted_proxies = parse_networks(settings.trusted_proxies)
+
+    def handshake(self, request: HandshakeRequest) -> HttpResponse | Admission:
+        """Decide an HTTP request: plain HTTP routes, a refusal, or an admitted WebSocket."""
+        if request.path == self.settings.path:
+            return self._admit(request)
+        if request.path == "/healthz":
+            return HttpResponse(200, b"ok\n")
+        if request.path == "/readyz":
+            status, body = readiness(
+                broker_healthy=self.server.broker.healthy,
+                shutting_down=self.server.shutting_down,
+                connections=len(self.server.connections),
+            )
+            return HttpResponse(status, json.dumps(body).encode(), "application/json")
+        if request.path == "/metrics":
+            return HttpResponse(200, self.server.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if request.path == "/":
+            return self._static("index.html")
+        if request.path.startswith("/static/"):
+            return self._static(request.path[len("/static/") :])
+        return HttpResponse(404, b"not found\n")
+
+    def _refuse(self, status: int, reason: str, text: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
+        self.server.metrics.reject(reason)
+        logger.info("handshake refused: %s", reason, extra={"event": "refused", "status": status, "reason": reason})
+        return HttpResponse(status, f"{text}\n".encode(), headers=headers)
+
+    def handshake_started(self, remote_ip: str) -> bool:
+        """:meth:`~.transport.App.handshake_started`; a trusted proxy only counts in the total."""
+        refusal = self.handshakes.enter(self._gate_key(remote_ip))
+        if refusal is None:
+            return True
+        self.server.metrics.reject("handshakes_per_ip" if refusal is Refusal.PER_IP else "handshakes_total")
+        return False
+
+    def handshake_ended(self, remote_ip: str) -> None:
+        self.handshakes.leave(self._gate_key(remote_ip))
+
+    def _gate_key(self, remote_ip: str) -> str | None:
+        trusted = self._trusted_proxies
+        return None if trusted and trusted_address(remote_ip, trusted) else remote_ip
+
+    def _admit(self, request: HandshakeRequest) -> HttpResponse | Admission:
+        s = self.settings
+        ip = client_ip(request.remote_ip, request.header_values("X-Forwarded-For"), self._trusted_proxies)
+        if self.server.shutting_down:
+            return self._refuse(503, "shutting_down", "server is shutting down", (("Retry-After", "5"),))
+        refusal = self.limiter.check(ip)
+        if refusal is Refusal.TOTAL:
+            return self._refuse(503, refusal.reason, "server is full, try later", (("Retry-After", "5"),))
+        if refusal is Refusal.PER_IP:
+            return self._refuse(429, refusal.reason, "too many connections from this address", (("Retry-After", "5"),))
+        if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
+            return self._refuse(403, "origin", "origin not allowed")
+        offered = request.header_values("Sec-WebSocket-Protocol")
+        choice = select_codec(offered, s.codecs)
+        if choice is None:
+            supported = ", ".join(c.subprotocol for c in s.codecs)
+            return self._refuse(400, "subprotocol", f"unsupported subprotocol; offer one of: {supported}")
+        codec, subprotocol = choice
+        identity = ANONYMOUS
+        if self.verifier is not None:
+            token = extract_token(
+                sources=s.token_sources,
+                authorization=request.header("Authorization"),
+                subprotocols=offered,
+                query=request.query,
+                cookie_header=request.header("Cookie"),
+                cookie_name=s.cookie_name,
+            )
+            if token is None:
+                return self._refuse(401, "missing_token", "missing token")
+            try:
+                identity = self.verifier.verify(token, self.clock())
+            except AuthError as exc:
+                return self._refuse(401, "invalid_token", exc.reason)
+        if self.limiter.reserve(ip) is not None:  # checked above; no await in between
+            return self._refuse(503, "server_full", "server is full, try later", (("Retry-After", "5"),))
+        headers = request.headers if self.server.hooks is not None else ()
+        return Admission(codec, subprotocol, identity, ip, release_slot=lambda: self.limiter.release(ip), headers=headers)
+
+    def _static(self, name: str) -> HttpResponse:
+        root = self.settings.static_dir.resolve()
+        try:
+            path = (root / name).resolve()
+            path.relative_to(root)
+        except (ValueError, OSError):
+            return HttpResponse(404, b"not found\n")
+        if not path.is_file():
+            return HttpResponse(404, b"not found\n")
+        content_type = _CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type == "application/json":
+            content_type += "; charset=utf-8"
+        return HttpResponse(200, path.read_bytes(), content_type, (("Cache-Control", "no-cache"),))
