@@ -17,8 +17,10 @@ constructor arguments so that tests shrink them instead of patching ``asyncio.sl
 websockets library's ``asyncio/client.py`` does the same with ``process_exception``).
 
 The pure parts (:func:`backoff`, :func:`classify_close`, :func:`classify_status`,
-:class:`Reconnector`, :class:`OfflineQueue`, :class:`SeqTracker`) do no I/O and are tested without
-an event loop; :class:`Client` is the asyncio glue around them.
+:class:`Reconnector`, all four in ``reconnect.py`` and re-exported here, :class:`OfflineQueue`,
+:class:`SeqTracker`) do no I/O and are tested without an event loop. :class:`Dialer` opens the
+connections and applies the reconnect policy between them; :class:`Client` is the asyncio glue
+that runs each connection (resubscribe, send, receive) around them.
 
 Exceptions::
 
@@ -39,7 +41,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import random
 import time
 import uuid
 from collections import deque
@@ -52,9 +53,19 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from . import protocol
+from .reconnect import (
+    RETRYABLE_ERRORS,
+    Decision,
+    Reconnector,
+    backoff,
+    classify_close,
+    classify_error,
+    classify_status,
+)
 from .settings import Settings
 
 __all__ = [
+    "RETRYABLE_ERRORS",
     "Client",
     "ClientClosed",
     "ClientError",
@@ -77,11 +88,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-Decision = Literal["stop", "retry", "retry_later", "reauth"]
-"""What to do after a connection ends: give up, reconnect, reconnect after a longer delay, or get
-a new token first and then reconnect."""
-
 
 # --- exceptions ---------------------------------------------------------------------------------
 
@@ -161,131 +167,6 @@ class ClientClosed(ClientStopped):
 
     def __str__(self) -> str:
         return "client closed"
-
-
-# --- pure policy ----------------------------------------------------------------------------------
-
-
-def backoff(
-    base_s: float,
-    cap_s: float,
-    jitter: Literal["full", "equal", "none"] = "full",
-    rng: Callable[[], float] = random.random,
-) -> Iterator[float]:
-    """Reconnect delays in seconds: exponential from ``base_s``, capped at ``cap_s``.
-
-    With full jitter each delay is uniform in ``[0, min(cap, base * 2**n))``, which spreads a crowd
-    of clients that lost the same server over the whole window instead of bringing them back in
-    waves ("Exponential Backoff And Jitter", AWS architecture blog). Infinite; make a new one to
-    start over.
-    """
-    for attempt in itertools.count():
-        ceiling = min(cap_s, base_s * 2 ** min(attempt, 62))
-        if jitter == "full":
-            yield rng() * ceiling
-        elif jitter == "equal":
-            yield ceiling / 2 + rng() * ceiling / 2
-        else:
-            yield ceiling
-
-
-_STOP_CODES = frozenset({1000, 1008, 4003, 4400})
-
-
-def classify_close(code: int) -> Decision:
-    """What the close code table of the contract (§3) tells a client to do.
-
-    1000 (normal), 1008 (policy), 4003 (forbidden) and 4400 (protocol violations) mean the server
-    does not want this client back as it is: reconnecting would only repeat the refusal. 1013 means
-    overloaded: come back, but later. 4001 means the token expired. Everything else, including
-    1006 (no close frame: the network dropped), is worth a reconnect with backoff.
-    """
-    if code in _STOP_CODES:
-        return "stop"
-    if code == 1013:
-        return "retry_later"
-    if code == 4001:
-        return "reauth"
-    return "retry"
-
-
-def classify_status(status: int) -> Decision:
-    """What an HTTP status refusing the upgrade tells a client to do.
-
-    401 is "reauth": the client stops unless it has a ``token_provider`` that can supply a new
-    token. 403 (origin), 400 (unknown subprotocol) and other 4xx would be refused again. 429 and
-    503 are capacity refusals (per-IP and total connection caps): come back later. Other 5xx are
-    treated as transient.
-    """
-    if status == 401:
-        return "reauth"
-    if status in (429, 503):
-        return "retry_later"
-    if status >= 500:
-        return "retry"
-    return "stop"
-
-
-RETRYABLE_ERRORS = frozenset({"broker_unavailable", "rate_limited", "internal", "history_unavailable"})
-"""Error codes that describe the server's state, not the request: the same request may succeed later."""
-
-
-def classify_error(code: str) -> Literal["retry", "refused"]:
-    """Is an ``error`` answer to a subscribe worth retrying, or a definitive refusal?
-
-    ``broker_unavailable`` (an instance restarting while the broker is down), ``rate_limited``,
-    ``internal`` and ``history_unavailable`` say nothing about the channel: the subscription stays
-    wanted and is retried with the reconnect policy's delays. Anything else (``forbidden``,
-    ``invalid_channel``, ``unauthorized``, ``too_many_subscriptions``, ...) would be refused
-    again, so the subscription is dropped and the application is told.
-    """
-    return "retry" if code in RETRYABLE_ERRORS else "refused"
-
-
-class Reconnector:
-    """Turns connection outcomes into delays; no I/O, the clock is passed in.
-
-    Call :meth:`opened` when a connection opens and :meth:`delay` when an attempt fails or a
-    connection ends. The backoff starts over only after a connection stayed open for
-    ``reset_after_s``: a server that accepts and then drops every connection at once must not be
-    hammered at the base delay forever.
-    """
-
-    def __init__(
-        self,
-        delays: Callable[[], Iterator[float]],
-        *,
-        reset_after_s: float,
-        retry_later_s: float,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self._new_delays = delays
-        self._rng = rng
-        self._delays = delays()
-        self._reset_after_s = reset_after_s
-        self._retry_later_s = retry_later_s
-        self._opened_at: float | None = None
-
-    def opened(self, now: float) -> None:
-        self._opened_at = now
-
-    def delay(self, decision: Decision, now: float, retry_after_s: float | None = None) -> float:
-        """Seconds to wait before the next attempt.
-
-        ``retry_later`` waits the server's ``Retry-After`` (HTTP 429/503) plus the jittered
-        backoff, or without one (close 1013) a random time in ``[retry_later_s / 2,
-        retry_later_s)``, like the browser client: an overloaded server gets a long pause without
-        every client coming back at the same instant.
-        """
-        if self._opened_at is not None and now - self._opened_at >= self._reset_after_s:
-            self._delays = self._new_delays()
-        self._opened_at = None
-        delay = next(self._delays)
-        if decision == "retry_later":
-            if retry_after_s is None:
-                return self._retry_later_s * (0.5 + 0.5 * self._rng())
-            delay += retry_after_s
-        return delay
 
 
 @dataclass(slots=True)
@@ -474,6 +355,98 @@ class _Pending:
     outgoing: QueuedPublish | None = None
 
 
+class Dialer:
+    """Opens the client's connections, one after another, and applies the reconnect policy
+    between them: classify each refusal or close, refresh the token when asked to, wait the
+    :class:`~.reconnect.Reconnector`'s delay. What runs on an open connection is the
+    :class:`Client`'s business; this class only dials, so the policy reads in one place."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        token_provider: Callable[[], Awaitable[str]] | None,
+        subprotocols: list[Subprotocol],
+        new_delays: Callable[[], Iterator[float]],
+        classify_close: Callable[[int], Decision],
+        classify_status: Callable[[int], Decision],
+        reset_after_s: float,
+        retry_later_s: float,
+        connect_kwargs: dict[str, Any],
+    ) -> None:
+        self.url = url
+        self.token = token
+        """Sent as ``Authorization: Bearer`` on the next connect (:meth:`Client.refresh_token` sets it)."""
+        self.token_provider = token_provider
+        self.new_delays = new_delays
+        """Factory of reconnect delays; the client's subscribe retries use it too."""
+        self.retry_later_s = retry_later_s
+        self._subprotocols = subprotocols
+        self._classify_close = classify_close
+        self._classify_status = classify_status
+        self._reset_after_s = reset_after_s
+        self._connect_kwargs = connect_kwargs
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def connections(self, stats: ClientStats, stopped: Callable[[], bool]) -> AsyncIterator[ClientConnection]:
+        """Open connections until ``stopped()``, sleeping per policy between them; yields each live one.
+
+        Raises :class:`ClientStopped` when the policy says to give up.
+        """
+        reconnector = Reconnector(self.new_delays, reset_after_s=self._reset_after_s, retry_later_s=self.retry_later_s)
+        refreshed = False
+        while not stopped():
+            retry_after: float | None = None
+            try:
+                conn = await connect(
+                    self.url,
+                    subprotocols=self._subprotocols,
+                    additional_headers=self.headers(),
+                    **self._connect_kwargs,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                body = exc.response.body.decode("utf-8", "replace").strip()[:200]
+                error: ClientStopped = HandshakeRejected(status, body)
+                decision = self._classify_status(status)
+                retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+                if decision == "reauth" and refreshed:
+                    decision = "stop"  # a brand-new token was refused too
+            except InvalidURI as exc:
+                raise ClientStopped() from exc
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                logger.info("connect to %s failed: %s", self.url, exc)
+                error, decision = ClientStopped(), "retry"
+            else:
+                reconnector.opened(time.monotonic())
+                stats.connects += 1
+                refreshed = False
+                yield conn
+                code, reason = conn.close_code or 1006, conn.close_reason or ""
+                error, decision = ServerClosed(code, reason), self._classify_close(code)
+                logger.info("connection closed: %s -> %s", error, decision)
+            if stopped():
+                return
+            if decision == "reauth":
+                if self.token_provider is None:
+                    decision = "stop"
+                else:
+                    try:
+                        self.token = await self.token_provider()
+                        refreshed = True
+                    except Exception:  # an auth service outage is transient: back off, ask again
+                        logger.exception("token_provider failed; retrying with backoff")
+                        decision = "retry"
+            stats.last_decision = decision
+            if decision == "stop":
+                raise error
+            stats.last_delay = reconnector.delay(decision, time.monotonic(), retry_after)
+            await asyncio.sleep(stats.last_delay)
+
+
 # --- the client -----------------------------------------------------------------------------------
 
 
@@ -525,27 +498,29 @@ class Client:
     ) -> None:
         settings = settings if settings is not None else Settings()
         self.url = url
-        self._token = token
-        self._token_provider = token_provider
-        self._subprotocols = [
-            Subprotocol(c.subprotocol) for c in settings.codecs if codec is None or c.value == codec
-        ]
+        subprotocols = [Subprotocol(c.subprotocol) for c in settings.codecs if codec is None or c.value == codec]
         jitter: Literal["full", "equal", "none"] = "full"
         if settings.reconnect_jitter in ("equal", "none"):
             jitter = "equal" if settings.reconnect_jitter == "equal" else "none"
-        self._reconnect_delays = reconnect_delays or functools.partial(
-            backoff, settings.reconnect_base_s, settings.reconnect_cap_s, jitter
+        self._dialer = Dialer(
+            url,
+            token=token,
+            token_provider=token_provider,
+            subprotocols=subprotocols,
+            new_delays=reconnect_delays
+            or functools.partial(backoff, settings.reconnect_base_s, settings.reconnect_cap_s, jitter),
+            classify_close=classify_close,
+            classify_status=classify_status,
+            reset_after_s=settings.reconnect_reset_after_s,
+            retry_later_s=settings.reconnect_cap_s if retry_later_s is None else retry_later_s,
+            connect_kwargs=dict(connect_kwargs or {}),
         )
-        self._classify_close = classify_close
-        self._classify_status = classify_status
-        self._reset_after_s = settings.reconnect_reset_after_s
-        self._retry_later_s = settings.reconnect_cap_s if retry_later_s is None else retry_later_s
+        """Connects and reconnects (the policy); this class runs what happens on each connection."""
         self.request_timeout = request_timeout
         self.publish_timeout = publish_timeout
         self._max_frame = protocol.publish_limit(max_payload_bytes or settings.max_payload_bytes)
         self._largest: tuple[int, str] = (0, "")
         """Size and id of the largest request written on this connection: what a 1009 refused."""
-        self._connect_kwargs = dict(connect_kwargs or {})
 
         self.stats = ClientStats()
         self._offline = OfflineQueue(settings.offline_queue_size)
@@ -751,7 +726,7 @@ class Client:
     async def refresh_token(self, token: str, *, timeout: float | None = _DEFAULT) -> Any:
         """Send ``auth.refresh`` before the current token expires; later reconnects use ``token``."""
         reply = await self.request("auth.refresh", None, {"token": token}, timeout=timeout)
-        self._token = token
+        self._dialer.token = token
         return reply
 
     @property
@@ -783,7 +758,7 @@ class Client:
 
     async def _run(self) -> None:
         try:
-            async for conn in self._connections():
+            async for conn in self._dialer.connections(self.stats, lambda: self._stop_error is not None):
                 await self._serve(conn)
         except ClientStopped as exc:
             self._stop(exc)
@@ -795,64 +770,6 @@ class Client:
             stop = ClientStopped()
             stop.__cause__ = exc
             self._stop(stop)
-
-    async def _connections(self) -> AsyncIterator[ClientConnection]:
-        """Open connections forever, sleeping per policy between them; yields each live one.
-
-        After a yielded connection ends, ``self._outcome`` says how. Raises
-        :class:`ClientStopped` when the policy says to give up.
-        """
-        reconnector = Reconnector(
-            self._reconnect_delays, reset_after_s=self._reset_after_s, retry_later_s=self._retry_later_s
-        )
-        refreshed = False
-        while self._stop_error is None:
-            retry_after: float | None = None
-            try:
-                conn = await connect(
-                    self.url,
-                    subprotocols=self._subprotocols,
-                    additional_headers=self._headers(),
-                    **self._connect_kwargs,
-                )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                body = exc.response.body.decode("utf-8", "replace").strip()[:200]
-                error: ClientStopped = HandshakeRejected(status, body)
-                decision = self._classify_status(status)
-                retry_after = _retry_after(exc.response.headers.get("Retry-After"))
-                if decision == "reauth" and refreshed:
-                    decision = "stop"  # a brand-new token was refused too
-            except InvalidURI as exc:
-                raise ClientStopped() from exc
-            except (OSError, TimeoutError, InvalidHandshake) as exc:
-                logger.info("connect to %s failed: %s", self.url, exc)
-                error, decision = ClientStopped(), "retry"
-            else:
-                reconnector.opened(time.monotonic())
-                self.stats.connects += 1
-                refreshed = False
-                yield conn
-                code, reason = conn.close_code or 1006, conn.close_reason or ""
-                error, decision = ServerClosed(code, reason), self._classify_close(code)
-                logger.info("connection closed: %s -> %s", error, decision)
-            if self._stop_error is not None:
-                return
-            if decision == "reauth":
-                if self._token_provider is None:
-                    decision = "stop"
-                else:
-                    try:
-                        self._token = await self._token_provider()
-                        refreshed = True
-                    except Exception:  # an auth service outage is transient: back off, ask again
-                        logger.exception("token_provider failed; retrying with backoff")
-                        decision = "retry"
-            self.stats.last_decision = decision
-            if decision == "stop":
-                raise error
-            self.stats.last_delay = reconnector.delay(decision, time.monotonic(), retry_after)
-            await asyncio.sleep(self.stats.last_delay)
 
     async def _serve(self, conn: ClientConnection) -> None:
         """Run one connection: resubscribe, flush the offline queue, read until it closes."""
@@ -1066,8 +983,8 @@ class Client:
 
     def _retry_subscribe(self, channel: str, sub: _Subscription, exc: RequestError) -> None:
         if sub.delays is None:
-            sub.delays = self._reconnect_delays()
-        delay = next(sub.delays, self._retry_later_s)
+            sub.delays = self._dialer.new_delays()
+        delay = next(sub.delays, self._dialer.retry_later_s)
         if exc.retry_after_ms is not None:
             delay = max(delay, exc.retry_after_ms / 1000)
         logger.info("subscribe %s failed (%s); retrying in %.2f s", channel, exc.code, delay)
@@ -1189,9 +1106,6 @@ class Client:
             self._largest = (len(frame), request_id)
         # JSON goes in text frames, MessagePack in binary ones (contract §3).
         await conn.send(frame, text=self._codec.is_text)
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def _future(self) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().create_future()
