@@ -5,14 +5,14 @@ each frame it calls :meth:`~.dispatch.Session.receive`, queues the ``Send`` effe
 broker for commands and queues their responses. Requests of one connection are handled in order,
 one at a time, which is what keeps a client's publishes in ``seq`` order.
 
-Fan-out (:meth:`Server.deliver`) encodes an event once per codec and hands the same ``bytes``
+Fan-out (:meth:`.fanout.Fanout.deliver`) encodes an event once per codec and hands the same ``bytes``
 object to every local subscriber's bounded :class:`~.outbox.Outbox`; a writer task per connection
 drains it into the socket. Transports that can write synchronously (picows) take two shortcuts
 that keep both rules above: a request is handled inside the data callback when it needs no await
 (:meth:`Connection.take_frame`), and one flush per loop iteration writes every connection that
-got events (:meth:`Server.mark_dirty`), so a writer task only runs for a congested socket. While
+got events (:meth:`.fanout.Fanout.mark_dirty`), so a writer task only runs for a congested socket. While
 those flushes find about one event per connection (nothing to coalesce), the first message of an
-iteration is written to each subscriber at once instead (:meth:`Server._begin_delivery`). Usage::
+iteration is written to each subscriber at once instead (:meth:`.fanout.Fanout.begin_delivery`). Usage::
 
     async with Server(settings) as server:   # listening; server.port is the bound port
         await server.wait_stopped()
@@ -41,8 +41,7 @@ from .broker import (
     broker_from_settings,
     sync_publisher,
 )
-from .broker.ordering import LOST_THROUGH
-from .channels import ChannelAuth, ChannelRegistry, NamespacePolicy
+from .channels import ChannelAuth, NamespacePolicy
 from .dispatch import (
     CallRpc,
     Close,
@@ -57,11 +56,12 @@ from .dispatch import (
     Subscribe,
     Unsubscribe,
 )
+from .fanout import Fanout
 from .front_door import FrontDoor
 from .handlers import HANDLERS, Handler, RpcContext, RpcError
 from .observability import Metrics
 from .outbox import Outbox, Overflow
-from .protocol import CloseCode, Codec, ErrorCode
+from .protocol import CloseCode, ErrorCode
 from .recorder import Recorder
 from .settings import Settings
 from .transport import (
@@ -97,6 +97,7 @@ class Connection:
         "close_request",
         "dirty",
         "expiry",
+        "fanout",
         "frames",
         "joined",
         "link",
@@ -112,6 +113,8 @@ class Connection:
 
     def __init__(self, server: Server, link: Link, session: Session) -> None:
         self.server = server
+        self.fanout = server.fanout
+        """Read once here: a push that needs the flush calls it without going through the server."""
         self.link = link
         self.session = session
         self.outbox = Outbox(server.settings.outbound_queue_size)
@@ -135,7 +138,7 @@ class Connection:
         # hasattr, not isinstance: a runtime Protocol check costs tens of microseconds per connection.
         self.frames = cast(FrameLink, link) if hasattr(link, "write_frames") else None
         self.dirty = False
-        """Queued in :meth:`Server.mark_dirty` for this loop iteration's flush."""
+        """Queued in :meth:`.fanout.Fanout.mark_dirty` for this loop iteration's flush."""
         self.text = session.codec.is_text
         """Frame type of everything sent (the codec is fixed at the handshake); read per write."""
 
@@ -204,7 +207,7 @@ class Connection:
         if self.frames is not None and self._writer_idle():
             if not self.dirty:
                 self.dirty = True
-                self.server.mark_dirty(self)
+                self.fanout.mark_dirty(self)
         else:
             self._wake_writer()
 
@@ -429,7 +432,9 @@ class Server:
         """Handshake policy and per-IP accounting (``front_door.py``): once per TCP connection."""
         self.limiter = self.front_door.limiter
         self.handshakes = self.front_door.handshakes
-        self.registry: ChannelRegistry[Connection] = ChannelRegistry()
+        self.fanout = Fanout(self)
+        """Delivery to local subscribers and the per-iteration flush (``fanout.py``)."""
+        self.registry = self.fanout.registry
         self.connections: set[Connection] = set()
         self.users: dict[str, set[Connection]] = {}
         """User id -> this instance's connections of that user (control messages act on them)."""
@@ -446,18 +451,6 @@ class Server:
         self.recorder = Recorder.from_env()
         """Opt-in message-flow recording (``WS_RECORD_PATH``); None when off."""
         self._channel_options: dict[str, tuple[NamespacePolicy, ChannelOptions]] = {}
-        self._dirty: list[Connection] = []
-        self._flush_scheduled = False
-        self._delivering = False
-        """A message was delivered in this loop iteration (reset by :meth:`_flush`)."""
-        self._eager = True
-        """Deliver the iteration's first message by writing at once (see :meth:`_begin_delivery`)."""
-        self._followed_epochs: dict[str, str] = {}
-        """Channel -> broker epoch that every local member's session already follows, so
-        :meth:`deliver` skips the per-recipient :meth:`~.dispatch.Session.follow_epoch` check. Set
-        after a delivery ran that check on every member; dropped when a subscribe completes on the
-        channel (that session's epoch comes from its history read, which may be older) and when
-        its last local member leaves."""
         # The fast path is a capability of the broker, looked up once here (never per request).
         sync = sync_publisher(self.broker)
         self._publish_sync: PublishNow | None = None if sync is None else sync.publish_now
@@ -485,7 +478,7 @@ class Server:
 
     async def start(self) -> None:
         """Connect the broker and start listening; ``self.port`` is then the bound port."""
-        await self.broker.start(self.deliver)
+        await self.broker.start(self.fanout.deliver)
         try:
             if self.hooks is not None:
                 await self.hooks.start()
@@ -686,41 +679,13 @@ class Server:
                 conn.reading = False
 
     def mark_dirty(self, conn: Connection) -> None:
-        """Flush ``conn`` once, after this loop iteration's deliveries: events that arrive
-        together leave together, one write per connection."""
-        self._dirty.append(conn)
-        self._schedule_flush()
+        """:meth:`.fanout.Fanout.mark_dirty` (connections call it there directly)."""
+        self.fanout.mark_dirty(conn)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _begin_delivery(self) -> bool:
-        """Called once per delivered message: may its subscribers be written at once?
-
-        Only the first delivery of a loop iteration, and only while the last flushes showed no
-        coalescing. A publisher at 20 messages/s then gets raw-socket latency (no wait for the
-        next iteration), while saturated publishers keep one write per subscriber per
-        iteration, which is what multiplies throughput under load.
-        """
-        if self._delivering:
-            return False
-        self._delivering = True
-        self._schedule_flush()
-        return self._eager
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        self._delivering = False
-        dirty, self._dirty = self._dirty, []
-        written = 0
-        for conn in dirty:
-            written += conn.flush()
-        if dirty:
-            # Coalescing pays when connections got several messages per iteration; when each
-            # got about one, writing at delivery time is as cheap and sooner.
-            self._eager = written < 1.5 * len(dirty)
+    def deliver(self, message: Message) -> None:
+        """:meth:`.fanout.Fanout.deliver`, the broker's callback (which the broker is given
+        directly, so a delivery does not pass through here)."""
+        self.fanout.deliver(message)
 
     def _check_expiry(self, conn: Connection) -> None:
         """Close with 4001 once the token's ``exp`` passes; a timer, not a task per connection."""
@@ -888,7 +853,7 @@ class Server:
             self._options(cmd.policy),
             limit=self.settings.max_replay if replay else 0,
         )
-        self._followed_epochs.pop(channel, None)  # this session's epoch comes from its own read
+        self.fanout.followed_epochs.pop(channel, None)  # this session's epoch comes from its own read
         return session.subscribed(cmd, history, members, self.clock())
 
     async def _leave(self, conn: Connection, channel: str, policy: NamespacePolicy | None) -> None:
@@ -897,7 +862,7 @@ class Server:
         conn.joined.discard(channel)
         try:
             if self.registry.leave(channel, conn):
-                self._followed_epochs.pop(channel, None)
+                self.fanout.followed_epochs.pop(channel, None)
                 await self.broker.unsubscribe(channel)
             if channel in conn.present:
                 conn.present.discard(channel)
@@ -922,75 +887,6 @@ class Server:
                     async with asyncio.timeout(grace):
                         await asyncio.shield(writer)
             writer.cancel()
-
-    # -- fan-out ----------------------------------------------------------------------------
-
-    def deliver(self, message: Message) -> None:
-        """Broker callback: send ``message`` to every local subscriber of its channel.
-
-        Encodes once per codec in use and shares the bytes across recipients.
-        """
-        channel = message.channel
-        members = self.registry.members(channel)
-        if not members:
-            control = self.control
-            if control is not None and control.owns(channel):
-                control.receive(message)
-            return
-        dispatcher = self.dispatcher
-        policy = dispatcher.namespaces.get(channel.partition(self.settings.channel_separator)[0])
-        if policy is None:
-            return
-        seq = message.seq
-        encoded: dict[Codec, bytes] = {}
-        if seq == 0:
-            notice = message.payload if isinstance(message.payload, dict) else {}
-            lost = notice.get(LOST_THROUGH)
-            if isinstance(lost, int):
-                # The broker gave up on a gap: announce the loss instead of a silent jump in seq.
-                for conn in members:
-                    resync = conn.session.lost(channel, lost, message.epoch, message.ts)
-                    if resync is not None:
-                        conn.push_reply(resync)
-                return
-            kind = notice.get("presence")
-            if kind not in ("join", "leave"):
-                return
-            action, payload = f"presence.{kind}", {"user": notice.get("user")}
-            for conn in members:
-                codec = conn.session.codec
-                data = encoded.get(codec)
-                if data is None:
-                    data = encoded[codec] = dispatcher.encode_notice(codec, action, channel, payload, message.ts)
-                if conn.session.offer(channel, 0, data):
-                    conn.push_event(channel, data, policy)
-            return
-        epoch = message.epoch
-        followed = self._followed_epochs
-        if epoch is not None and followed.get(channel) == epoch:
-            epoch = None  # every member already follows it: no per-recipient check (see __init__)
-        eager = self._begin_delivery()
-        last_codec: Codec | None = None
-        data = b""
-        for conn in members:
-            session = conn.session
-            if epoch is not None:
-                # The broker lost this channel's state: resync (never dropped), then the new seqs.
-                resync = session.follow_epoch(channel, epoch, seq, message.ts)
-                if resync is not None:
-                    conn.push_reply(resync)
-            codec = session.codec
-            if codec is not last_codec:  # an identity check per recipient; hashing an enum is a Python call
-                last_codec = codec
-                cached = encoded.get(codec)
-                data = encoded[codec] = cached if cached is not None else dispatcher.encode_message(codec, message)
-            if not session.offer(channel, seq, data):
-                continue
-            if not (eager and conn.write_event_now(data)):
-                conn.push_event(channel, data, policy)
-        if epoch is not None:
-            followed[channel] = epoch
-
 
 def _optional_module(name: str) -> Any:
     """``.name`` of this package when step 2 rendered it, else None (a missing dependency of a
