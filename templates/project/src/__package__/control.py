@@ -302,7 +302,7 @@ class ControlPlane:
     def apply(self, op: DisconnectUser | SubscribeUser | UnsubscribeUser) -> None:
         """Carry out a user operation on this instance's connections of ``op.user``."""
         server = self.server
-        conns = list(server.users.get(op.user, ()))
+        conns = server.connections_of(op.user)
         if not conns:
             return
         if isinstance(op, DisconnectUser):
