@@ -40,6 +40,7 @@ from .spec import (
     CircuitBreakerSpec,
     Codec,
     Decision,
+    DeploySpec,
     EnvelopeSpec,
     HeartbeatSpec,
     HookSpec,
@@ -53,6 +54,7 @@ from .spec import (
     ScalingSpec,
     ScalingStrategy,
     ServerApiSpec,
+    ShutdownSpec,
     Source,
     TokenSource,
     Transport,
@@ -87,6 +89,19 @@ CAPACITY: dict[Transport, Capacity] = {
     Transport.PICOWS: Capacity(40_000, 510_000, "bench/RESULTS.md, picows transport"),
 }
 HEADROOM = 0.7
+
+# Kubernetes sizing, per worker (one core). Memory: idle connections measured 15.6 KiB (picows) and
+# 20.7 KiB (websockets) of server RSS each (bench/RESULTS.md, idle row); an active connection also
+# holds its outbox and read buffers, so the request budgets three times the idle figure of the
+# heavier transport, plus the interpreter, the broker client and the code.
+MEMORY_PER_CONNECTION_KIB = 64
+MEMORY_BASE_MIB = 128
+PRESTOP_S = 5.0
+"""Long enough for kube-proxy and ingress controllers to drop the pod from their endpoints before
+SIGTERM starts the drain (they watch the API asynchronously; a few seconds is the usual figure)."""
+AUTOSCALE_CEILING = 3
+"""The HorizontalPodAutoscaler may grow to this many times the planned replicas before the plan
+itself (wsforge.yaml's requirements) should be revisited."""
 
 # Transport: picows when one websockets instance would need more than this many instances' worth.
 TRANSPORTS_AVAILABLE: frozenset[Transport] = frozenset({Transport.WEBSOCKETS, Transport.PICOWS})
@@ -265,6 +280,7 @@ def design(
             ),
         },
     )
+    scaling, deploy = _decide_deployment(req, scaling, ShutdownSpec().grace_s, conv, d)
     server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, conv, d)
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
@@ -286,6 +302,7 @@ def design(
         server_api=server_api,
         publisher=publisher,
         hooks=hooks,
+        deploy=deploy,
         decisions=list(d.rows.values()),
         known_issues=known,
         requirements=req,
@@ -718,6 +735,130 @@ def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
     )
 
 
+def _decide_deployment(
+    req: Requirements, scaling: ScalingSpec, shutdown_grace_s: float, conv: Conventions, d: _Decisions
+) -> tuple[ScalingSpec, DeploySpec]:
+    """Workers per instance, and whether and how the instances run on Kubernetes.
+
+    The capacity figures are per core, so the plan is a number of single-core server processes
+    (``scaling.instances`` as :func:`_decide_scaling` left it). Grouping them is a deployment
+    choice: one process per pod by default, several per instance when the team runs on VMs.
+    """
+    cores = scaling.instances
+    single = scaling.strategy == ScalingStrategy.SINGLE
+    wanted = conv.workers_per_instance
+    if single:
+        workers = 1
+        why = (
+            "the in-memory broker lives inside one process, so a second worker would see none of the "
+            "first one's channels; `--workers` refuses more than one until WS_BROKER_URL names Redis or NATS"
+        )
+        source = Source.TABLE
+        if wanted is not None and wanted > 1:
+            why = f"memory asks for {wanted} workers per instance, but {why}"
+            source = Source.MEMORY
+    elif wanted is not None:
+        workers = min(wanted, cores)
+        why = (
+            f"memory convention `workers_per_instance` = {wanted}: each instance runs {workers} server "
+            f"processes on one port (SO_REUSEPORT), supervised by `python -m {req.package} --workers`"
+        )
+        if workers < wanted:
+            why += f" (capped at the {cores} cores the plan needs)"
+        source = Source.MEMORY
+    else:
+        workers = 1
+        why = (
+            "one server process per instance: an orchestrator (Kubernetes, compose) already restarts and "
+            "load-balances instances, so one core per pod keeps autoscaling steps one core wide, /metrics "
+            "per pod, and a crash's reconnect storm to one instance's clients. On a VM or a bare box, "
+            "`--workers auto` (WS_WORKERS) runs one process per core instead"
+        )
+        source = Source.TABLE
+    d.add(
+        "scaling.workers",
+        workers,
+        f"{why}; the capacity figures are per core, and the plan needs {cores}.",
+        source,
+        alternatives={
+            "one process per core in each instance": "fewer, larger instances: fewer pods to run, but every "
+            "restart or crash drops several cores' worth of connections at once",
+            "threads": "the server is one asyncio loop per process; threads would share one core (the GIL)",
+        },
+    )
+    instances = math.ceil(cores / workers)
+    if instances != scaling.instances:
+        d.add(
+            "scaling.instances",
+            instances,
+            f"{cores} single-core server processes planned, {workers} per instance.",
+            Source.MEMORY,
+        )
+    scaling = scaling.model_copy(update={"instances": instances, "workers": workers})
+
+    kubernetes = instances > 1
+    why = (
+        f"{instances} instances to run and keep running: Kubernetes restarts, spreads, drains and "
+        "autoscales them, which compose on one box cannot"
+        if kubernetes
+        else "one instance: deploy/docker-compose.yml runs it; manifests would add a cluster to operate for nothing"
+    )
+    source = Source.TABLE
+    if conv.kubernetes is not None and conv.kubernetes != kubernetes:
+        kubernetes = conv.kubernetes
+        why = f"memory convention `kubernetes` = {str(kubernetes).lower()} (the table said: {why})"
+        source = Source.MEMORY
+    memory_mib = workers * math.ceil(
+        MEMORY_BASE_MIB + scaling.connections_per_instance * HEADROOM * MEMORY_PER_CONNECTION_KIB / 1024
+    )
+    grace = math.ceil(PRESTOP_S + shutdown_grace_s + 5)
+    deploy = DeploySpec(
+        kubernetes=kubernetes,
+        cpu_millicores=1000 * workers,
+        memory_mib=memory_mib,
+        prestop_s=PRESTOP_S,
+        termination_grace_s=grace,
+        max_replicas=instances * AUTOSCALE_CEILING if not single else 1,
+        target_cpu_percent=int(HEADROOM * 100),
+    )
+    d.add(
+        "deploy.kubernetes",
+        kubernetes,
+        why + ".",
+        source,
+        alternatives={
+            "Helm chart": "templating on top of templating; plain manifests with a kustomization are what "
+            "kubectl applies as is and what a team's own overlays patch",
+            "docker compose only": "one box: no rescheduling of a dead host, no rolling deploys, no autoscaling",
+        },
+    )
+    if kubernetes:
+        d.add(
+            "deploy.resources",
+            {"cpu_millicores": deploy.cpu_millicores, "memory_mib": memory_mib},
+            f"one core per worker, requested and never limited (CFS throttling stalls the event loop); memory "
+            f"{MEMORY_BASE_MIB} MiB + {MEMORY_PER_CONNECTION_KIB} KiB per connection at "
+            f"{int(HEADROOM * 100)} % of {scaling.connections_per_instance} connections per worker, as request "
+            "and limit so the pod is never overcommitted",
+        )
+        d.add(
+            "deploy.lifecycle",
+            {"prestop_s": PRESTOP_S, "termination_grace_s": grace},
+            f"preStop sleeps {PRESTOP_S:g} s so endpoints drop the pod before SIGTERM; the drain then has "
+            f"shutdown.grace_s = {shutdown_grace_s:g} s, and the kubelet waits {grace} s in all before SIGKILL.",
+        )
+        d.add(
+            "deploy.autoscaling",
+            {"min": instances, "max": deploy.max_replicas, "target_cpu_percent": deploy.target_cpu_percent},
+            "no autoscaling: the in-memory broker cannot span pods"
+            if single
+            else f"the planned {instances} replicas at least, up to {AUTOSCALE_CEILING}x on CPU at the "
+            f"{int(HEADROOM * 100)} % headroom the capacity plan used; a PodDisruptionBudget keeps all but "
+            "one pod up during voluntary evictions",
+        )
+    return scaling, deploy
+
+
 def _decide_backend_access(
     req: Requirements,
     namespaces: list[NamespaceSpec],
@@ -1097,6 +1238,10 @@ def _decided_with_backend_access(draft: _Draft, value: Any, req: Requirements) -
     and the broker are final, because whether a broker publisher is possible depends on them."""
 
 
+def _decided_with_deployment(draft: _Draft, value: Any, req: Requirements) -> None:
+    """Nothing to lay: :func:`_decide_deployment` applies (and records) these once the broker is final."""
+
+
 CONVENTIONS: dict[str, Convention] = {
     "serialization": Convention("serialization", _lead_codec),
     "channel_separator": Convention("channels.separator", _set_separator),
@@ -1120,6 +1265,8 @@ CONVENTIONS: dict[str, Convention] = {
     "publisher": Convention("publisher", _decided_with_backend_access),
     "hooks": Convention("hooks", _decided_with_backend_access),
     "api_port": Convention("server_api.listen", _decided_with_backend_access),
+    "workers_per_instance": Convention("scaling.workers", _decided_with_deployment),
+    "kubernetes": Convention("deploy.kubernetes", _decided_with_deployment),
 }
 """Every memory convention, by its name in ``conventions``: the one table that knows them all
 (``tests/unit/test_architecture.py`` keeps it equal to the fields of ``Conventions``)."""
@@ -1150,7 +1297,7 @@ def _apply_conventions(conv: Conventions, d: _Decisions, draft: _Draft, req: Req
         if name == "preferred_broker":
             preferred_broker = value  # recorded by _decide_scaling, which knows whether it applies
             continue
-        if rule.apply is _decided_with_backend_access:
+        if rule.apply is _decided_with_backend_access or rule.apply is _decided_with_deployment:
             continue
         if name == "envelope_fields":
             value = {k: v for k, v in value.items() if v is not None}

@@ -89,6 +89,11 @@ class Conventions(_Model):
     """Event hooks to the application that are on (all are off otherwise)."""
     api_port: int | None = Field(default=None, ge=1, le=65535)
     """The server API's port (default 8766); the host stays loopback unless ``WS_API_HOST`` says otherwise."""
+    workers_per_instance: int | None = Field(default=None, ge=1, le=256)
+    """Server processes per instance, for teams that deploy on VMs or bare boxes rather than one
+    process per pod (the instance count shrinks to match the planned cores)."""
+    kubernetes: bool | None = None
+    """Render Kubernetes manifests (true) or not (false) whatever the instance count says."""
 
     @field_validator("hooks")
     @classmethod

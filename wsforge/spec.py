@@ -126,8 +126,17 @@ class ScalingSpec(_Model):
     instances: int = Field(ge=1)
     connections_per_instance: int = Field(ge=1)
     deliveries_per_instance: int = Field(ge=1)
-    """Capacity figures the instance count was computed from."""
+    """Capacity figures the plan was computed from, per server process (one core): an instance
+    with ``workers`` processes carries ``workers`` times as much."""
     expected_deliveries_per_second: int = Field(ge=0)
+    workers: int = Field(default=1, ge=1, le=256)
+    """Server processes per instance (``--workers`` / ``WS_WORKERS``), each on its own core,
+    sharing the port (``SO_REUSEPORT``) and nothing else but the broker."""
+
+    @property
+    def cores(self) -> int:
+        """Server processes in the whole plan: ``instances`` x ``workers``."""
+        return self.instances * self.workers
 
 
 TokenSource = Literal["header", "subprotocol", "query", "cookie"]
@@ -238,6 +247,26 @@ class HooksSpec(_Model):
         return any(h.enabled for h in (self.connect, self.subscribe, self.publish, self.disconnect))
 
 
+class DeploySpec(_Model):
+    """How the planned instances are deployed: ``deploy/docker-compose.yml`` always, Kubernetes
+    manifests (``deploy/kubernetes/``) when ``kubernetes`` is on."""
+
+    kubernetes: bool = False
+    cpu_millicores: int = Field(default=1000, ge=100)
+    """CPU request per pod (one core per worker). No CPU limit is set: CFS throttling of a busy
+    event loop shows up as latency spikes for every connection of the pod."""
+    memory_mib: int = Field(default=512, ge=64)
+    """Memory request and limit per pod, from the planned connections per worker."""
+    prestop_s: float = Field(default=5.0, ge=0, le=120)
+    """Sleep in the preStop hook: the pod leaves the Service's endpoints before SIGTERM drains it."""
+    termination_grace_s: int = Field(default=20, ge=1)
+    """``terminationGracePeriodSeconds``: must exceed ``prestop_s`` + ``shutdown.grace_s``."""
+    max_replicas: int = Field(default=3, ge=1)
+    """The HorizontalPodAutoscaler's ceiling (its floor is ``scaling.instances``)."""
+    target_cpu_percent: int = Field(default=70, ge=10, le=100)
+    """The autoscaler's CPU target: the headroom step 2 planned capacity at."""
+
+
 class ArchitectureSpec(_Model):
     """The whole architecture, as the templates see it."""
 
@@ -261,6 +290,7 @@ class ArchitectureSpec(_Model):
     server_api: ServerApiSpec = Field(default_factory=ServerApiSpec)
     publisher: PublisherSpec = Field(default_factory=PublisherSpec)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
     decisions: list[Decision] = Field(default_factory=list)
     known_issues: list[str] = Field(default_factory=list)
     requirements: Requirements

@@ -278,3 +278,45 @@ def test_a_hook_namespace_needs_the_subscribe_hook() -> None:
 
     with pytest.raises(ValidationError, match="subscribe"):
         _memory(namespaces=[{"name": "ticket", "auth": "hook"}], hooks=["connect"])
+
+
+# -- workers and Kubernetes (issue 23) ----------------------------------------------------------
+
+
+def test_a_scaled_out_plan_runs_one_worker_per_pod_on_kubernetes() -> None:
+    spec = _example("notifications")
+    assert (spec.scaling.instances, spec.scaling.workers) == (5, 1)
+    assert spec.deploy.kubernetes is True
+    assert spec.deploy.cpu_millicores == 1000
+    assert spec.deploy.termination_grace_s > spec.deploy.prestop_s + spec.shutdown.grace_s
+    assert spec.deploy.max_replicas >= spec.scaling.instances
+    assert "per core" in _row(spec, "scaling.workers").rationale
+    for key in ("deploy.kubernetes", "deploy.resources", "deploy.lifecycle", "deploy.autoscaling"):
+        assert _row(spec, key).rationale
+
+
+def test_one_instance_gets_no_manifests_unless_memory_asks() -> None:
+    spec = _example("chat")
+    assert (spec.scaling.instances, spec.scaling.workers, spec.deploy.kubernetes) == (1, 1, False)
+    asked = _example("chat", _memory(kubernetes=True))
+    assert asked.deploy.kubernetes is True and asked.deploy.max_replicas == 1
+    row = _row(asked, "deploy.kubernetes")
+    assert row.source == Source.MEMORY and "the table said" in row.rationale
+
+
+def test_workers_per_instance_from_memory_regroup_the_planned_cores() -> None:
+    spec = _example("notifications", _memory(workers_per_instance=2))
+    assert (spec.scaling.instances, spec.scaling.workers, spec.scaling.cores) == (3, 2, 6)
+    assert spec.deploy.cpu_millicores == 2000
+    assert _row(spec, "scaling.workers").source == Source.MEMORY
+    assert _row(spec, "scaling.instances").value == 3
+    capped = _example("notifications", _memory(workers_per_instance=64))
+    assert (capped.scaling.instances, capped.scaling.workers) == (1, 5)
+    assert "capped" in _row(capped, "scaling.workers").rationale
+
+
+def test_the_in_memory_broker_keeps_one_worker_and_says_why() -> None:
+    spec = _example("chat", _memory(workers_per_instance=4))
+    assert spec.scaling.workers == 1
+    row = _row(spec, "scaling.workers")
+    assert row.source == Source.MEMORY and "in-memory broker" in row.rationale
