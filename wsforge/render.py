@@ -67,6 +67,17 @@ def _ships_redis(spec: ArchitectureSpec) -> bool:
     return _uses_redis(spec) or _loadtest_needs_redis(spec)
 
 
+def _kubernetes(spec: ArchitectureSpec) -> bool:
+    """Step 2 (or memory) chose Kubernetes for the planned instances: ``deploy/kubernetes/``."""
+    return spec.deploy.kubernetes
+
+
+def _kubernetes_over_a_broker(spec: ArchitectureSpec) -> bool:
+    """Pods that share a broker: what a HorizontalPodAutoscaler may add to, and what the development
+    overlay's broker is for (the in-memory broker cannot span pods)."""
+    return spec.deploy.kubernetes and spec.scaling.strategy != ScalingStrategy.SINGLE
+
+
 def _ships_remote_broker(spec: ArchitectureSpec) -> bool:
     """A networked broker adapter is rendered, and with it the circuit breaker every one runs behind."""
     return _ships_redis(spec) or _uses_nats(spec)
@@ -99,6 +110,21 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_publisher.py": lambda s: s.publisher.kind.value == "broker",
     "src/__package__/hooks.py": lambda s: s.hooks.any_enabled(),
     "tests/test_hooks.py": lambda s: s.hooks.any_enabled(),
+    # Kubernetes manifests (every file under deploy/kubernetes/, see CONDITIONAL_DIRS) and their
+    # tests; within them, what depends on more than the choice of Kubernetes.
+    "tests/test_kubernetes.py": _kubernetes,
+    "deploy/kubernetes/hpa.yaml": _kubernetes_over_a_broker,
+    "deploy/kubernetes/service-api.yaml": lambda s: _kubernetes(s) and s.server_api.enabled,
+    "deploy/kubernetes/networkpolicy.yaml": lambda s: _kubernetes(s) and s.server_api.enabled,
+    "deploy/kubernetes/dev/kustomization.yaml": _kubernetes_over_a_broker,
+    "deploy/kubernetes/dev/redis.yaml": lambda s: _kubernetes(s) and _uses_redis(s),
+    "deploy/kubernetes/dev/nats.yaml": lambda s: _kubernetes(s) and _uses_nats(s),
+}
+
+# Optional directories: every file below the folder exists only when its condition holds (and
+# its own CONDITIONAL_FILES entry, if it has one).
+CONDITIONAL_DIRS: dict[str, Condition] = {
+    "deploy/kubernetes/": _kubernetes,
 }
 
 # Files that are never part of a generated project.
@@ -131,6 +157,8 @@ def plan_files(spec: ArchitectureSpec, root: Path | None = None) -> list[Planned
         key = rel[: -len(TEMPLATE_SUFFIX)] if rel.endswith(TEMPLATE_SUFFIX) else rel
         condition = CONDITIONAL_FILES.get(key)
         if condition is not None and not condition(spec):
+            continue
+        if any(key.startswith(folder) and not holds(spec) for folder, holds in CONDITIONAL_DIRS.items()):
             continue
         planned.append(PlannedFile(_output_path(rel, spec.package), rel, rel.endswith(TEMPLATE_SUFFIX)))
     return sorted(planned, key=lambda f: f.path)

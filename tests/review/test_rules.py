@@ -201,3 +201,54 @@ def test_a_hook_timeout_of_zero_is_refused_when_the_spec_is_read(tmp_path: Path)
         load_target(path)
     line = load_yaml_with_lines(path.read_text(encoding="utf-8"))[1][("hooks", "publish", "timeout_ms")]
     assert f"{path}:{line}: hooks.publish.timeout_ms" in str(caught.value)
+
+
+# --- deployment (issue 23): the passing side of each new rule ------------------------------------
+
+DEPLOY_RULES = {"WSF-RES-009", "WSF-RES-011", "WSF-SCL-010", "WSF-SCL-011"}
+
+
+def _deploy_findings(tmp_path: Path, base: str, changes: dict[str, Any]) -> list[str]:
+    target = load_target(write_spec(tmp_path, apply(base_data(base), changes)))
+    report = review_spec(target.spec, spec_path=target.spec_path, spec_lines=target.spec_lines)
+    return sorted(f.rule_id for f in report.findings if f.rule_id in DEPLOY_RULES)
+
+
+@pytest.mark.parametrize(
+    ("base", "changes", "fired"),
+    [
+        # Kubernetes over a broker, as step 2 plans it: grace 5 + 10 + 5, HPA 8..24
+        ("iot-telemetry", {"deploy.kubernetes": True, "deploy.max_replicas": 24}, []),
+        # the ceiling may equal the floor (a fixed count)
+        ("iot-telemetry", {"deploy.kubernetes": True, "deploy.max_replicas": 8}, []),
+        # one second above prestop + grace is enough; equal is not
+        (
+            "iot-telemetry",
+            {"deploy.kubernetes": True, "deploy.max_replicas": 24, "deploy.termination_grace_s": 16},
+            [],
+        ),
+        (
+            "iot-telemetry",
+            {"deploy.kubernetes": True, "deploy.max_replicas": 24, "deploy.termination_grace_s": 15},
+            ["WSF-RES-011"],
+        ),
+        # a long drain is fine on Kubernetes when the manifests' grace covers it (WSF-RES-009 is
+        # about the 30 s default of an orchestrator whose grace the spec does not set)
+        (
+            "iot-telemetry",
+            {
+                "deploy.kubernetes": True,
+                "deploy.max_replicas": 24,
+                "shutdown.grace_s": 45,
+                "deploy.termination_grace_s": 55,
+            },
+            [],
+        ),
+        ("iot-telemetry", {"shutdown.grace_s": 45}, ["WSF-RES-009"]),
+        # without Kubernetes the deploy section renders nothing these rules could break
+        ("iot-telemetry", {"deploy.max_replicas": 1, "deploy.termination_grace_s": 1}, []),
+        ("chat", {"deploy.kubernetes": False}, []),
+    ],
+)
+def test_deploy_rules(base: str, changes: dict[str, Any], fired: list[str], tmp_path: Path) -> None:
+    assert _deploy_findings(tmp_path, base, changes) == fired

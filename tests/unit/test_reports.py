@@ -569,3 +569,24 @@ def test_architecture_shows_derived_publishers_and_the_backend(docs: dict[tuple[
     ticker = docs[("public-ticker", "architecture")]
     assert "| `publishers` | backend |" in ticker  # answered in the example
     assert 'backend -.->|"publisher library"| broker' in docs[("market-feed", "architecture")]
+
+
+def test_architecture_has_a_deployment_section_fed_by_the_spec(docs: dict[tuple[str, str], str]) -> None:
+    """Workers, where the instances run, resources and drain timing, with step 2's reasons (issue 23)."""
+    scaled = _section(docs[("iot-telemetry", "architecture")], "## Deployment")
+    assert "Kubernetes: `deploy/kubernetes/`" in scaled
+    rows = {row[0]: row[1] for row in _table_rows(scaled, "deployment")}
+    assert rows["server processes"].startswith("8 instance(s) x 1 worker(s) = 8")
+    assert "no CPU limit" in rows["resources per pod"] and "request = limit" in rows["resources per pod"]
+    assert rows["replicas"].startswith("8 to 24 ")
+    assert "preStop 5 s" in rows["drain"] and "SIGKILL at 20 s" in rows["drain"]
+    for key in (
+        "scaling.workers",
+        "deploy.kubernetes",
+        "deploy.resources",
+        "deploy.lifecycle",
+        "deploy.autoscaling",
+    ):
+        assert f"- `{key}`: " in scaled
+    single = _section(docs[("chat", "architecture")], "## Deployment")
+    assert "Docker Compose" in single and "preStop" not in single and "resync" in single

@@ -225,11 +225,16 @@ def circuit_breaker_slow(spec: ArchitectureSpec) -> Iterator[Hit]:
     Severity.WARNING,
     "Shutdown grace longer than the orchestrator waits",
     why="Kubernetes kills a pod 30 s after SIGTERM by default. A longer grace means connections are "
-    "cut without the 1001 close that tells clients to resume, exactly during deploys.",
-    fix="Keep shutdown.grace_s under 30 s or raise terminationGracePeriodSeconds to match.",
-    looks_at=("shutdown.grace_s",),
+    "cut without the 1001 close that tells clients to resume, exactly during deploys. (With "
+    "deploy.kubernetes the rendered manifests set the period from deploy.termination_grace_s, "
+    "which WSF-RES-011 checks instead.)",
+    fix="Keep shutdown.grace_s under 30 s or raise terminationGracePeriodSeconds to match "
+    "(deploy.termination_grace_s when wsforge renders the manifests).",
+    looks_at=("shutdown.grace_s", "deploy.kubernetes"),
 )
 def shutdown_grace_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.deploy.kubernetes:
+        return  # the rendered manifests set terminationGracePeriodSeconds: WSF-RES-011 checks it
     if spec.shutdown.grace_s >= KUBERNETES_GRACE_S:
         yield Hit(("shutdown", "grace_s"), f"shutdown.grace_s = {spec.shutdown.grace_s:g}")
 
@@ -263,6 +268,30 @@ def hook_timeout_too_long(spec: ArchitectureSpec) -> Iterator[Hit]:
                 f"hooks.{name}.timeout_ms = {hook.timeout_ms} > {ceiling} "
                 f"(latency class {spec.requirements.latency_class.value})",
             )
+
+
+@rule(
+    "WSF-RES-011",
+    Criterion.RESILIENCE,
+    Severity.ERROR,
+    "Kubernetes kills pods before they drain",
+    why="A deleted pod first sleeps deploy.prestop_s in its preStop hook (so the endpoints drop it), "
+    "then drains for up to shutdown.grace_s after SIGTERM; the kubelet sends SIGKILL "
+    "deploy.termination_grace_s after the start. At or below the sum, the connections still open "
+    "are cut without the 1001 close that tells clients to resume, on every deploy and scale-down.",
+    fix="Set deploy.termination_grace_s above deploy.prestop_s + shutdown.grace_s (step 2 adds 5 s), "
+    "or shorten one of them.",
+    looks_at=("deploy.termination_grace_s", "deploy.prestop_s", "shutdown.grace_s", "deploy.kubernetes"),
+)
+def termination_grace_too_short(spec: ArchitectureSpec) -> Iterator[Hit]:
+    deploy = spec.deploy
+    needed = deploy.prestop_s + spec.shutdown.grace_s
+    if deploy.kubernetes and deploy.termination_grace_s <= needed:
+        yield Hit(
+            ("deploy", "termination_grace_s"),
+            f"deploy.termination_grace_s = {deploy.termination_grace_s} <= prestop_s {deploy.prestop_s:g} "
+            f"+ shutdown.grace_s {spec.shutdown.grace_s:g} = {needed:g}",
+        )
 
 
 # --- integrity ----------------------------------------------------------------------------------
@@ -917,6 +946,46 @@ def outbound_queues_too_big(spec: ArchitectureSpec) -> Iterator[Hit]:
     )
     if worst > 4 * 1024**3:
         yield Hit(("limits", "outbound_queue_size"), f"worst case {worst / 1024**3:.1f} GiB per instance")
+
+
+@rule(
+    "WSF-SCL-010",
+    Criterion.SCALE,
+    Severity.WARNING,
+    "Autoscaler ceiling below the planned instances",
+    why="The HorizontalPodAutoscaler's floor is scaling.instances, the count the capacity plan needs; "
+    "a ceiling below it is a contradiction Kubernetes resolves by refusing the autoscaler "
+    "(minReplicas > maxReplicas), so the plan's pods are never all started.",
+    fix="Set deploy.max_replicas to at least scaling.instances (step 2 plans 3 x instances).",
+    looks_at=("deploy.max_replicas", "scaling.instances", "deploy.kubernetes"),
+)
+def autoscaler_ceiling_below_plan(spec: ArchitectureSpec) -> Iterator[Hit]:
+    scaled_out = spec.scaling.strategy != ScalingStrategy.SINGLE
+    if spec.deploy.kubernetes and scaled_out and spec.deploy.max_replicas < spec.scaling.instances:
+        yield Hit(
+            ("deploy", "max_replicas"),
+            f"deploy.max_replicas = {spec.deploy.max_replicas} < scaling.instances = {spec.scaling.instances}",
+        )
+
+
+@rule(
+    "WSF-SCL-011",
+    Criterion.SCALE,
+    Severity.WARNING,
+    "Kubernetes with the in-memory broker",
+    why="The in-memory broker lives inside one process, so the manifests run one pod with no "
+    "autoscaler and replace it with a Recreate rollout: every deploy, eviction or node failure "
+    "disconnects every client, which is what running on Kubernetes is meant to avoid.",
+    fix="Scale out over a broker (scaling.strategy redis_streams, redis_pubsub or nats), or turn "
+    "deploy.kubernetes off and run the one instance with deploy/docker-compose.yml.",
+    looks_at=("deploy.kubernetes", "scaling.strategy", "scaling.instances"),
+)
+def kubernetes_on_memory_broker(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.deploy.kubernetes and spec.scaling.strategy == ScalingStrategy.SINGLE:
+        yield Hit(
+            ("deploy", "kubernetes"),
+            f"deploy.kubernetes = true, scaling.strategy = single, instances = {spec.scaling.instances}",
+        )
 
 
 # --- memory -------------------------------------------------------------------------------------

@@ -162,3 +162,46 @@ async def test_nginx_overwrites_a_client_written_forwarded_for(running_nginx: tu
         await ws.send("x")
         await ws.recv()
     assert seen == ["127.0.0.1"]
+
+
+def compose_apps() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    return {name: service for name, service in compose["services"].items() if re.fullmatch(r"app\d+", name)}
+
+
+def seconds(duration: str) -> float:
+    """A compose duration such as ``15s`` or ``1m30s``, in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def test_compose_instances_run_the_planned_workers_and_drain_in_time() -> None:
+    """Every instance runs ``scaling.workers`` processes, drains within ``shutdown.grace_s``, and
+    compose waits longer than that before SIGKILL."""
+    spec = yaml.safe_load((DEPLOY.parent / "wsforge.yaml").read_text())
+    grace = spec["shutdown"]["grace_s"]
+    for name, app in compose_apps().items():
+        env = app["environment"]
+        assert env["WS_WORKERS"] == str(spec["scaling"]["workers"]), name
+        assert float(env["WS_SHUTDOWN_GRACE_S"]) == grace, name
+        assert seconds(app["stop_grace_period"]) > grace, name
+
+
+def test_compose_health_is_readiness() -> None:
+    """The compose healthcheck asks /readyz (503 while the broker is down or the instance drains)
+    with the Python the image has, not a curl it lacks."""
+    for name, app in compose_apps().items():
+        test = app["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "python", "-c"], name
+        assert "/readyz" in test[3] and "8765" in test[3], name
+        compile(test[3], "healthcheck", "exec")  # the probe is valid Python
+
+
+def test_compose_trusts_only_nginx_for_forwarded_addresses() -> None:
+    """Per-IP limits read X-Forwarded-For only from nginx's fixed address (the hardening rule)."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    nginx_address = compose["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    for name, app in compose_apps().items():
+        assert app["environment"]["WS_TRUSTED_PROXIES"] == f"{nginx_address}/32", name

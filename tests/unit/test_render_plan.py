@@ -1,0 +1,86 @@
+"""Step 4's plan for the deployment files: Kubernetes manifests only when the spec chooses them.
+
+Pure (``plan_files`` reads only the template tree and the spec): specs come from
+:func:`wsforge.architecture.design` on the shipped examples, with memory conventions where a
+combination needs one, so these stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wsforge.architecture import design
+from wsforge.memory import Conventions, MemoryEntry
+from wsforge.render import plan_files
+from wsforge.requirements import load_requirements
+from wsforge.spec import ArchitectureSpec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BASE = {
+    "deploy/kubernetes/README.md",
+    "deploy/kubernetes/configmap.yaml",
+    "deploy/kubernetes/deployment.yaml",
+    "deploy/kubernetes/kustomization.yaml",
+    "deploy/kubernetes/pdb.yaml",
+    "deploy/kubernetes/secret.example.yaml",
+    "deploy/kubernetes/service.yaml",
+}
+API = {"deploy/kubernetes/service-api.yaml", "deploy/kubernetes/networkpolicy.yaml"}
+
+
+def _spec(example: str, **conventions: object) -> ArchitectureSpec:
+    req = load_requirements(EXAMPLES / example)
+    memory = MemoryEntry(project=req.project_name, conventions=Conventions.model_validate(conventions))
+    return design(req, memory if conventions else None)
+
+
+def _kubernetes_files(spec: ArchitectureSpec) -> set[str]:
+    return {p.path for p in plan_files(spec) if p.path.startswith("deploy/kubernetes/")}
+
+
+def _has_kubernetes_test(spec: ArchitectureSpec) -> bool:
+    return "tests/test_kubernetes.py" in {p.path for p in plan_files(spec)}
+
+
+def test_scaled_out_example_gets_manifests_autoscaler_and_a_dev_redis() -> None:
+    """notifications: 5 instances on Redis Streams, so step 2 turns Kubernetes on."""
+    spec = _spec("notifications.yaml")
+    assert spec.deploy.kubernetes
+    assert _kubernetes_files(spec) == BASE | API | {
+        "deploy/kubernetes/hpa.yaml",
+        "deploy/kubernetes/dev/kustomization.yaml",
+        "deploy/kubernetes/dev/redis.yaml",
+    }
+    assert _has_kubernetes_test(spec)
+
+
+def test_nats_project_gets_a_dev_nats_instead() -> None:
+    spec = _spec("notifications.yaml", preferred_broker="nats")
+    files = _kubernetes_files(spec)
+    assert {"deploy/kubernetes/dev/nats.yaml", "deploy/kubernetes/hpa.yaml"} <= files
+    assert "deploy/kubernetes/dev/redis.yaml" not in files
+
+
+def test_single_instance_example_renders_no_manifests() -> None:
+    """chat: one instance on the in-memory broker; compose runs it, no Kubernetes files or test."""
+    spec = _spec("chat.yaml")
+    assert not spec.deploy.kubernetes
+    assert _kubernetes_files(spec) == set()
+    assert not _has_kubernetes_test(spec)
+    assert "deploy/docker-compose.yml" in {p.path for p in plan_files(spec)}
+
+
+def test_kubernetes_on_the_in_memory_broker_has_no_autoscaler_and_no_dev_broker() -> None:
+    """Memory asks for Kubernetes on a single-instance project: one pod, nothing to autoscale."""
+    spec = _spec("chat.yaml", kubernetes=True)
+    assert spec.deploy.kubernetes
+    files = _kubernetes_files(spec)
+    assert files >= BASE
+    assert not {f for f in files if f.endswith("hpa.yaml") or "/dev/" in f}
+    assert _has_kubernetes_test(spec)
+
+
+def test_memory_can_turn_kubernetes_off() -> None:
+    spec = _spec("notifications.yaml", kubernetes=False)
+    assert _kubernetes_files(spec) == set()
+    assert not _has_kubernetes_test(spec)
