@@ -55,14 +55,16 @@ CASES: list[Case] = [
                 },
             ],
             "hooks": ["connect", "subscribe", "publish", "disconnect"],
+            # one pod on the in-memory broker, asked for by memory: manifests with no autoscaler
+            "kubernetes": True,
         },
         answer_changes={"durability": "ephemeral", "project_name": "chat-lean"},
     ),
     Case(
         "notifications-nats",
         "notifications.yaml",
-        # the publisher library over NATS, and the API on a port from memory
-        conventions={"preferred_broker": "nats", "api_port": 8876},
+        # the publisher library over NATS, the API on a port from memory, two workers per pod
+        conventions={"preferred_broker": "nats", "api_port": 8876, "workers_per_instance": 2},
         answer_changes={"project_name": "notify-nats"},
     ),
 ]
