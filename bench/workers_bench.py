@@ -101,7 +101,9 @@ def redis(log: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server(project: Path, workers: int, broker: str, log: Path, heartbeat: float) -> Iterator[tuple[int, list[int]]]:
+def server(
+    project: Path, workers: int, broker: str, log: Path, heartbeat: float
+) -> Iterator[tuple[int, list[int]]]:
     """``python -m <package> --workers N`` pinned to cores 0..N-1; yields (port, serving pids)."""
     package = next(p.parent.name for p in (project / "src").glob("*/__main__.py"))
     port = free_port()
@@ -163,9 +165,12 @@ def loadgen(args: list[str], port: int, pids: list[int], workers: int) -> dict[s
 
 
 def fanout(project: Path, workers: int, subs: int, window: list[str], logs: Path) -> dict[str, Any]:
-    with redis(logs / "redis.log") as broker, server(project, workers, broker, logs / f"server-{workers}.log", 3.0) as (
-        port,
-        pids,
+    with (
+        redis(logs / "redis.log") as broker,
+        server(project, workers, broker, logs / f"server-{workers}.log", 3.0) as (
+            port,
+            pids,
+        ),
     ):
         args = ["fanout", "--subs", str(subs), "--publishers", "4", "--window", "64"]
         args += ["--latency-fracs", "", "--slow-rate", "0", *window]
@@ -183,9 +188,12 @@ def fanout(project: Path, workers: int, subs: int, window: list[str], logs: Path
 
 
 def connections(project: Path, workers: int, conns: int, hold: float, logs: Path) -> dict[str, Any]:
-    with redis(logs / "redis.log") as broker, server(project, workers, broker, logs / f"server-{workers}.log", 3.0) as (
-        port,
-        pids,
+    with (
+        redis(logs / "redis.log") as broker,
+        server(project, workers, broker, logs / f"server-{workers}.log", 3.0) as (
+            port,
+            pids,
+        ),
     ):
         before = sum(rss_kib(p) for p in pids)
         peak = [before]
@@ -239,7 +247,11 @@ def main() -> int:
     p.add_argument("--workers", default="1,2", help="worker counts to compare (comma-separated)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="smoke sizes, 1 repeat")
-    p.add_argument("--project", type=Path, help="a rendered project with the Redis adapter (default: chat, picows, scale-out)")
+    p.add_argument(
+        "--project",
+        type=Path,
+        help="a rendered project with the Redis adapter (default: chat, picows, scale-out)",
+    )
     p.add_argument("--subs", type=int, default=1000)
     p.add_argument("--conns", type=int, default=5000)
     p.add_argument("--out", type=Path, help="results JSON (default bench/.work/workers/<stamp>.json)")
@@ -249,7 +261,9 @@ def main() -> int:
     subs, conns, hold = (200, 500, 1.0) if args.quick else (args.subs, args.conns, 2.0)
     window = ["--warmup", "0.5", "--measure", "1.5"] if args.quick else ["--warmup", "1", "--measure", "3"]
     if args.project is None:
-        args.project = render_chat(BENCH.parent, WORK / "chat-demo-picows-scale-out", transport="picows", scale_out=True)
+        args.project = render_chat(
+            BENCH.parent, WORK / "chat-demo-picows-scale-out", transport="picows", scale_out=True
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     logs = WORK / "workers" / stamp
     logs.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from .observability import configure_logging
 from .server import Server
@@ -169,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if worker is None and settings.workers > 1:
-            return supervise(settings, sys.argv[1:] if argv is None else argv)
+            uvloop_or_none(settings)  # a setting every worker would refuse: refused once, here
+            return supervise(settings, argv)
         run_on_event_loop(settings, worker)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -187,16 +189,28 @@ def run_on_event_loop(settings: Settings, worker: WorkerRole | None = None) -> N
     Raises:
         SettingsError: ``WS_EVENT_LOOP=uvloop`` and uvloop is not installed.
     """
-    if settings.event_loop != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if settings.event_loop == "uvloop":
-                raise SettingsError("WS_EVENT_LOOP='uvloop': uvloop is not installed") from None
-        else:
-            uvloop.run(run(settings, worker))
-            return
-    asyncio.run(run(settings, worker))
+    uvloop = uvloop_or_none(settings)
+    if uvloop is not None:
+        uvloop.run(run(settings, worker))
+    else:
+        asyncio.run(run(settings, worker))
+
+
+def uvloop_or_none(settings: Settings) -> ModuleType | None:
+    """The uvloop module when ``WS_EVENT_LOOP`` asks for it (``auto``: where installed), else None.
+
+    Raises:
+        SettingsError: ``WS_EVENT_LOOP=uvloop`` and uvloop is not installed.
+    """
+    if settings.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if settings.event_loop == "uvloop":
+            raise SettingsError("WS_EVENT_LOOP='uvloop': uvloop is not installed") from None
+        return None
+    return uvloop
 
 
 if __name__ == "__main__":

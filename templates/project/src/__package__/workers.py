@@ -148,10 +148,12 @@ def refusal(settings: Settings) -> str | None:
     return None
 
 
-def worker_command() -> list[str]:
-    """The interpreter and program that started this process, without its arguments:
-    ``[python, -m, <package>]`` for ``python -m <package>``, ``[python, app.py]`` for a script."""
-    program = sys.orig_argv[1 : len(sys.orig_argv) - len(sys.argv) + 1]
+def worker_command(from_command_line: bool) -> list[str]:
+    """How to start a worker: the interpreter and program that started this process, without its
+    arguments (``[python, -m, <package>]`` for ``python -m <package>``, ``[python, app.py]`` for
+    your own entry point) when ``main`` read them from the command line; else (``main(argv)``
+    called from other code, a test runner say) ``[python, -m, <package>]``."""
+    program = sys.orig_argv[1 : len(sys.orig_argv) - len(sys.argv) + 1] if from_command_line else []
     return [sys.executable, *program] if program else [sys.executable, "-m", __package__ or ""]
 
 
@@ -192,10 +194,10 @@ class _Slot:
 class Supervisor:
     """Runs ``settings.workers`` workers on one port until SIGTERM/SIGINT; see the module docstring."""
 
-    def __init__(self, settings: Settings, argv: Sequence[str], command: Sequence[str] | None = None) -> None:
+    def __init__(self, settings: Settings, argv: Sequence[str], command: Sequence[str]) -> None:
         self.settings = settings
         self.argv = list(argv)
-        self.command = list(command) if command is not None else worker_command()
+        self.command = list(command)
         self.slots = [_Slot(i) for i in range(settings.workers)]
         self.reserved: list[socket.socket] = []
         self.port = settings.port
@@ -379,8 +381,9 @@ class Supervisor:
             retire(self.metrics_dir, pid)
 
 
-def supervise(settings: Settings, argv: Sequence[str]) -> int:
+def supervise(settings: Settings, argv: Sequence[str] | None) -> int:
     """Run ``settings.workers`` workers (see the module docstring); the supervisor's exit status.
+    ``argv``: the arguments ``main`` got (None: the command line's), passed on to every worker.
 
     Raises:
         SettingsError: workers cannot run here (:func:`refusal`) or the port cannot be bound.
@@ -388,4 +391,5 @@ def supervise(settings: Settings, argv: Sequence[str]) -> int:
     why = refusal(settings)
     if why is not None:
         raise SettingsError(why)
-    return Supervisor(settings, argv).run()
+    command = worker_command(from_command_line=argv is None)
+    return Supervisor(settings, sys.argv[1:] if argv is None else argv, command).run()
