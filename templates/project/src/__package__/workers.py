@@ -25,10 +25,11 @@ whole server on the same host and port:
   exactly the program you run with one worker, with the same signals and exit statuses.
 * **Supervision.** A worker that exits unexpectedly (crash, ``kill -9``, out of memory) is
   restarted after a backoff that starts at 0.5 s and doubles up to 30 s, back to 0.5 s once a
-  worker has run a minute; each exit and restart is logged (``worker_exited``,
-  ``worker_restart``). A worker that exits with status 2 before it listens (unusable
-  configuration, a port it cannot bind) stops the server with status 2: a restart would fail the
-  same way. Restarted workers are new processes: their clients reconnect and resume.
+  worker has run a minute; each exit is logged with its status, uptime and delay
+  (``worker_restart``). Its clients reconnect to the other workers and resume from their last
+  ``seq``; connections still in its accept queue when it died are reset. A worker that exits with
+  status 2 before it listens (unusable configuration, a port it cannot bind) stops the server with
+  status 2: a restart would fail the same way.
 * **Shutdown.** SIGTERM or SIGINT to the supervisor is forwarded as SIGTERM to every worker, which
   drains as one process does (``/readyz`` 503 for ``WS_SHUTDOWN_DRAIN_S``, then 1001 to every client
   within ``WS_SHUTDOWN_GRACE_S``); the supervisor waits drain + grace + :data:`STOP_MARGIN_S`,
