@@ -5,6 +5,9 @@ Exit status: 0 after a graceful shutdown, 2 for unusable configuration (includin
 cannot be listened on, e.g. a port already in use, and a ``WS_TRANSPORT`` this project or
 environment cannot load).
 
+``--workers N`` (``WS_WORKERS``; ``auto``: one per available core) with N > 1 makes this process a
+supervisor of N server processes on the same port (``workers.py``); with 1 it is the server itself.
+
 At start the soft ``RLIMIT_NOFILE`` is raised to the hard limit: every socket, admitted or still
 in its handshake, is a file descriptor, and distributions default to a soft limit of 1024. A
 warning is logged when even the hard limit is below what the connection caps allow.
@@ -22,10 +25,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 from .observability import configure_logging
 from .server import Server
-from .settings import ENV_VARS, Settings, SettingsError
+from .settings import ENV_VARS, Settings, SettingsError, available_cores
+from .workers import WorkerRole, supervise
 
 logger = logging.getLogger(__package__)
 
@@ -37,6 +43,12 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__)
     parser.add_argument("--host", help=f"listen address (WS_HOST, default {settings.host})")
     parser.add_argument("--port", type=int, help=f"listen port, 0 for any (WS_PORT, default {settings.port})")
+    parser.add_argument(
+        "--workers",
+        type=_workers_flag,
+        help=f"server processes on the port, a number or auto (one per core: {available_cores()} here) "
+        f"(WS_WORKERS, default {settings.workers})",
+    )
     parser.add_argument("--broker-url", help=f"memory://, redis://..., nats://... (WS_BROKER_URL, default {settings.broker_url})")
     parser.add_argument("--log-format", choices=("json", "text"), help="json or text (WS_LOG_FORMAT)")
     args = parser.parse_args(argv)
@@ -45,12 +57,22 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> Settings:
         for key, value in (
             ("host", args.host),
             ("port", args.port),
+            ("workers", args.workers),
             ("broker_url", args.broker_url),
             ("log_format", args.log_format),
         )
         if value is not None
     }
     return dataclasses.replace(settings, **changes)
+
+
+def _workers_flag(raw: str) -> int:
+    if raw.strip().lower() == "auto":
+        return available_cores()
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a positive integer or auto")
+    return value
 
 
 def raise_open_files_limit(settings: Settings) -> int | None:
@@ -81,8 +103,26 @@ def raise_open_files_limit(settings: Settings) -> int | None:
     return soft
 
 
-async def run(settings: Settings) -> None:
-    """Serve until a termination signal, then close every connection with 1001 (bounded by the grace)."""
+def check_broker_scheme(settings: Settings) -> None:
+    """Raises :class:`SettingsError` (exit 2, not a traceback) for a ``WS_BROKER_URL`` whose scheme
+    this project has no adapter for; the URL itself is not repeated (it may hold a password)."""
+    from .broker import SCHEMES
+
+    scheme = settings.broker_url.partition("://")[0].lower()
+    if scheme not in SCHEMES:
+        shipped = ", ".join(f"{name}://" for name in SCHEMES)
+        raise SettingsError(
+            f"WS_BROKER_URL: unsupported scheme {scheme!r}; this project ships {shipped} (wsforge regenerate adds another)"
+        )
+
+
+async def run(settings: Settings, worker: WorkerRole | None = None) -> None:
+    """Serve until a termination signal, then close every connection with 1001 (bounded by the grace).
+
+    ``worker``: this process is one of several workers (``workers.py``): ``/metrics`` then reports
+    them all, and the supervisor is told once the port is open.
+    """
+    check_broker_scheme(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -97,10 +137,19 @@ async def run(settings: Settings) -> None:
             await server.broker.aclose()
         where, why = f"{settings.host}:{settings.port}", os.strerror(exc.errno or 0)
         raise SettingsError(f"cannot listen on {where}: {why} (WS_HOST / WS_PORT choose another)") from None
+    shared_metrics = None
+    if worker is not None:
+        from .worker_metrics import WorkerMetrics
+
+        shared_metrics = WorkerMetrics(Path(worker.metrics_dir), server.metrics)
+        shared_metrics.attach()
+        worker.listening()
     try:
         await stop.wait()
     finally:
         await server.stop()
+        if shared_metrics is not None:
+            shared_metrics.close()
     logger.info("stopped", extra={"event": "stopped"})
 
 
@@ -110,21 +159,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format, settings.log_level)
+    worker = WorkerRole.from_env()
+    if worker is not None and not worker.die_with_supervisor():
+        return 0  # the supervisor is gone already: nothing to serve for
+    configure_logging(settings.log_format, settings.log_level, None if worker is None else worker.index)
     raise_open_files_limit(settings)
     if settings.auth_enabled and not settings.jwt_key:
         variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
         print(f"error: JWT auth is on but no key is set; set {variable}", file=sys.stderr)
         return 2
     try:
-        run_on_event_loop(settings)
+        if worker is None and settings.workers > 1:
+            uvloop_or_none(settings)  # a setting every worker would refuse: refused once, here
+            return supervise(settings, argv)
+        run_on_event_loop(settings, worker)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def run_on_event_loop(settings: Settings) -> None:
+def run_on_event_loop(settings: Settings, worker: WorkerRole | None = None) -> None:
     """:func:`run` on uvloop or on asyncio's own loop, as ``WS_EVENT_LOOP`` says.
 
     uvloop runs the loop, the sockets and the timers in C: measured for wsforge's benchmark, 7-9 %
@@ -134,16 +189,28 @@ def run_on_event_loop(settings: Settings) -> None:
     Raises:
         SettingsError: ``WS_EVENT_LOOP=uvloop`` and uvloop is not installed.
     """
-    if settings.event_loop != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if settings.event_loop == "uvloop":
-                raise SettingsError("WS_EVENT_LOOP='uvloop': uvloop is not installed") from None
-        else:
-            uvloop.run(run(settings))
-            return
-    asyncio.run(run(settings))
+    uvloop = uvloop_or_none(settings)
+    if uvloop is not None:
+        uvloop.run(run(settings, worker))
+    else:
+        asyncio.run(run(settings, worker))
+
+
+def uvloop_or_none(settings: Settings) -> ModuleType | None:
+    """The uvloop module when ``WS_EVENT_LOOP`` asks for it (``auto``: where installed), else None.
+
+    Raises:
+        SettingsError: ``WS_EVENT_LOOP=uvloop`` and uvloop is not installed.
+    """
+    if settings.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if settings.event_loop == "uvloop":
+            raise SettingsError("WS_EVENT_LOOP='uvloop': uvloop is not installed") from None
+        return None
+    return uvloop
 
 
 if __name__ == "__main__":

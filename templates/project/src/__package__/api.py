@@ -113,7 +113,9 @@ class ApiServer:
         await runner.setup()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            sock = socket.create_server((self.host, self.port), family=family)
+            # Every worker (workers.py) listens on the API port too: any of them answers a call.
+            reuse_port = self.server.settings.workers > 1
+            sock = socket.create_server((self.host, self.port), family=family, reuse_port=reuse_port)
         except OSError as exc:
             await runner.cleanup()
             where, why = f"{self.host}:{self.port}", os.strerror(exc.errno or 0) if exc.errno else str(exc)

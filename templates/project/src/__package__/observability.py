@@ -3,8 +3,11 @@
 The metric names are part of the deployment contract (dashboards and alerts use them):
 ``ws_connections``, ``ws_messages_in_total``, ``ws_messages_out_total``, ``ws_dropped_total{reason}``,
 ``ws_queue_depth``, ``ws_handler_latency_seconds`` (histogram) and
-``ws_connections_rejected_total{reason}``. Written by hand rather than with prometheus_client to
-keep the runtime dependency-free; the format is small and stable.
+``ws_connections_rejected_total{reason}``, plus ``ws_workers`` (live server processes) when
+several workers share the port. Written by hand rather than with prometheus_client to keep the
+runtime dependency-free; the format is small and stable. With several workers, each one's values
+travel as structured snapshots (:meth:`Metrics.snapshot`, ``worker_metrics.py``) and are added up
+with :meth:`Metrics.add` before rendering: the text is never summed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import bisect
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -52,6 +56,9 @@ class Metrics:
         self.rejected: dict[str, int] = {}
         self.closed: dict[int, int] = {}
         self.latency = Histogram()
+        self.whole_server: Callable[[Metrics], tuple[Metrics, int]] | None = None
+        """Worker mode (``worker_metrics.py``): this process's values -> the sum over every worker
+        and the number of live ones, which :meth:`render` reports. None: this process is the server."""
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -62,8 +69,57 @@ class Metrics:
     def close(self, code: int) -> None:
         self.closed[code] = self.closed.get(code, 0) + 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every value as JSON-ready data (what a worker shares with the others)."""
+        return {
+            "connections": self.connections,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "queue_depth": self.queue_depth,
+            "dropped": dict(self.dropped),
+            "rejected": dict(self.rejected),
+            "closed": {str(code): n for code, n in self.closed.items()},
+            "latency_counts": list(self.latency.counts),
+            "latency_sum": self.latency.sum,
+            "latency_count": self.latency.count,
+        }
+
+    def add(self, snapshot: Mapping[str, Any], *, live: bool) -> None:
+        """Add another process's :meth:`snapshot`: counters and the histogram's buckets always (what
+        a worker that has since exited counted still happened), the gauges (connections, queue
+        depth) only when ``live``."""
+        if live:
+            self.connections += int(snapshot["connections"])
+            self.queue_depth += int(snapshot["queue_depth"])
+        self.messages_in += int(snapshot["messages_in"])
+        self.messages_out += int(snapshot["messages_out"])
+        for reason, n in snapshot["dropped"].items():
+            self.drop(str(reason), int(n))
+        for reason, n in snapshot["rejected"].items():
+            self.rejected[str(reason)] = self.rejected.get(str(reason), 0) + int(n)
+        for code, n in snapshot["closed"].items():
+            self.closed[int(code)] = self.closed.get(int(code), 0) + int(n)
+        counts = self.latency.counts
+        for i, n in enumerate(snapshot["latency_counts"][: len(counts)]):
+            counts[i] += int(n)
+        self.latency.sum += float(snapshot["latency_sum"])
+        self.latency.count += int(snapshot["latency_count"])
+
     def render(self) -> str:
-        """The ``/metrics`` body (text exposition format 0.0.4)."""
+        """The ``/metrics`` body (text exposition format 0.0.4): of the whole server, every worker
+        included, when :attr:`whole_server` is set."""
+        if self.whole_server is None:
+            return self.render_values()
+        total, workers = self.whole_server(self)
+        return (
+            total.render_values()
+            + "# HELP ws_workers Server processes (workers) serving this port.\n"
+            + "# TYPE ws_workers gauge\n"
+            + f"ws_workers {workers}\n"
+        )
+
+    def render_values(self) -> str:
+        """These values in the text exposition format (one process's, or a sum)."""
         out: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -140,13 +196,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-def configure_logging(log_format: str, level: str = "INFO") -> None:
-    """Route every logger to stderr in ``json`` or ``text`` format. Tokens are never logged by the server."""
+class _WorkerField(logging.Filter):
+    """Tags every record of a worker process with ``worker`` (its index, 0..N-1)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__["worker"] = self.index  # an `extra=` field, as JsonFormatter shows them
+        return True
+
+
+def configure_logging(log_format: str, level: str = "INFO", worker: int | None = None) -> None:
+    """Route every logger to stderr in ``json`` or ``text`` format. Tokens are never logged by the server.
+
+    ``worker``: this process is worker number ``worker`` of several (``workers.py``); each line
+    then says so (a ``worker`` field, or ``[worker N]`` in text), as their logs share one stream.
+    """
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        tag = "" if worker is None else f" [worker {worker}]"
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s"))
+    if worker is not None:
+        handler.addFilter(_WorkerField(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

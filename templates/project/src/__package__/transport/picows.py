@@ -468,7 +468,10 @@ class PicowsTransport:
     async def start(self) -> tuple[str, int]:
         s = self.settings
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, s.host, s.port, backlog=4096)
+        # Several workers (workers.py) each listen on the same port; the kernel spreads accepts.
+        self._server = await loop.create_server(
+            self._protocol, s.host, s.port, backlog=4096, reuse_port=s.workers > 1
+        )
         self._heartbeat = asyncio.create_task(self._beat())
         server: Any = self._server  # uvloop's Server.sockets is a list, typeshed says tuple (mypyc checks)
         host, port = server.sockets[0].getsockname()[:2]

@@ -178,6 +178,8 @@ class WebSocketsTransport:
             ping_timeout=s.ping_timeout_s,
             close_timeout=s.close_timeout_s,
             server_header=None,
+            # Several workers (workers.py) each listen on the same port; the kernel spreads accepts.
+            reuse_port=s.workers > 1,
         )
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
