@@ -224,8 +224,15 @@ _PIPELINE_MAX = 512
 """Commands per pipeline at most: an iteration that issues more sends several pipelines, on as
 many pooled connections, so no single reply read grows without bound."""
 
-_Queued = tuple[tuple[Any, ...], str | None, "asyncio.Future[Any]"]
-"""A command waiting for the next flush: its arguments, its script source (EVALSHA), its future."""
+_PIPELINES_IN_FLIGHT = 4
+"""Pipelines awaiting their replies at once, at most. Redis runs commands one at a time, so more
+connections add no throughput; commands issued meanwhile wait and leave together as one larger
+pipeline. It also keeps the pool small: under a storm a CPU-bound server that opened a connection
+per batch timed out connecting (and opened its circuit) where a few warm connections do not."""
+
+_Queued = tuple[tuple[Any, ...], str | None, "asyncio.Future[Any]", float]
+"""A command waiting for the next flush: its arguments, its script source (EVALSHA), its future
+and its deadline (loop time)."""
 
 
 def _unavailable(exc: BaseException, pool_size: int) -> BrokerUnavailable:
@@ -257,9 +264,9 @@ class AutoPipeline:
       (``NOSCRIPT``: restarted, ``SCRIPT FLUSH``) is sent again with its source, as ``EVAL``.
     * **The operation deadline.** A pipeline runs on a pooled connection with the socket timeout of
       a single command, so a hung Redis fails every command of the batch within the operation
-      deadline (after the wait for a pooled connection, as for a single command) with
-      :class:`BrokerUnavailable`. Batches do not wait for each other: each takes its own
-      connection.
+      deadline with :class:`BrokerUnavailable`. At most :data:`_PIPELINES_IN_FLIGHT` pipelines
+      wait for replies; a command still queued behind them when its deadline passes fails with
+      :class:`BrokerBusy` (this instance's own backlog, which the circuit breaker does not count).
     * **Order.** A pipeline keeps the order of its commands, and one caller's commands follow each
       other (each awaits its reply before the next is issued).
     * A caller that gave up (cancelled) before the flush is left out of the pipeline.
@@ -268,12 +275,15 @@ class AutoPipeline:
     ``bench/storm.py`` read them).
     """
 
-    def __init__(self, client: aioredis.Redis, pool_size: int) -> None:
+    def __init__(self, client: aioredis.Redis, pool_size: int, op_timeout_s: float) -> None:
         self._client = client
         self._pool_size = pool_size
+        self._op_timeout_s = op_timeout_s
+        self._max_in_flight = max(1, min(_PIPELINES_IN_FLIGHT, pool_size))
         self._queue: list[_Queued] = []
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
+        self._expiry: asyncio.TimerHandle | None = None
         self.round_trips = 0
         self.commands = 0
 
@@ -285,7 +295,7 @@ class AutoPipeline:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, script, future))
+        self._queue.append((args, script, future, loop.time() + self._op_timeout_s))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -294,8 +304,10 @@ class AutoPipeline:
     async def aclose(self) -> None:
         """Cancel what is queued and in flight (the broker is closing)."""
         queued, self._queue = self._queue, []
-        for _, _, future in queued:
+        for _, _, future, _ in queued:
             future.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
         for task in list(self._running):
             task.cancel()
         for task in list(self._running):
@@ -304,33 +316,57 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         self._scheduled = False
-        queued, self._queue = self._queue, []
         loop = asyncio.get_running_loop()
-        for start in range(0, len(queued), _PIPELINE_MAX):
-            batch = [item for item in queued[start : start + _PIPELINE_MAX] if not item[2].done()]
-            if batch:
-                task = loop.create_task(self._send(batch))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+        queue = [item for item in self._queue if not item[2].done()]  # callers that gave up
+        while queue and len(self._running) < self._max_in_flight:
+            batch, queue = queue[:_PIPELINE_MAX], queue[_PIPELINE_MAX:]
+            task = loop.create_task(self._send(batch))
+            self._running.add(task)
+            task.add_done_callback(self._sent)
+        self._queue = queue
+        if queue and self._expiry is None:
+            self._expiry = loop.call_at(queue[0][3], self._expire)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        """A pipeline is answered: what queued up behind it leaves now, as one pipeline."""
+        self._running.discard(task)
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _expire(self) -> None:
+        """Fail the queued commands whose deadline passed while every pipeline slot was busy."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        now, kept = loop.time(), []
+        for item in self._queue:
+            if item[3] > now:
+                kept.append(item)
+            elif not item[2].done():
+                busy = BrokerBusy(f"redis: {len(self._running)} pipelines unanswered for {self._op_timeout_s} s")
+                item[2].set_exception(busy)
+        self._queue = kept
+        if kept:
+            self._expiry = loop.call_at(kept[0][3], self._expire)
 
     async def _send(self, batch: list[_Queued]) -> None:
         try:
-            replies = await self._execute([args for args, _, _ in batch])
+            replies = await self._execute([item[0] for item in batch])
             lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and batch[i][1]]
             if lost:
                 again = await self._execute([("EVAL", batch[i][1], *batch[i][0][2:]) for i in lost])
                 for i, reply in zip(lost, again, strict=True):
                     replies[i] = reply
         except asyncio.CancelledError:
-            for _, _, future in batch:
+            for _, _, future, _ in batch:
                 future.cancel()
             raise
         except Exception as exc:  # the whole pipeline failed: connection, timeout, pool wait
-            for _, _, future in batch:
+            for _, _, future, _ in batch:
                 if not future.done():
                     future.set_exception(_unavailable(exc, self._pool_size))
             return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
+        for (_, _, future, _), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
             if isinstance(reply, Exception):
@@ -475,7 +511,7 @@ class RedisBroker:
             ("members", _PRESENCE_MEMBERS),
         ):
             self._scripts[name] = self._client.register_script(source)
-        self._pipeline = AutoPipeline(self._client, self._pool_size)
+        self._pipeline = AutoPipeline(self._client, self._pool_size, self._op_timeout_s)
         self._tasks.append(asyncio.create_task(self._read_forever(), name="redis-broker-reader"))
         self._tasks.append(asyncio.create_task(self._refresh_presence_forever(), name="redis-presence"))
         try:
