@@ -284,12 +284,13 @@ class Client:
         self.disconnected = asyncio.Event()
         self.connected_at = self.subscribed_at = 0.0
         self.errors: list[str] = []
+        self.transport: WSTransport | None = None
         self.resyncs = 0
         self.unrecovered = 0
 
-    def subscribe_frames(self) -> list[bytes]:
+    def subscribe_frames(self, only: str | None = None) -> list[bytes]:
         frames = []
-        for channel in self.channels:
+        for channel in self.channels if only is None else (only,):
             pos = self.positions[channel]
             frame: dict[str, Any] = {
                 "v": 1,
@@ -335,9 +336,15 @@ class Client:
                 if self.subscribed is not None and not self.subscribed.done():
                     self.subscribed.set_result(None)
         elif kind == "error":
+            # What the project's client does with broker_unavailable: ask again a little later.
             self.errors.append(str(msg.get("error")))
-            if self.subscribed is not None and not self.subscribed.done():
-                self.subscribed.set_exception(RuntimeError(f"{self.user}: {msg.get('error')}"))
+            channel = msg.get("id")
+            if channel in self.positions:
+                asyncio.get_running_loop().call_later(0.1, self.retry, channel)
+
+    def retry(self, channel: str) -> None:
+        if self.transport is not None and not self.disconnected.is_set():
+            self.transport.send(_TEXT, self.subscribe_frames(only=channel)[0])
 
 
 class Listener(WSListener):
@@ -346,6 +353,7 @@ class Listener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.client.connected_at = time.monotonic()
+        self.client.transport = transport
         for frame in self.client.subscribe_frames():
             transport.send(_TEXT, frame)
 
