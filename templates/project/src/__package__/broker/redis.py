@@ -262,11 +262,15 @@ class AutoPipeline:
     * **Each command fails alone.** Replies are read with ``raise_on_error=False``: a script error
       fails only the future of the command that caused it. A script Redis no longer knows
       (``NOSCRIPT``: restarted, ``SCRIPT FLUSH``) is sent again with its source, as ``EVAL``.
-    * **The operation deadline.** A pipeline runs on a pooled connection with the socket timeout of
-      a single command, so a hung Redis fails every command of the batch within the operation
-      deadline with :class:`BrokerUnavailable`. At most :data:`_PIPELINES_IN_FLIGHT` pipelines
-      wait for replies; a command still queued behind them when its deadline passes fails with
-      :class:`BrokerBusy` (this instance's own backlog, which the circuit breaker does not count).
+    * **The operation deadline, as for a single command.** A pipeline runs with the socket
+      timeout of a single command, so a hung Redis fails the whole batch within ``op_timeout_s``
+      of its sending with :class:`BrokerUnavailable`, however long the batch. At most
+      :data:`_PIPELINES_IN_FLIGHT` pipelines wait for replies; a command queued behind them waits
+      at most ``op_timeout_s`` for a slot, then fails with :class:`BrokerBusy` (this instance's own
+      backlog, which the circuit breaker does not count). Worst case two deadlines, as a single
+      command waiting for a pooled connection and then for its reply always had. Bounding a
+      pipeline by its oldest command's deadline instead failed healthy subscribes of a server
+      whose loop was busy for longer than the deadline (200 clients in the test process).
     * **Order.** A pipeline keeps the order of its commands, and one caller's commands follow each
       other (each awaits its reply before the next is issued).
     * A caller that gave up (cancelled) before the flush is left out of the pipeline.
