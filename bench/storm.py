@@ -28,6 +28,11 @@ trips of the servers' subscribes, plus at most one per publish of the publisher 
 reported) and ``total_commands_processed`` (commands run inside scripts count too), per subscribe.
 Server CPU seconds over the same window come from /proc. One JSON object goes to stdout and to
 ``bench/.work/storm-<label>.json``.
+
+``--broker-only`` measures the broker's share alone, without sockets or handshakes: one process
+with the rendered project's broker (circuit breaker and Redis adapter, as a server builds them)
+runs ``--waves`` waves of ``--clients`` concurrent first subscribes plus history reads (what a
+server's subscribe asks of the broker), and reports its CPU per subscribe and Redis's reads.
 """
 
 from __future__ import annotations
@@ -102,6 +107,68 @@ async def main(clients: int, user_rate: float, broadcast_rate: float) -> None:
 
 asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])))
 """
+
+
+BROKER_ONLY = """
+import asyncio, json, sys, time, uuid
+from notify_hub.broker import ChannelOptions, create_broker
+
+OPTIONS = ChannelOptions(durable=True, history_size=500, history_ttl_s=604800)  # the user namespace
+
+async def main(url: str, n: int, waves: int) -> None:
+    broker = create_broker(url, prefix="b" + uuid.uuid4().hex[:8], op_timeout_s=2.0, pool_size=200,
+                           circuit_breaker={"failure_threshold": 5, "reset_timeout_s": 5.0})
+    await broker.start(lambda message: None)
+
+    async def subscribe(channel: str) -> None:
+        await broker.subscribe(channel)
+        await broker.history(channel, 0, OPTIONS, limit=100)
+
+    await subscribe("user:warm")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for wave in range(waves):
+        await asyncio.gather(*(subscribe(f"user:w{wave}u{i}") for i in range(n)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(json.dumps({"cpu_s": cpu, "wall_s": wall}), flush=True)
+    await broker.aclose()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str, Any]:
+    with redis_server(work / "redis.log") as (redis_url, redis_port):
+        proc = subprocess.Popen(
+            pinned(
+                SERVER_CORE,
+                [sys.executable, "-c", BROKER_ONLY, redis_url, str(args.clients), str(args.waves)],
+            ),
+            env={**os.environ, "PYTHONPATH": str(project / "src")},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        before = redis_info(redis_port)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, _ = proc.communicate(timeout=300 * UNIT)
+        after = redis_info(redis_port)
+    measured = json.loads(out.strip().splitlines()[-1])
+    subscribes = args.clients * args.waves
+    return {
+        "label": args.label,
+        "mode": "broker-only",
+        "concurrent": args.clients,
+        "subscribes": subscribes,
+        "wall_s": round(measured["wall_s"], 3),
+        "cpu_us_per_subscribe": round(1e6 * measured["cpu_s"] / subscribes, 1),
+        "subscribes_per_cpu_s": round(subscribes / measured["cpu_s"]),
+        "redis_reads_per_subscribe": round((after["reads"] - before["reads"]) / subscribes, 3),
+    }
 
 
 # processes ------------------------------------------------------------------------------------
@@ -544,6 +611,8 @@ def main() -> None:
     p.add_argument("--user-rate", type=float, default=200.0, help="publishes/s to random user channels")
     p.add_argument("--broadcast-rate", type=float, default=1.0, help="publishes/s to broadcast:all")
     p.add_argument("--steady-s", type=float, default=2.0, help="publishing before the deploy")
+    p.add_argument("--broker-only", action="store_true", help="the broker's share alone (see above)")
+    p.add_argument("--waves", type=int, default=10, help="--broker-only: waves of --clients subscribes")
     args = p.parse_args()
     work = WORK / f"storm-{args.label}"
     work.mkdir(parents=True, exist_ok=True)
@@ -557,7 +626,7 @@ def main() -> None:
         runner: Callable[[Awaitable[dict[str, Any]]], dict[str, Any]] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(storm(args, project, work))
+    result = broker_only(args, project, work) if args.broker_only else runner(storm(args, project, work))
     text = json.dumps(result, indent=2)
     (WORK / f"storm-{args.label}.json").write_text(text + "\n")
     print(text)
