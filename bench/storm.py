@@ -193,6 +193,9 @@ def render(checkout: Path, out: Path) -> Path:
             "-o",
             str(out),
         ],
+        # From the checkout: ``-m`` puts the working directory first on sys.path, so run anywhere
+        # else, another checkout's wsforge (and its templates) would shadow this one.
+        cwd=checkout,
         env={**os.environ, "PYTHONPATH": str(checkout)},
         check=True,
         stdout=subprocess.DEVNULL,
