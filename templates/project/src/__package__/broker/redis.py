@@ -365,10 +365,15 @@ class AutoPipeline:
             for _, _, future, _ in batch:
                 future.cancel()
             raise
-        except Exception as exc:  # the whole pipeline failed: connection, timeout, pool wait
+        except (RedisError, OSError, TimeoutError) as exc:  # the whole pipeline: connection, timeout
             for _, _, future, _ in batch:
                 if not future.done():
                     future.set_exception(_unavailable(exc, self._pool_size))
+            return
+        except Exception as exc:  # a bug, not an outage: each caller sees it as is (never counted)
+            for _, _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc)
             return
         for (_, _, future, _), reply in zip(batch, replies, strict=True):
             if future.done():
