@@ -97,6 +97,8 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     # The circuit breaker: around every networked broker, and around each hook to the application.
     "src/__package__/broker/breaker.py": lambda s: _ships_remote_broker(s) or s.hooks.any_enabled(),
     "tests/test_broker_health.py": _ships_remote_broker,
+    # Reconnect storms against the Redis adapter's batching (its round trips are Redis's to count).
+    "tests/test_subscribe_storm.py": _ships_redis,
     # The application's front door (server API, publisher library, hooks): step 2 decides each.
     "src/__package__/control.py": lambda s: s.server_api.enabled or s.publisher.kind.value == "broker",
     "src/__package__/api.py": lambda s: s.server_api.enabled,

@@ -27,6 +27,12 @@ Why this shape:
   any instance with members in the channel notices within about ``4/3 * presence_ttl_s``.
 * **Interest follows local members.** The instance subscribes to the pub/sub channel of a
   channel only while the server has local subscribers for it.
+* **Commands of one loop iteration share one round trip** (:class:`AutoPipeline`, what ioredis
+  calls auto-pipelining). After a deploy every client reconnects at once, and each subscribe reads
+  history (and joins presence) in Redis: one round trip per command made 1,000 subscribes take
+  seconds. The scripts and ``PUBLISH`` of concurrent operations go out as one pipeline, and the
+  pub/sub ``SUBSCRIBE`` of the channels first joined in one iteration as one command. Each command
+  keeps its own outcome: an error fails only the operation that issued it.
 
 All keys of one channel share a ``{channel}`` hash tag, so the scripts also work on Redis Cluster.
 Every backend error is raised as :class:`BrokerUnavailable`.
@@ -49,7 +55,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from .base import (
     BrokerBusy,
@@ -67,9 +73,6 @@ from .ordering import SequenceGate
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-
 
 
 # Counter and epoch (KEYS[1], KEYS[2]) live for ttl ms after their last use, or forever for ttl 0.
@@ -217,6 +220,178 @@ return {0, gone}
 _PRESENCE_MEMBERS = _PRESENCE_PURGE + "\nreturn {redis.call('HGETALL', KEYS[3]), gone}\n"
 
 
+_PIPELINE_MAX = 512
+"""Commands per pipeline at most: an iteration that issues more sends several pipelines, on as
+many pooled connections, so no single reply read grows without bound."""
+
+_PIPELINES_IN_FLIGHT = 4
+"""Pipelines awaiting their replies at once, at most. Redis runs commands one at a time, so more
+connections add no throughput; commands issued meanwhile wait and leave together as one larger
+pipeline. It also keeps the pool small: under a storm a CPU-bound server that opened a connection
+per batch timed out connecting (and opened its circuit) where a few warm connections do not."""
+
+_Queued = tuple[tuple[Any, ...], str | None, "asyncio.Future[Any]", float]
+"""A command waiting for the next flush: its arguments, its script source (EVALSHA), its future
+and its deadline (loop time)."""
+
+
+def _unavailable(exc: BaseException, pool_size: int) -> BrokerUnavailable:
+    """The broker error a redis-py failure maps to (one new instance per caller)."""
+    if isinstance(exc, RedisConnectionError) and "No connection available" in str(exc):
+        # BlockingConnectionPool's wait timed out: our pool is exhausted, Redis is fine.
+        error: BrokerUnavailable = BrokerBusy(f"redis: all {pool_size} connections busy")
+    else:
+        error = BrokerUnavailable(f"redis: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class AutoPipeline:
+    """Sends the commands issued during one event-loop iteration to Redis as one pipeline.
+
+    Why: a reconnect storm is thousands of subscribes at once, each reading history (and joining
+    presence) in Redis. One round trip per command costs a pooled connection, a write and a read
+    per command on both sides, and the wait for a free connection once the pool is busy.
+    :meth:`call` queues the command and returns a future; the first call of an iteration schedules
+    the flush with ``call_soon``, which runs once the callbacks and tasks already ready in this
+    iteration have run (what ioredis calls auto-pipelining). N concurrent operations then cost one
+    round trip per step instead of N.
+
+    What it keeps:
+
+    * **Each command fails alone.** Replies are read with ``raise_on_error=False``: a script error
+      fails only the future of the command that caused it. A script Redis no longer knows
+      (``NOSCRIPT``: restarted, ``SCRIPT FLUSH``) is sent again with its source, as ``EVAL``.
+    * **The operation deadline, as for a single command.** A pipeline runs with the socket
+      timeout of a single command, so a hung Redis fails the whole batch within ``op_timeout_s``
+      of its sending with :class:`BrokerUnavailable`, however long the batch. At most
+      :data:`_PIPELINES_IN_FLIGHT` pipelines wait for replies; a command queued behind them waits
+      at most ``op_timeout_s`` for a slot, then fails with :class:`BrokerBusy` (this instance's own
+      backlog, which the circuit breaker does not count). Worst case two deadlines, as a single
+      command waiting for a pooled connection and then for its reply always had. Bounding a
+      pipeline by its oldest command's deadline instead failed healthy subscribes of a server
+      whose loop was busy for longer than the deadline (200 clients in the test process).
+    * **Order.** A pipeline keeps the order of its commands, and one caller's commands follow each
+      other (each awaits its reply before the next is issued).
+    * A caller that gave up (cancelled) before the flush is left out of the pipeline.
+
+    ``round_trips`` and ``commands`` count the pipelines and the commands sent (tests and
+    ``bench/storm.py`` read them).
+    """
+
+    def __init__(self, client: aioredis.Redis, pool_size: int, op_timeout_s: float) -> None:
+        self._client = client
+        self._pool_size = pool_size
+        self._op_timeout_s = op_timeout_s
+        self._max_in_flight = max(1, min(_PIPELINES_IN_FLIGHT, pool_size))
+        self._queue: list[_Queued] = []
+        self._scheduled = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._expiry: asyncio.TimerHandle | None = None
+        self.round_trips = 0
+        self.commands = 0
+
+    def call(self, args: tuple[Any, ...], script: str | None = None) -> asyncio.Future[Any]:
+        """Queue ``args`` (a Redis command) for this iteration's pipeline; the future gets its reply.
+
+        ``script``: the source of the script an ``EVALSHA`` command runs, resent if Redis lost it.
+        The future fails with :class:`BrokerUnavailable` (or :class:`BrokerBusy`).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((args, script, future, loop.time() + self._op_timeout_s))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    async def aclose(self) -> None:
+        """Cancel what is queued and in flight (the broker is closing)."""
+        queued, self._queue = self._queue, []
+        for _, _, future, _ in queued:
+            future.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        loop = asyncio.get_running_loop()
+        queue = [item for item in self._queue if not item[2].done()]  # callers that gave up
+        while queue and len(self._running) < self._max_in_flight:
+            batch, queue = queue[:_PIPELINE_MAX], queue[_PIPELINE_MAX:]
+            task = loop.create_task(self._send(batch))
+            self._running.add(task)
+            task.add_done_callback(self._sent)
+        self._queue = queue
+        if queue and self._expiry is None:
+            self._expiry = loop.call_at(queue[0][3], self._expire)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        """A pipeline is answered: what queued up behind it leaves now, as one pipeline."""
+        self._running.discard(task)
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _expire(self) -> None:
+        """Fail the queued commands whose deadline passed while every pipeline slot was busy."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        now, kept = loop.time(), []
+        for item in self._queue:
+            if item[3] > now:
+                kept.append(item)
+            elif not item[2].done():
+                busy = BrokerBusy(f"redis: {len(self._running)} pipelines unanswered for {self._op_timeout_s} s")
+                item[2].set_exception(busy)
+        self._queue = kept
+        if kept:
+            self._expiry = loop.call_at(kept[0][3], self._expire)
+
+    async def _send(self, batch: list[_Queued]) -> None:
+        try:
+            replies = await self._execute([item[0] for item in batch])
+            lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError) and batch[i][1]]
+            if lost:
+                again = await self._execute([("EVAL", batch[i][1], *batch[i][0][2:]) for i in lost])
+                for i, reply in zip(lost, again, strict=True):
+                    replies[i] = reply
+        except asyncio.CancelledError:
+            for _, _, future, _ in batch:
+                future.cancel()
+            raise
+        except (RedisError, OSError, TimeoutError) as exc:  # the whole pipeline: connection, timeout
+            for _, _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(_unavailable(exc, self._pool_size))
+            return
+        except Exception as exc:  # a bug, not an outage: each caller sees it as is (never counted)
+            for _, _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future, _), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(_unavailable(reply, self._pool_size))
+            else:
+                future.set_result(reply)
+
+    async def _execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.round_trips += 1
+        self.commands += len(commands)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            return await pipe.execute(raise_on_error=False)
+
+
 def _now_epoch() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -292,8 +467,12 @@ class RedisBroker:
         self._connected = asyncio.Event()
         self._closed = False
         self._scripts: dict[str, Any] = {}
+        self._pipeline: AutoPipeline | None = None
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
         """Pub/sub channel -> resolved by the reader when Redis confirms its ``SUBSCRIBE``."""
+        self._to_subscribe: list[str] = []
+        """Channels first joined in this loop iteration: one ``SUBSCRIBE`` sends them all."""
+        self._subscribing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -341,6 +520,7 @@ class RedisBroker:
             ("members", _PRESENCE_MEMBERS),
         ):
             self._scripts[name] = self._client.register_script(source)
+        self._pipeline = AutoPipeline(self._client, self._pool_size, self._op_timeout_s)
         self._tasks.append(asyncio.create_task(self._read_forever(), name="redis-broker-reader"))
         self._tasks.append(asyncio.create_task(self._refresh_presence_forever(), name="redis-presence"))
         try:
@@ -359,6 +539,10 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        for task in list(self._subscribing):
+            task.cancel()
+        if self._pipeline is not None:
+            await self._pipeline.aclose()
         if self._client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._forget_local_members()
@@ -386,20 +570,54 @@ class RedisBroker:
                 await self._confirmed(channel, pending)
             return
         self._gate.track(channel)
-        pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set():
+        if self._pubsub is None or not self._connected.is_set():
             return
-        confirmation = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        confirmation: asyncio.Future[None] = loop.create_future()
         self._confirmations[key.encode()] = confirmation
+        # Channels first joined in this iteration share one SUBSCRIBE (a storm joins thousands).
+        self._to_subscribe.append(channel)
+        if len(self._to_subscribe) == 1:
+            loop.call_soon(self._send_subscribes)
         try:
-            await pubsub.subscribe(key)
             await self._confirmed(channel, confirmation)
-        except (RedisError, OSError) as exc:
-            # The reader sees the same broken connection and resubscribes everything.
-            log.warning("redis subscribe %s failed: %s", channel, exc)
         finally:
             if self._confirmations.get(key.encode()) is confirmation:
                 del self._confirmations[key.encode()]
+
+    def _send_subscribes(self) -> None:
+        channels, self._to_subscribe = self._to_subscribe, []
+        keys: list[str] = []
+        for channel in dict.fromkeys(channels):
+            if self._gate.is_tracked(channel):
+                keys.append(self._pubsub_key(channel))
+            else:  # left again before this flush (its unsubscribe already ran): not subscribed
+                self._release([self._pubsub_key(channel)])
+        if not keys:
+            return
+        task = asyncio.get_running_loop().create_task(self._subscribe_keys(keys))
+        self._subscribing.add(task)
+        task.add_done_callback(self._subscribing.discard)
+
+    async def _subscribe_keys(self, keys: list[str]) -> None:
+        """One ``SUBSCRIBE`` for ``keys``; the reader resolves each confirmation as Redis sends it."""
+        pubsub = self._pubsub
+        if pubsub is None or not self._connected.is_set():
+            self._release(keys)  # the reader's reconnect subscribes every tracked channel and refills
+            return
+        try:
+            await pubsub.subscribe(*keys)
+        except (RedisError, OSError) as exc:
+            # The reader sees the same broken connection and resubscribes everything.
+            log.warning("redis subscribe of %d channel(s) failed: %s", len(keys), exc)
+            self._release(keys)
+
+    def _release(self, keys: list[str]) -> None:
+        """Let the subscribes waiting for ``keys`` go on without Redis's confirmation."""
+        for key in keys:
+            confirmation = self._confirmations.get(key.encode())
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(None)
 
     async def _confirmed(self, channel: str, confirmation: asyncio.Future[None]) -> None:
         try:
@@ -446,15 +664,14 @@ class RedisBroker:
             self._pubsub_key(channel),
             self._state_ttl_ms(options),
         ]
-        duplicate, head = await self._call(lambda: self._scripts["publish"](keys=keys, args=args))
+        duplicate, head = await self._call(lambda: self._script("publish", keys, args))
         seq, ts, epoch = head.decode().split(":", 2)
         message = Message(channel, int(seq), int(ts), payload, sender, msg_id, epoch)
         return PublishResult(message, duplicate=bool(duplicate))
 
     async def announce(self, channel: str, payload: Any) -> None:
         frame = b"0:%d::" % int(time.time() * 1000) + orjson.dumps({"p": payload})
-        client = self._require_client()
-        await self._call(lambda: client.publish(self._pubsub_key(channel), frame))
+        await self._call(lambda: self._command("PUBLISH", self._pubsub_key(channel), frame))
 
     async def history(
         self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
@@ -462,7 +679,7 @@ class RedisBroker:
         keep = kept_messages(options)
         keys = [self._key(channel, "seq"), self._key(channel, "epoch"), self._key(channel, "stream")]
         args = [_now_epoch(), max(0, since_seq), max(0, limit), keep, self._state_ttl_ms(options)]
-        last, epoch, now, entries = await self._call(lambda: self._scripts["history"](keys=keys, args=args))
+        last, epoch, now, entries = await self._call(lambda: self._script("history", keys, args))
         messages = []
         epoch_s = epoch.decode()
         cutoff = now - options.history_ttl_s * 1000 if options.history_ttl_s else None
@@ -551,6 +768,30 @@ class RedisBroker:
                 await health.ping()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"redis health check: {exc!r}") from exc
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Awaitable[Any]:
+        """Run script ``name`` in this iteration's pipeline (see :class:`AutoPipeline`)."""
+        script = self._scripts[name]
+        return self._require_pipeline().call(("EVALSHA", script.sha, len(keys), *keys, *args), script.script)
+
+    def _command(self, *args: Any) -> Awaitable[Any]:
+        """Send one command in this iteration's pipeline (see :class:`AutoPipeline`)."""
+        return self._require_pipeline().call(args)
+
+    def _require_pipeline(self) -> AutoPipeline:
+        if self._pipeline is None or self._closed:
+            raise BrokerUnavailable("redis broker is not started")
+        return self._pipeline
+
+    @property
+    def round_trips(self) -> int:
+        """Pipelines sent for commands so far (pub/sub and health checks not counted)."""
+        return 0 if self._pipeline is None else self._pipeline.round_trips
+
+    @property
+    def commands(self) -> int:
+        """Commands sent through the pipelines so far."""
+        return 0 if self._pipeline is None else self._pipeline.commands
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         self._require_client()
@@ -664,7 +905,7 @@ class RedisBroker:
     async def _presence(self, script: str, channel: str, args: list[Any]) -> Any:
         """Run a presence script; announce the leave of members it found expired (crashed instance)."""
         keys = self._presence_keys(channel)
-        result, gone = await self._call(lambda: self._scripts[script](keys=keys, args=args))
+        result, gone = await self._call(lambda: self._script(script, keys, args))
         for user in gone:
             # Best effort like every announce: presence itself is already correct in Redis.
             with contextlib.suppress(BrokerUnavailable):
