@@ -203,7 +203,7 @@ def _mib(kib: float | None) -> float | None:
 def metrics_for(workload: str) -> list[Metric]:
     if workload.startswith("fanout"):
         return FANOUT
-    return {"reqrep": REQREP, "idle": IDLE, "scaleout": SCALEOUT}[workload]
+    return {"reqrep": REQREP, "reqrep-ping": REQREP, "idle": IDLE, "scaleout": SCALEOUT}[workload]
 
 
 def repeats(data: dict[str, Any], workload: str, subject: str) -> dict[int, dict[str, Result]]:
@@ -344,6 +344,14 @@ TARGETS: list[tuple[str, str, str | None, str, float, str]] = [
         for w in ("fanout-1000", "fanout-100")
     ],
     ("reqrep", "round trips per server-CPU-second", "picows", "ratio>=", 0.9, "0.9x picows"),
+    (
+        "reqrep-ping",
+        "round trips per server-CPU-second",
+        "picows-json",
+        "ratio>=",
+        0.9,
+        "0.9x minimal picows + orjson (issue 23)",
+    ),
     ("reqrep", "p50 ms at 50 % load", None, "<=", 1.2, "<= 1.2 ms"),
     ("idle", "server RSS per idle connection, KiB", None, "<=", 16_000 / 1024, "<= 16 KB"),
     ("idle", "JWT-verified handshakes/s", "picows", "ratio>=", 0.7, "0.7x picows"),
@@ -356,7 +364,7 @@ def targets(data: dict[str, Any]) -> list[str]:
     titles = {s["name"]: s["title"] for s in data["subjects"]}
     ours_names = [n for n in names if n.startswith("wsforge")]
     ran = {w["name"] for w in data["workloads"]}
-    lines = ["## Targets of issue 7 (generated server, every feature on)", ""]
+    lines = ["## Targets of issues 7 and 23 (generated server, every feature on)", ""]
     if not ours_names:
         return [*lines, "_Not evaluated: the generated server was not part of this run._", ""]
     lines += [
@@ -434,6 +442,10 @@ DESCRIPTIONS = {
     "picows": "`peers/picows_peer.py`: a set of transports per room, one `send` per member, defaults (asyncio's "
     "loop, aiofastnet's transport, 16 KiB read buffer)",
     "picows-uvloop": "the same raw picows peer on uvloop (`PEER_UVLOOP=1`); not in the default run",
+    "picows-json": "`peers/picows_json_peer.py`: the lightest honest request/ack server (issue 23): parses each "
+    "text frame with orjson and answers `{id, ok}`; no envelope, channels, limits or metrics; picows defaults; "
+    "request/ack workloads only",
+    "picows-json-uvloop": "the same minimal peer on uvloop (`PEER_UVLOOP=1`); not in the default run",
     "websockets": "`peers/websockets_peer.py`: a set per room, `websockets.broadcast`, defaults",
     "socketio": "`peers/socketio_peer.py`: `AsyncServer` on aiohttp, websocket transport only, orjson, rooms + acks",
     "ws-node": "`peers/ws_node/server.js`: `ws` with a Set per room, one Buffer sent to each member, README heartbeat",
@@ -526,7 +538,7 @@ def _paced_pick(frac: float) -> Callable[[dict[str, Result]], Any]:
 def _panels(workload: str) -> list[tuple[str, Callable[[dict[str, Result]], Any]]]:
     if workload.startswith("fanout"):
         return [("50 % of max rate", _fanout_pick(0.5)), ("one slow publisher", _fanout_pick("slow"))]
-    if workload == "reqrep":
+    if workload in ("reqrep", "reqrep-ping"):
         return [
             ("closed loop", lambda r: r.get("main", {}).get("closed_loop", {}).get("latency")),
             ("10 % load", _paced_pick(0.1)),

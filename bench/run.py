@@ -221,6 +221,13 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
     return subjects
 
 
+def takes_part(subject: Subject, workload: Workload) -> bool:
+    """A request-only peer sits out the fan-out workloads; Socket.IO has no ping request."""
+    if subject.workloads is not None and workload.name not in subject.workloads:
+        return False
+    return subject.dialect in workload.dialects
+
+
 # main -----------------------------------------------------------------------------------------
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,6 +297,8 @@ def main() -> int:
     for workload in chosen:
         for rep in range(repeats):
             for subject in subjects:
+                if not takes_part(subject, workload):
+                    continue
                 for index, passed in enumerate(workload.passes):
                     log(f"{workload.name} [{passed.label}] {subject.name} repeat {rep + 1}/{repeats}")
                     run: dict[str, Any] = {

@@ -31,6 +31,8 @@ class Subject:
     cwd: Path = BENCH
     generated: bool = False
     """Configured through ``WS_*`` variables (settings.py) instead of the peers' flags."""
+    workloads: frozenset[str] | None = None
+    """The workloads it takes part in; None: all (the minimal peer only answers requests)."""
 
     def command(
         self, port: int, *, jwt_secret: str, heartbeat: float, redis_url: str = ""
@@ -77,6 +79,9 @@ def _py(script: str) -> list[str]:
     return [sys.executable, str(BENCH / "peers" / script)]
 
 
+REQUEST_ONLY: frozenset[str] = frozenset({"reqrep", "reqrep-ping"})
+"""Workloads of a peer that answers requests and never delivers events."""
+
 PEERS: dict[str, Subject] = {
     "picows": Subject("picows", "raw picows", "wsforge", "/ws", _py("picows_peer.py")),
     "picows-uvloop": Subject(
@@ -86,6 +91,23 @@ PEERS: dict[str, Subject] = {
         "/ws",
         _py("picows_peer.py"),
         env={"PEER_UVLOOP": "1"},
+    ),
+    "picows-json": Subject(
+        "picows-json",
+        "minimal picows + orjson",
+        "wsforge",
+        "/ws",
+        _py("picows_json_peer.py"),
+        workloads=REQUEST_ONLY,
+    ),
+    "picows-json-uvloop": Subject(
+        "picows-json-uvloop",
+        "minimal picows + orjson, uvloop",
+        "wsforge",
+        "/ws",
+        _py("picows_json_peer.py"),
+        env={"PEER_UVLOOP": "1"},
+        workloads=REQUEST_ONLY,
     ),
     "websockets": Subject("websockets", "raw websockets", "wsforge", "/ws", _py("websockets_peer.py")),
     "socketio": Subject("socketio", "python-socketio", "socketio", "/socket.io/", _py("socketio_peer.py")),
@@ -100,7 +122,7 @@ PEERS: dict[str, Subject] = {
 }
 
 
-DEFAULT_PEERS = ["picows", "websockets", "socketio", "ws-node"]
+DEFAULT_PEERS = ["picows", "picows-json", "websockets", "socketio", "ws-node"]
 """What ``run.py`` benches unless ``--peers`` says otherwise: each at its defaults, as a user starts."""
 
 COMPILED = "+mypyc"

@@ -33,6 +33,8 @@ class Workload:
     others last well under a minute, so none of their counting connections (which cannot answer a
     ping) is ever asked for a pong."""
     notes: list[str] = field(default_factory=list)
+    dialects: tuple[str, ...] = ("wsforge", "socketio")
+    """Load-generator dialects it can speak; subjects with another one sit it out."""
 
 
 def build(quick: bool) -> dict[str, Workload]:
@@ -80,6 +82,31 @@ def build(quick: bool) -> dict[str, Workload]:
                 "reqrep",
                 f"Request/ack, {clients} clients in a closed loop, then paced at 10 % and 50 %",
                 [Pass("main", ["reqrep", "--clients", str(clients), "--paced-fracs", "0.1,0.5", *rr_win])],
+            ),
+            Workload(
+                "reqrep-ping",
+                f"Request/ack on the protocol's ping, {clients} clients in a closed loop, then paced at 10 % and 50 %",
+                [
+                    Pass(
+                        "main",
+                        [
+                            "reqrep",
+                            "--action",
+                            "ping",
+                            "--clients",
+                            str(clients),
+                            "--paced-fracs",
+                            "0.1,0.5",
+                            *rr_win,
+                        ],
+                    )
+                ],
+                notes=[
+                    "the request/ack target of issue 23: the generated server's own `ping` (parse, validate, "
+                    "rate limit, route, encoded ack, metrics) against the minimal peer, which parses the JSON "
+                    "and answers its id"
+                ],
+                dialects=("wsforge",),
             ),
             Workload(
                 "idle",

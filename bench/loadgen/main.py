@@ -328,10 +328,14 @@ async def reqrep(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     state = {"measuring": False, "running": True, "rid": 0}
     channels = {id(c): f"room:rr{id(c)}" for c in clients}
 
+    if args.action == "ping" and dialect.ping(0) is None:
+        raise SystemExit(f"reqrep --action ping: the {dialect.name} dialect has no ping request")
+    ping = args.action == "ping"
+
     def send(c: Session) -> None:
         state["rid"] += 1
         c.intended.append(time.monotonic_ns())
-        c.send(dialect.request(channels[id(c)], state["rid"]))
+        c.send(dialect.ping(state["rid"]) if ping else dialect.request(channels[id(c)], state["rid"]))  # type: ignore[arg-type]
 
     def closed_loop(c: Session) -> None:
         sent_at = c.intended.popleft()
@@ -482,6 +486,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-rate", type=float, default=20.0, help="publishes/s of the single slow publisher")
     p.add_argument("--fixed-rate", type=float, default=0.0, help="skip saturation; publish at this rate")
     p.add_argument("--clients", type=int, default=50)
+    p.add_argument(
+        "--action",
+        choices=["publish", "ping"],
+        default="publish",
+        help="reqrep: a publish to a channel nobody reads, or the protocol's ping (wsforge dialect)",
+    )
     p.add_argument("--paced-fracs", type=_floats_or_ints(float), default=[0.1, 0.5])
     p.add_argument("--conns", type=int, default=10_000)
     p.add_argument("--hold", type=float, default=10.0, help="idle seconds after connecting (heartbeats run)")

@@ -55,6 +55,10 @@ class Dialect(Protocol):
         """The request of the request/ack workload: a publish to a channel nobody reads."""
         ...
 
+    def ping(self, rid: int) -> bytes | None:
+        """The protocol's own ``ping`` request (request/ack ``--action ping``); None: not spoken."""
+        ...
+
 
 class Wsforge:
     name = "wsforge"
@@ -99,6 +103,13 @@ class Wsforge:
         """
         return self._REQUEST % (rid, channel.encode())
 
+    _PING = b'{"v":1,"type":"request","action":"ping","id":"p%d"}'
+
+    def ping(self, rid: int) -> bytes | None:
+        """The protocol's ``ping``: answered without a channel, a broker or a payload check; the
+        request/ack target against the minimal peer (``peers/picows_json_peer.py``) uses it."""
+        return self._PING % rid
+
 
 class SocketIO:
     name = "socketio"
@@ -127,6 +138,9 @@ class SocketIO:
 
     def request(self, channel: str, rid: int) -> bytes:
         return self.publish(channel, rid, {"text": FILLER})
+
+    def ping(self, rid: int) -> bytes | None:
+        return None  # Socket.IO has no such event; its peer answers only subscribe and publish
 
 
 DIALECTS: dict[str, Dialect] = {"wsforge": Wsforge(), "socketio": SocketIO()}

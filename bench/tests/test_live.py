@@ -63,6 +63,27 @@ def test_request_ack_answers_every_request(peer: tuple[str, int, int]) -> None:
     assert [p["fraction"] for p in paced] == [0.1, 0.5]
 
 
+@pytest.mark.parametrize("peer", ["picows-json", "wsforge-picows", "picows"], indirect=True)
+def test_request_ack_on_ping_answers_every_request(peer: tuple[str, int, int]) -> None:
+    """The issue 23 target's workload: the minimal peer answers any request, the others the protocol's ping."""
+    out = result(
+        loadgen(peer, "reqrep", "--action", "ping", "--clients", "4", "--warmup", "0.2", "--measure", "0.5")
+    )
+    closed = out["closed_loop"]
+    assert isinstance(closed, dict)
+    assert closed["latency"]["n"] > 0
+
+
+@pytest.mark.parametrize("peer", ["picows-json"], indirect=True)
+def test_the_minimal_peer_answers_publishes_and_refuses_bad_tokens(peer: tuple[str, int, int]) -> None:
+    """It takes part in the publish request/ack workload too, behind the same JWT check as the others."""
+    out = result(loadgen(peer, "reqrep", "--clients", "4", "--warmup", "0.2", "--measure", "0.5"))
+    assert out["closed_loop"]["latency"]["n"] > 0  # type: ignore[index]
+    proc = loadgen(peer, "idle", "--conns", "1", "--hold", "0", secret="another-secret-0123456789abcdef-0123")  # noqa: S106
+    assert proc.returncode != 0
+    assert "401" in proc.stderr
+
+
 @pytest.mark.heartbeat(0.5)
 @pytest.mark.parametrize("peer", PEER_NAMES, indirect=True)
 def test_idle_connections_survive_heartbeats(peer: tuple[str, int, int]) -> None:

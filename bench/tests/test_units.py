@@ -220,3 +220,27 @@ def test_the_request_template_is_the_publish_it_stands_for() -> None:
     """The formatted request/ack frame is byte for byte what ``publish`` serialises."""
     wsforge = DIALECTS["wsforge"]
     assert wsforge.request("room:rr1", 42) == wsforge.publish("room:rr1", 42, {"text": FILLER})
+
+
+def test_the_ping_template_is_the_protocols_ping() -> None:
+    """``reqrep --action ping`` sends envelope v1's ping; the Socket.IO dialect has none."""
+    assert orjson.loads(DIALECTS["wsforge"].ping(7) or b"") == {
+        "v": 1,
+        "type": "request",
+        "action": "ping",
+        "id": "p7",
+    }
+    assert DIALECTS["socketio"].ping(7) is None
+
+
+def test_a_request_only_peer_sits_out_the_fanout_and_socketio_the_ping() -> None:
+    """run.py skips the pairs that cannot run: the minimal peer never delivers, Socket.IO has no ping."""
+    from run import takes_part
+    from subjects import PEERS
+    from workloads import build
+
+    workloads = build(quick=True)
+    assert not takes_part(PEERS["picows-json"], workloads["fanout-100"])
+    assert takes_part(PEERS["picows-json"], workloads["reqrep-ping"])
+    assert not takes_part(PEERS["socketio"], workloads["reqrep-ping"])
+    assert takes_part(PEERS["socketio"], workloads["reqrep"])

@@ -35,6 +35,7 @@ from .protocol import (
     CloseCode,
     Codec,
     ErrorCode,
+    JsonAcks,
     ProtocolError,
     Request,
     check_payload,
@@ -182,6 +183,8 @@ class Dispatcher:
         """Valid channel names already parsed (the result depends only on the name and settings)."""
         self.subscribe_hook = "subscribe" in settings.hook_targets
         """The application's subscribe hook is on: subscribes to ``hook`` namespaces go to it."""
+        self.json_acks = JsonAcks(self.fields)
+        """``ping`` and ``publish`` acks of JSON sessions, formatted instead of serialised."""
 
     def remember_channel(self, parsed: tuple[ChannelName, NamespacePolicy]) -> None:
         """Cache a parsed channel name; bounded, since clients choose the names."""
@@ -232,6 +235,7 @@ class Session:
         self._max_publish = publish_limit(settings.max_payload_bytes)
         self._encode = encoder(codec)
         """``orjson.dumps`` itself for JSON: every reply is encoded without a Python frame around it."""
+        self._acks: JsonAcks | None = dispatcher.json_acks if codec is Codec.JSON else None
         self._strikes = StrikeCounter(settings.bad_frames_before_close)
         self._subscriptions: dict[str, int] = {}
         """Active channel -> last seq delivered to this connection."""
@@ -263,6 +267,16 @@ class Session:
 
     def receive(self, data: bytes | str, now: float) -> list[Effect]:
         """Handle one frame from the client. Never raises on client input."""
+        outcome = self.answer(data, now)
+        return [Send(outcome)] if isinstance(outcome, bytes) else outcome
+
+    def answer(self, data: bytes | str, now: float) -> bytes | list[Effect]:
+        """:meth:`receive`, except that a ``ping``'s outcome, exactly one reply, comes back as
+        its encoded bytes, not ``[Send(bytes)]``.
+
+        The glue's per-frame path calls this: the frame's one reply is queued without a list, an
+        effect object and a loop over them. The checks and their order are :meth:`receive`'s.
+        """
         if self.closed:
             return []
         # Every step below runs for every frame: checks are inline where a helper would only
@@ -287,6 +301,8 @@ class Session:
                 # Its event (plus seq, ts, sender) would not fit the limit subscribers are promised.
                 message = f"publish of {len(data)} bytes; at most {self._max_publish} (max_payload_bytes - headroom)"
                 return [self._error(parsed.id, ErrorCode.PAYLOAD_TOO_LARGE, message, action=action)]
+            if action == _PING:  # before the set lookup: a length check settles it for the rest
+                return self._pong(parsed.id, now)
             if action in _CHANNEL_ACTIONS:
                 return self._route_channel(parsed, action, now)
             return self._route(parsed, now)
@@ -418,10 +434,19 @@ class Session:
         return [self._response(cmd.id, cmd.action, {}, now, cmd.channel)]
 
     def published(self, cmd: Publish, result: PublishResult, now: float) -> list[Effect]:
+        return [Send(self.publish_ack(cmd, result, now))]
+
+    def publish_ack(self, cmd: Publish, result: PublishResult, now: float) -> bytes:
+        """:meth:`published`'s one reply, encoded: the server's in-process publish path queues it
+        as it is."""
+        acks = self._acks
+        if acks is not None and not result.duplicate and cmd.action == _PUBLISH:
+            return acks.publish(cmd.id, cmd.channel, result.message.seq, int(now * 1000))
         payload: dict[str, Any] = {"seq": result.message.seq}
         if result.duplicate:
             payload["duplicate"] = True
-        return [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
+        fields = self.dispatcher.fields
+        return self._encode(response(cmd.id, cmd.action, payload, int(now * 1000), fields, cmd.channel))
 
     def history_loaded(self, cmd: HistoryQuery, history: History, now: float) -> list[Effect]:
         fields = self.dispatcher.fields
@@ -485,9 +510,8 @@ class Session:
     # -- routing ----------------------------------------------------------------------------
 
     def _route(self, request: Request, now: float) -> list[Effect]:
+        """Every action but the channel actions and ``ping`` (see :meth:`answer`)."""
         action = request.action
-        if action == _PING:
-            return [self._response(request.id, action, {"ts": _ms(now)}, now)]
         if action == _AUTH_REFRESH:
             return self._refresh(request, now)
         if action.startswith(RPC_PREFIX):
@@ -617,6 +641,14 @@ class Session:
         return [self._response(request.id, action, {"exp": identity.claims.get("exp")}, now)]
 
     # -- frames -----------------------------------------------------------------------------
+
+    def _pong(self, request_id: str, now: float) -> bytes:
+        """The ``ping`` response: ``{"ts": now in ms}``, in the envelope's ``ts`` as well."""
+        ts = int(now * 1000)
+        acks = self._acks
+        if acks is not None:
+            return acks.ping(request_id, ts)
+        return self._encode(response(request_id, _PING, {"ts": ts}, ts, self.dispatcher.fields))
 
     def _response(
         self, request_id: str, action: str, payload: Any, now: float, channel: str | None = None

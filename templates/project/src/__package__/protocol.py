@@ -182,6 +182,7 @@ class FrameError(ValueError):
 _JSON: Final = Codec.JSON
 """Module constant: reading ``Codec.JSON`` goes through the enum class (~75 ns) on every frame."""
 _json_loads: Final = orjson.loads
+_json_dumps: Final = orjson.dumps
 """Module constants are ``Final`` for the mypyc build: it keeps a Final name in a C static, where a
 plain global (or ``orjson.loads``, two lookups) costs a dictionary lookup on every frame."""
 
@@ -325,6 +326,10 @@ def parse_envelope(obj: dict[Any, Any], fields: Fields = DEFAULT_FIELDS) -> Requ
         )
     if action_name is None:
         return ProtocolError(ErrorCode.INVALID_ENVELOPE, f"'{fields.action}' must be a string", request_id)
+    if len(obj) == 4:
+        # Only the four keys read above (a ping, an rpc without payload): nothing more to check,
+        # and three lookups of absent keys saved.
+        return Request(request_id, action_name, None, None, None)
     channel = obj.get(fields.channel)
     if channel is not None and type(channel) is not str:
         return ProtocolError(
@@ -376,6 +381,75 @@ def response(
         fields.payload: payload,
         fields.ts: ts,
     }
+
+
+class JsonAcks:
+    """The two most frequent acks, ``ping`` and ``publish``, as JSON bytes joined from pieces.
+
+    Byte for byte what ``orjson.dumps(response(...))`` gives (the tests compare them), without
+    building two dicts and serialising them on every request: the envelope's keys and the action
+    are encoded once per field mapping, the part after the payload's number (it holds only the
+    millisecond ``ts``) once per millisecond, and only the id, channel and ``seq`` are encoded
+    per request (ids and channels through ``orjson.dumps``: quotes, escapes, non-ASCII). In the
+    mypyc build this costs a third of the dict-and-dumps way.
+    """
+
+    __slots__ = (
+        "_ping",
+        "_ping_tail",
+        "_ping_tail_head",
+        "_publish",
+        "_publish_channel",
+        "_publish_seq",
+        "_tail",
+        "_tail_ts",
+        "_ts_key",
+    )
+
+    def __init__(self, fields: Fields = DEFAULT_FIELDS) -> None:
+        def key(name: str) -> bytes:
+            return orjson.dumps(name) + b":"
+
+        def head(action: str) -> bytes:
+            return (
+                b"{" + key(fields.v) + b"%d," % VERSION + key(fields.type) + b'"response",'
+                + key(fields.action) + orjson.dumps(action) + b"," + key(fields.id)
+            )  # fmt: skip
+
+        self._ping = head(Action.PING.value)
+        self._publish = head(Action.PUBLISH.value)
+        self._publish_channel = b"," + key(fields.channel)
+        self._publish_seq = b"," + key(fields.payload) + b'{"seq":'
+        self._ts_key = b"}," + key(fields.ts)
+        ping_payload = b"," + key(fields.payload) + b'{"ts":'
+        self._tail_ts = -1
+        self._tail = b""
+        """``},"ts":<ts>}`` for the millisecond ``_tail_ts``: every ack's end."""
+        self._ping_tail = b""
+        """``,"payload":{"ts":<ts>},"ts":<ts>}`` for ``_tail_ts``: a ping ack's end."""
+        self._ping_tail_head = ping_payload
+
+    def _stamp(self, ts: int) -> None:
+        stamp = str(ts).encode()
+        self._tail_ts = ts
+        self._tail = self._ts_key + stamp + b"}"
+        self._ping_tail = self._ping_tail_head + stamp + self._tail
+
+    def ping(self, request_id: str, ts: int) -> bytes:
+        """``response(request_id, "ping", {"ts": ts}, ts)``, encoded."""
+        if ts != self._tail_ts:
+            self._stamp(ts)
+        return self._ping + _json_dumps(request_id) + self._ping_tail
+
+    def publish(self, request_id: str, channel: str, seq: int, ts: int) -> bytes:
+        """``response(request_id, "publish", {"seq": seq}, ts, channel=channel)``, encoded."""
+        if ts != self._tail_ts:
+            self._stamp(ts)
+        parts = (
+            self._publish, _json_dumps(request_id), self._publish_channel, _json_dumps(channel),
+            self._publish_seq, str(seq).encode(), self._tail,
+        )  # fmt: skip
+        return b"".join(parts)
 
 
 def error(

@@ -155,7 +155,7 @@ class Connection:
         writer, wake = self.writer, self._wake  # _writer_idle(), inlined: once per reply
         if (
             write_now is not None
-            and not self.outbox
+            and len(self.outbox) == 0  # not `not self.outbox`: that goes through the type's slots
             and (writer is None or (wake is not None and not wake.done()))
             and write_now(data, self.text)
         ):
@@ -297,7 +297,11 @@ class Connection:
             server.recorder.inbound(self.session.conn_id, data)
         started = perf_counter()
         now = server.clock()
-        server.apply_now(self, self.session.receive(data, now), now)
+        outcome = self.session.answer(data, now)
+        if isinstance(outcome, bytes):  # one reply (a ping): no effect list to walk
+            self.push_reply(outcome)
+        else:
+            server.apply_now(self, outcome, now)
         metrics.latency.observe(perf_counter() - started)
         return True
 
@@ -733,7 +737,11 @@ class Server:
             elif isinstance(effect, Close):
                 conn.request_close(effect.code, effect.reason)
             elif self._publish_sync is not None and type(effect) is Publish and not self._publish_hook:
-                self.apply_now(conn, self._publish_now(conn.session, effect, self._publish_sync, now), now)
+                outcome = self._publish_now(conn.session, effect, self._publish_sync, now)
+                if isinstance(outcome, bytes):
+                    conn.push_reply(outcome)
+                else:
+                    self.apply_now(conn, outcome, now)
             elif self.inline_commands and not isinstance(effect, CallRpc):
                 # Step the command's coroutine by hand: with a broker that never suspends it
                 # finishes here (StopIteration), so a subscribe or history read answers within
@@ -754,9 +762,10 @@ class Server:
 
     def _publish_now(
         self, session: Session, cmd: Publish, publish_now: PublishNow, now: float
-    ) -> list[Effect]:
+    ) -> bytes | list[Effect]:
         """:meth:`_run` for a publish to a :class:`~.broker.base.SyncPublisher`, without a
-        coroutine (the most frequent request; same outcome and errors)."""
+        coroutine (the most frequent request; same outcome and errors). The ack comes back as
+        its bytes, an error as effects."""
         policy = cmd.policy
         cached = self._channel_options.get(policy.name)  # _options() inlined: once per request
         options = cached[1] if cached is not None and cached[0] is policy else self._options(policy)
@@ -769,7 +778,7 @@ class Server:
         except Exception:
             logger.exception("%s failed", cmd.action)
             return session.failed(cmd, ErrorCode.INTERNAL, "internal error")
-        return session.published(cmd, published, now)
+        return session.publish_ack(cmd, published, now)
 
     async def _finish(self, conn: Connection, started: _Resumed | None, effects: list[Effect]) -> None:
         try:

@@ -166,6 +166,7 @@ class PicowsLink:
         "awaiting_pong",
         "closed",
         "inline",
+        "parts",
         "ping_due",
         "ping_violations",
         "pings",
@@ -188,6 +189,10 @@ class PicowsLink:
         self.pings: TokenBucket | None = None
         """The client's ping budget; made on its first ping (most clients never send one)."""
         self.ping_violations = 0
+        self.parts: list[bytes] | None = None
+        """Fragments of the message being received; None between messages. Here, not on the
+        listener: a compiled class's attribute is a field read on every frame, a regular class's
+        (the listener's) a dictionary lookup."""
 
     # -- fed by the listener ------------------------------------------------------------
     def feed(self, message: bytes | str) -> None:
@@ -307,7 +312,6 @@ class _Listener(WSListener):
         self.link: PicowsLink | None = None
         self.cut: PicowsLink | None = None
         """The link after a protocol error; its frames are no longer read."""
-        self.parts: list[bytes] = []
         self.part_type = WSMsgType.TEXT
         self.part_size = 0
 
@@ -343,7 +347,8 @@ class _Listener(WSListener):
             fin = bits.fin
             if bits.rsv1 or bits.rsv2 or bits.rsv3:
                 raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "reserved bits set without an extension")
-            if kind == _MSG_TEXT and fin and not self.parts:
+            parts = link.parts
+            if kind == _MSG_TEXT and fin and parts is None:
                 # The usual frame: one whole text message, already held to max_size by picows' parser.
                 try:
                     text = frame.get_payload_as_utf8_text()
@@ -351,7 +356,7 @@ class _Listener(WSListener):
                     raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
                 link.feed(text)
             elif kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-                if self.parts:
+                if parts is not None:
                     raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
                 size = frame.payload_size
                 if size > self.owner.max_size:
@@ -360,19 +365,19 @@ class _Listener(WSListener):
                     link.feed(_message(kind, frame.get_payload_as_bytes()))
                 else:
                     self.part_type, self.part_size = kind, size
-                    self.parts.append(frame.get_payload_as_bytes())
+                    link.parts = [frame.get_payload_as_bytes()]
             elif kind == WSMsgType.CONTINUATION:
-                if not self.parts:
+                if parts is None:
                     raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
                 self.part_size += frame.payload_size
                 if self.part_size > self.owner.max_size:
                     raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-                if len(self.parts) >= self.owner.max_fragments:
+                if len(parts) >= self.owner.max_fragments:
                     self.owner.app.connection_cut(1009, "too many fragments")
                     raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "too many fragments")
-                self.parts.append(frame.get_payload_as_bytes())
+                parts.append(frame.get_payload_as_bytes())
                 if fin:
-                    data, self.parts = b"".join(self.parts), []
+                    data, link.parts = b"".join(parts), None
                     link.feed(_message(self.part_type, data))
             elif kind == WSMsgType.PING:
                 self._on_ping(transport, frame, link)
@@ -382,7 +387,7 @@ class _Listener(WSListener):
         except WSProtocolError:
             # picows closes with its code but still hands over the frames already read: drop
             # them here, or a bomb of bad frames costs an exception (and a log line) per frame.
-            self.link, self.cut, self.parts = None, link, []
+            self.link, self.cut, link.parts = None, link, None
             raise
 
     def _on_ping(self, transport: WSTransport, frame: WSFrame, link: PicowsLink) -> None:
