@@ -50,7 +50,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -623,13 +623,17 @@ def main() -> None:
         log.unlink()
     project = render(args.checkout.resolve(), work / "project")
     os.sched_setaffinity(0, {CLIENT_CORE})
-    try:
-        import uvloop
+    if args.broker_only:
+        result = broker_only(args, project, work)
+    else:
+        runner: Any = asyncio.run
+        try:
+            import uvloop
 
-        runner: Callable[[Awaitable[dict[str, Any]]], dict[str, Any]] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    result = broker_only(args, project, work) if args.broker_only else runner(storm(args, project, work))
+            runner = uvloop.run
+        except ImportError:
+            pass
+        result = runner(storm(args, project, work))
     text = json.dumps(result, indent=2)
     (WORK / f"storm-{args.label}.json").write_text(text + "\n")
     print(text)

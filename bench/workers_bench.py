@@ -231,7 +231,7 @@ def summary(runs: list[dict[str, Any]], workers: list[int]) -> str:
         mine = [r for r in runs if r["workers"] == n]
 
         def med(kind: str, key: str, rs: list[dict[str, Any]] = mine) -> float:
-            return statistics.median(r[kind][key] for r in rs)
+            return float(statistics.median(r[kind][key] for r in rs))
 
         rows.append(
             f"| {n} | {med('fanout', 'deliveries_per_s'):,.0f} | {med('fanout', 'per_server_cpu_s'):,.0f} | "
