@@ -21,7 +21,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from run import JWT_SECRET, LOADGEN_CORE, free_port, started  # noqa: E402
+from procs import free_port  # noqa: E402
+from run import JWT_SECRET, LOADGEN_CORE, started  # noqa: E402
 from subjects import PEERS, WORK, compiled_copy, generated, render_chat  # noqa: E402
 
 

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
+from procs import free_port, stop  # noqa: E402
 from subjects import (  # noqa: E402
     COMPILED,
     DEFAULT_PEERS,
@@ -67,12 +67,6 @@ def setup(force: bool) -> None:
 
 
 # processes ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,16 +76,6 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> 
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {port} after {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5 * UNIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager
@@ -109,7 +93,7 @@ def started(argv: list[str], env: dict[str, str], cwd: Path, port: int, log_path
             wait_listening(port, proc, 15 * UNIT)
             yield proc.pid  # taskset execs the command, so this is the server's own PID
         finally:
-            stop(proc)
+            stop(proc, 5 * UNIT)
 
 
 @contextlib.contextmanager

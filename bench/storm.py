@@ -55,10 +55,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "loadgen"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jwt
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from procs import free_port, stop
 from stats import cpu_times, percentile
 
 BENCH = Path(__file__).resolve().parent
@@ -172,12 +174,6 @@ def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str
 
 
 # processes ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def render(checkout: Path, out: Path) -> Path:
     """The notifications example rendered by ``checkout``'s wsforge (its templates, its code)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -227,16 +223,6 @@ def ready(port: int) -> bool:
             return bool(reply.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,17 +42,12 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from procs import free_port, stop  # noqa: E402
 from subjects import WORK, generated_env, render_chat  # noqa: E402
 
 UNIT = float(os.environ.get("BENCH_UNIT", "1"))
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"  # noqa: S105 - loopback only; >= 32 bytes
 LOADGEN_CORE = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def children(pid: int) -> list[int]:
@@ -69,16 +63,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

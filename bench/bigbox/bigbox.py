@@ -56,8 +56,9 @@ BIGBOX = Path(__file__).resolve().parent
 BENCH = BIGBOX.parent
 sys.path.insert(0, str(BENCH))
 
+from procs import free_port, stop  # noqa: E402
 from subjects import WORK, compiled_copy, generated_env, render_chat  # noqa: E402
-from workers_bench import children, free_port, redis, rss_kib, stop  # noqa: E402
+from workers_bench import children, redis, rss_kib  # noqa: E402
 
 JWT_SECRET = "bench-secret-0123456789abcdef-0123456789"  # noqa: S105 - loopback only
 KIB_PER_CONN_BUDGET = 48

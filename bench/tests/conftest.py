@@ -14,7 +14,8 @@ BENCH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "loadgen"))
 
-from run import JWT_SECRET, free_port, stop, wait_listening  # noqa: E402
+from procs import free_port, stop  # noqa: E402
+from run import JWT_SECRET, wait_listening  # noqa: E402
 from subjects import NODE_DIR, PEERS, Subject, generated, render_chat  # noqa: E402
 from workloads import QUIET_HEARTBEAT_S  # noqa: E402
 
@@ -81,4 +82,4 @@ def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
         wait_listening(port, proc, 15 * UNIT)
         yield name, port, proc.pid
     finally:
-        stop(proc)
+        stop(proc, 5 * UNIT)
