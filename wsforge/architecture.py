@@ -24,6 +24,7 @@ from .requirements import (
     AuthMode,
     ClientEnvironment,
     Durability,
+    ExistingApp,
     LatencyClass,
     MessagePattern,
     PublisherRole,
@@ -42,6 +43,8 @@ from .spec import (
     Decision,
     DeploySpec,
     EnvelopeSpec,
+    HostApp,
+    HostSpec,
     HeartbeatSpec,
     HookSpec,
     HooksSpec,
@@ -89,6 +92,15 @@ CAPACITY: dict[Transport, Capacity] = {
     Transport.PICOWS: Capacity(40_000, 510_000, "bench/RESULTS.md, picows transport"),
 }
 HEADROOM = 0.7
+
+# The same core mounted in an ASGI app (``transport/asgi.py``) behind uvicorn, one worker: what the
+# host app's stack carries per core with every feature on. PROVISIONAL until bench/RESULTS.md's
+# ASGI row is measured (issue 26); the figures are then replaced with the measured ones.
+ASGI_CAPACITY = Capacity(10_000, 30_000, "bench/RESULTS.md, ASGI target (uvicorn)")
+MOUNT_MAX_CORE_FACTOR = 2
+"""Mounting in the host app is chosen while it needs at most this many times the cores the
+standalone server would (or two more, for small plans): one deployment instead of two is worth
+that, a fleet of extra pods is not."""
 
 # Kubernetes sizing, per worker (one core). Memory: idle connections measured 15.6 KiB (picows) and
 # 20.7 KiB (websockets) of server RSS each (bench/RESULTS.md, idle row); an active connection also
@@ -280,7 +292,8 @@ def design(
             ),
         },
     )
-    scaling, deploy = _decide_deployment(req, scaling, ShutdownSpec().grace_s, conv, d)
+    host, scaling = _decide_host(req, transport, scaling, deliveries, preferred_broker, conv, d)
+    scaling, deploy = _decide_deployment(req, scaling, ShutdownSpec().grace_s, conv, d, host)
     server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, conv, d)
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
@@ -303,6 +316,7 @@ def design(
         publisher=publisher,
         hooks=hooks,
         deploy=deploy,
+        host=host,
         decisions=list(d.rows.values()),
         known_issues=known,
         requirements=req,
@@ -470,8 +484,9 @@ def _decide_scaling(
     d: _Decisions,
     *,
     quiet: bool = False,
+    capacity: Capacity | None = None,
 ) -> ScalingSpec:
-    cap = CAPACITY[transport]
+    cap = capacity or CAPACITY[transport]
     by_conn = math.ceil(req.concurrent_connections / (cap.connections * HEADROOM))
     by_msgs = math.ceil(deliveries / (cap.deliveries_per_s * HEADROOM)) if deliveries else 1
     instances = max(1, by_conn, by_msgs)
@@ -735,8 +750,111 @@ def _decide_breaker(req: Requirements, d: _Decisions) -> CircuitBreakerSpec:
     )
 
 
+def _decide_host(
+    req: Requirements,
+    transport: Transport,
+    scaling: ScalingSpec,
+    deliveries: int,
+    preferred_broker: str | None,
+    conv: Conventions,
+    d: _Decisions,
+) -> tuple[HostSpec, ScalingSpec]:
+    """Standalone server beside the team's app, or the same core mounted inside it.
+
+    Mounting costs throughput per core (the host's ASGI stack against picows/websockets on their
+    own loop) and buys one deployment, the app's own users and sessions at the upgrade, and
+    publishing from the app's routes in process. It is chosen while the cores it needs stay
+    within :data:`MOUNT_MAX_CORE_FACTOR` of the standalone plan. When mounted, the instances are
+    planned again at the ASGI target's capacity.
+    """
+    app = req.existing_app
+    source = Source.REQUIREMENT
+    if app == ExistingApp.NONE and conv.existing_app is not None:
+        app, source = ExistingApp(conv.existing_app), Source.MEMORY
+    standalone_cores = scaling.instances
+    cap = CAPACITY[transport]
+    asgi = ASGI_CAPACITY
+    asgi_cores = max(
+        1,
+        math.ceil(req.concurrent_connections / (asgi.connections * HEADROOM)),
+        math.ceil(deliveries / (asgi.deliveries_per_s * HEADROOM)) if deliveries else 1,
+    )
+    figures = (
+        f"per core: {transport.value} {cap.connections} connections / {cap.deliveries_per_s} deliveries/s "
+        f"({cap.source}); mounted behind uvicorn {asgi.connections} / {asgi.deliveries_per_s} ({asgi.source})"
+    )
+    if app == ExistingApp.NONE:
+        d.add(
+            "deploy.shape",
+            "standalone",
+            "no existing web application named (existing_app = none): the endpoint runs as its own server.",
+            Source.REQUIREMENT,
+            alternatives={"mounted in an ASGI or Django app": "there is no app to mount it in"},
+        )
+        return HostSpec(), scaling
+    affordable = asgi_cores <= max(MOUNT_MAX_CORE_FACTOR * standalone_cores, standalone_cores + 2)
+    mounted = affordable
+    label = {"fastapi": "FastAPI", "starlette": "Starlette", "django": "Django"}[app.value]
+    if mounted:
+        why = (
+            f"the team runs {label}: mounting the endpoint in it keeps one deployment, authenticates the "
+            f"upgrade with the app's own users{' and sessions' if app == ExistingApp.DJANGO else ''}, and "
+            f"lets its routes publish in process; the load needs {asgi_cores} core(s) mounted against "
+            f"{standalone_cores} standalone, within the {MOUNT_MAX_CORE_FACTOR}x the shape may cost"
+        )
+    else:
+        why = (
+            f"the load needs {asgi_cores} cores mounted in {label} against {standalone_cores} as a standalone "
+            f"{transport.value} server: more than {MOUNT_MAX_CORE_FACTOR}x, so the endpoint runs beside the "
+            "app, which publishes through the broker (publisher library) or the server API, and shares "
+            "identity through the JWT"
+        )
+    if conv.mount_in_app is not None and conv.mount_in_app != mounted:
+        mounted = conv.mount_in_app
+        why = f"memory convention `mount_in_app` = {str(mounted).lower()} (the table said: {why})"
+        source = Source.MEMORY
+    alternatives = {
+        "standalone": "two deployments to run and a JWT the app must mint for its users; worth it only when "
+        "the throughput per core matters more (see the figures)",
+        "mounted": f"the ASGI stack would need {asgi_cores} cores against {standalone_cores}",
+    }
+    if app == ExistingApp.DJANGO:
+        alternatives["Django Channels' channel layer for fan-out"] = (
+            "at-most-once groups with no seq, history, idempotency or presence, and group sends over "
+            "capacity dropped silently; wsforge's broker carries fan-out, and Django publishes through it"
+        )
+    d.add(
+        "deploy.shape",
+        "mounted" if mounted else "standalone",
+        f"{why} ({figures}).",
+        source,
+        alternatives={k: v for k, v in alternatives.items() if k != ("mounted" if mounted else "standalone")},
+    )
+    host = HostSpec(
+        app=HostApp(app.value),
+        mounted=mounted,
+        asgi_server="uvicorn",
+        session_auth=mounted and app == ExistingApp.DJANGO and req.auth != AuthMode.NONE,
+    )
+    if mounted and host.session_auth:
+        d.add(
+            "host.session_auth",
+            True,
+            "Django's session cookie authenticates the upgrade (django.contrib.auth, the same check as its "
+            "views); clients without a session (mobile, services) still present the JWT.",
+        )
+    if mounted:
+        scaling = _decide_scaling(req, transport, deliveries, preferred_broker, d, capacity=asgi)
+    return host, scaling
+
+
 def _decide_deployment(
-    req: Requirements, scaling: ScalingSpec, shutdown_grace_s: float, conv: Conventions, d: _Decisions
+    req: Requirements,
+    scaling: ScalingSpec,
+    shutdown_grace_s: float,
+    conv: Conventions,
+    d: _Decisions,
+    host: HostSpec | None = None,
 ) -> tuple[ScalingSpec, DeploySpec]:
     """Workers per instance, and whether and how the instances run on Kubernetes.
 
@@ -803,6 +921,12 @@ def _decide_deployment(
         if kubernetes
         else "one instance: deploy/docker-compose.yml runs it; manifests would add a cluster to operate for nothing"
     )
+    if host is not None and host.mounted:
+        kubernetes = False
+        why = (
+            f"the endpoint runs inside the {host.app.value} app's own pods or processes, whose manifests are "
+            "the team's; the README lists the probes, grace period and environment they need"
+        )
     source = Source.TABLE
     if conv.kubernetes is not None and conv.kubernetes != kubernetes:
         kubernetes = conv.kubernetes
@@ -1267,6 +1391,8 @@ CONVENTIONS: dict[str, Convention] = {
     "api_port": Convention("server_api.listen", _decided_with_backend_access),
     "workers_per_instance": Convention("scaling.workers", _decided_with_deployment),
     "kubernetes": Convention("deploy.kubernetes", _decided_with_deployment),
+    "existing_app": Convention("deploy.shape", _decided_with_deployment),
+    "mount_in_app": Convention("deploy.shape", _decided_with_deployment),
 }
 """Every memory convention, by its name in ``conventions``: the one table that knows them all
 (``tests/unit/test_architecture.py`` keeps it equal to the fields of ``Conventions``)."""

@@ -94,6 +94,11 @@ class Conventions(_Model):
     process per pod (the instance count shrinks to match the planned cores)."""
     kubernetes: bool | None = None
     """Render Kubernetes manifests (true) or not (false) whatever the instance count says."""
+    existing_app: Literal["none", "fastapi", "starlette", "django"] | None = None
+    """The web application the team runs, when the answers file does not say (an answer wins)."""
+    mount_in_app: bool | None = None
+    """Mount the endpoint inside the existing app (true) or run it standalone beside it (false),
+    whatever step 2's weighing of the load says."""
 
     @field_validator("hooks")
     @classmethod

@@ -83,6 +83,20 @@ def _ships_remote_broker(spec: ArchitectureSpec) -> bool:
     return _ships_redis(spec) or _uses_nats(spec)
 
 
+def _mounted(spec: ArchitectureSpec) -> bool:
+    """Step 2 mounts the endpoint in the team's ASGI or Django app (``spec.host``)."""
+    return spec.host.mounted
+
+
+def _mounted_asgi(spec: ArchitectureSpec) -> bool:
+    """Mounted in a FastAPI or Starlette app (``host_app/app.py`` is the example host)."""
+    return spec.host.mounted and spec.host.app.value in ("fastapi", "starlette")
+
+
+def _mounted_django(spec: ArchitectureSpec) -> bool:
+    return spec.host.mounted and spec.host.app.value == "django"
+
+
 # Optional files: relative template path (before rendering, without .jinja) -> when it exists.
 CONDITIONAL_FILES: dict[str, Condition] = {
     "src/__package__/transport/picows.py": lambda s: s.transport.value == "picows",
@@ -121,12 +135,22 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "deploy/kubernetes/dev/kustomization.yaml": _kubernetes_over_a_broker,
     "deploy/kubernetes/dev/redis.yaml": lambda s: _kubernetes(s) and _uses_redis(s),
     "deploy/kubernetes/dev/nats.yaml": lambda s: _kubernetes(s) and _uses_nats(s),
+    # Mounted in the team's app (issue 26): the ASGI adapter and its public entry, the example host
+    # app of each kind, and their tests (uvicorn, third-party clients, two processes on the broker).
+    "src/__package__/transport/asgi.py": _mounted,
+    "src/__package__/asgi.py": _mounted,
+    "src/__package__/django_support.py": _mounted_django,
+    "tests/test_asgi.py": _mounted_asgi,
+    "tests/test_django.py": _mounted_django,
+    "host_app/app.py": _mounted_asgi,
 }
 
 # Optional directories: every file below the folder exists only when its condition holds (and
 # its own CONDITIONAL_FILES entry, if it has one).
 CONDITIONAL_DIRS: dict[str, Condition] = {
     "deploy/kubernetes/": _kubernetes,
+    "host_app/": _mounted,
+    "host_app/django_site/": _mounted_django,
 }
 
 # Files that are never part of a generated project.
@@ -183,6 +207,8 @@ def template_context(spec: ArchitectureSpec) -> dict[str, Any]:
         "ships_nats": _uses_nats(spec),
         "ships_remote_broker": _ships_remote_broker(spec),
         "browser": _browser(spec),
+        "mounted": _mounted(spec),
+        "host_app": spec.host.app.value,
     }
 
 

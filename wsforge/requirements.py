@@ -119,6 +119,15 @@ class Serialization(StrEnum):
     MSGPACK = "msgpack"
 
 
+class ExistingApp(StrEnum):
+    """The web application the team already runs, which the WebSocket endpoint may live inside."""
+
+    NONE = "none"
+    FASTAPI = "fastapi"
+    STARLETTE = "starlette"
+    DJANGO = "django"
+
+
 def package_name(project_name: str) -> str:
     """The importable package name for a project name (``chat-demo`` -> ``chat_demo``)."""
     return project_name.replace("-", "_")
@@ -160,6 +169,11 @@ class Requirements(BaseModel):
         ge=1,
         le=10_000_000,
         description="Typical fan-out; derived from the use case when omitted.",
+    )
+    existing_app: ExistingApp = Field(
+        default=ExistingApp.NONE,
+        description="The web application the team already runs (none, fastapi, starlette, django); "
+        "step 2 weighs mounting the endpoint inside it against a standalone server beside it.",
     )
 
     @field_validator("project_name")

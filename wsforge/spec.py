@@ -267,6 +267,30 @@ class DeploySpec(_Model):
     """The autoscaler's CPU target: the headroom step 2 planned capacity at."""
 
 
+class HostApp(StrEnum):
+    NONE = "none"
+    FASTAPI = "fastapi"
+    STARLETTE = "starlette"
+    DJANGO = "django"
+
+
+class HostSpec(_Model):
+    """Where the WebSocket endpoint runs in production: its own server, or inside the team's app.
+
+    ``mounted``: the same core (dispatch, channels, limits, broker, server API) runs behind an ASGI
+    WebSocket endpoint of the host app (``transport/asgi.py``, ``asgi.py``), served by the host's
+    ASGI server. The standalone entry point (``python -m <package>``) is rendered either way.
+    """
+
+    app: HostApp = HostApp.NONE
+    mounted: bool = False
+    asgi_server: Literal["uvicorn", "daphne"] = "uvicorn"
+    """The ASGI server the README, deploy files and tests run the host app with."""
+    session_auth: bool = False
+    """Django: the upgrade is authenticated by Django's session cookie (``django.contrib.auth``),
+    with the JWT as today for clients that hold one instead."""
+
+
 class ArchitectureSpec(_Model):
     """The whole architecture, as the templates see it."""
 
@@ -291,6 +315,7 @@ class ArchitectureSpec(_Model):
     publisher: PublisherSpec = Field(default_factory=PublisherSpec)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
+    host: HostSpec = Field(default_factory=HostSpec)
     decisions: list[Decision] = Field(default_factory=list)
     known_issues: list[str] = Field(default_factory=list)
     requirements: Requirements

@@ -33,6 +33,7 @@ from .requirements import (
     AuthMode,
     ClientEnvironment,
     Durability,
+    ExistingApp,
     LatencyClass,
     MessagePattern,
     PublisherRole,
@@ -61,6 +62,7 @@ PROMPTS: dict[str, str] = {
     "allowed_origins": "Browser origins allowed to connect (comma-separated, blank for none)",
     "serialization": "Wire encoding",
     "avg_subscribers_per_channel": "Typical subscribers per channel (blank: derive from the use case)",
+    "existing_app": "Which web application do you already run?",
 }
 """The text shown for each question; a field missing here falls back to its description."""
 
@@ -80,6 +82,8 @@ HELP: dict[str, str] = {
     "allowed_origins": "Browsers send an Origin header; others are refused (cross-site WebSocket hijacking).",
     "serialization": "JSON is readable in dev tools; MessagePack is smaller and faster for binary-heavy data.",
     "avg_subscribers_per_channel": "Fan-out per published message; leave blank to use the use case's typical value.",
+    "existing_app": "The endpoint can be mounted inside it (one deployment, its users and sessions) or run "
+    "as its own faster server beside it; the architecture step weighs both.",
 }
 """Why each question matters, printed above it (a field missing here shows its description)."""
 
@@ -132,6 +136,10 @@ LABELS: dict[tuple[type[Enum], str], str] = {
         (Serialization.AUTO, "auto: let the architecture step decide"),
         (Serialization.JSON, "JSON (text frames)"),
         (Serialization.MSGPACK, "MessagePack (binary frames)"),
+        (ExistingApp.NONE, "none: a standalone real-time server"),
+        (ExistingApp.FASTAPI, "FastAPI"),
+        (ExistingApp.STARLETTE, "Starlette"),
+        (ExistingApp.DJANGO, "Django"),
     )
 }
 """Choice titles by ``(enum class, value)``: str enums with equal values (``UseCase.IOT`` and

@@ -153,6 +153,8 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
     child.send(ENTER)
     child.expect("subscribers per channel")
     child.send(ENTER)
+    child.expect("already run")
+    child.send(DOWN + ENTER)  # second choice: FastAPI
     child.expect("Your answers:")
     child.expect("Write the project with these answers")
     child.send(ENTER)
@@ -175,6 +177,7 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
         "allowed_origins": ["https://chat.example.com", "http://localhost:8000"],
         "serialization": "auto",
         "avg_subscribers_per_channel": None,
+        "existing_app": "fastapi",
     }
     assert build_requirements(answers).concurrent_connections == 20_000
 
@@ -190,7 +193,7 @@ def _answer_the_rest(child: Terminal) -> None:
     ):
         child.expect(prompt)
         child.send(ENTER)
-    for prompt in ("misses", "authenticate", "origins", "Wire encoding", "subscribers per channel"):
+    for prompt in ("misses", "authenticate", "origins", "Wire encoding", "subscribers per channel", "already run"):
         child.expect(prompt)
         child.send(ENTER)
 
@@ -325,7 +328,7 @@ def test_wsforge_new_runs_the_wizard(tmp_path: Path) -> None:
         terminal.expect("Who publishes")
         terminal.send(ENTER)  # derived: a bidirectional chat from servers is published by the backend
         # No browser: the origins question is skipped.
-        for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel"):
+        for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel", "already run"):
             terminal.expect(prompt)
             terminal.send(ENTER)
         terminal.expect("Write the project with these answers")

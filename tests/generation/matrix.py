@@ -24,7 +24,12 @@ CASES: list[Case] = [
     # The picows project, whose users want speed, once more on its compiled hot modules.
     Case("market-feed-mypyc", "market-feed.yaml", compiled=True),
     Case("notifications", "notifications.yaml"),
-    Case("collaboration", "collaboration.yaml"),
+    # Mounted in the team's FastAPI app (issue 26): the ASGI target behind uvicorn, on Redis Streams.
+    Case(
+        "collab-fastapi",
+        "collaboration.yaml",
+        answer_changes={"existing_app": "fastapi", "project_name": "collab-fastapi"},
+    ),
     Case("iot-telemetry", "iot-telemetry.yaml"),
     Case("public-ticker", "public-ticker.yaml"),
     # option axes: codec, auth, presence, history, broker
@@ -63,8 +68,15 @@ CASES: list[Case] = [
     Case(
         "notifications-nats",
         "notifications.yaml",
-        # the publisher library over NATS, the API on a port from memory, two workers per pod
-        conventions={"preferred_broker": "nats", "api_port": 8876, "workers_per_instance": 2},
+        # the publisher library over NATS, the API on a port from memory, two workers per pod; and
+        # mounted in the team's Django app although step 2 would run it beside (issue 26)
+        conventions={
+            "preferred_broker": "nats",
+            "api_port": 8876,
+            "workers_per_instance": 2,
+            "existing_app": "django",
+            "mount_in_app": True,
+        },
         answer_changes={"project_name": "notify-nats"},
     ),
 ]

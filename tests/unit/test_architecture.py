@@ -320,3 +320,57 @@ def test_the_in_memory_broker_keeps_one_worker_and_says_why() -> None:
     assert spec.scaling.workers == 1
     row = _row(spec, "scaling.workers")
     assert row.source == Source.MEMORY and "in-memory broker" in row.rationale
+
+
+# --- deployment shape: standalone, or mounted in the team's app (issue 26) ---------------------
+
+
+def test_without_an_existing_app_the_endpoint_is_standalone() -> None:
+    spec = _example("chat")
+    assert (spec.host.app.value, spec.host.mounted) == ("none", False)
+    assert _row(spec, "deploy.shape").value == "standalone"
+
+
+def test_a_load_the_asgi_stack_carries_is_mounted_in_the_existing_app() -> None:
+    spec = design(_req(existing_app="fastapi"))
+    assert (spec.host.app.value, spec.host.mounted, spec.host.session_auth) == ("fastapi", True, False)
+    row = _row(spec, "deploy.shape")
+    assert row.value == "mounted" and row.source == Source.REQUIREMENT
+    assert "uvicorn" in row.rationale and "standalone" in row.alternatives
+    assert spec.deploy.kubernetes is False  # the host app's own pods carry it
+
+
+def test_django_mounts_with_session_auth_and_weighs_the_channel_layer() -> None:
+    spec = design(_req(existing_app="django"))
+    assert (spec.host.mounted, spec.host.session_auth) == (True, True)
+    assert any("channel layer" in key for key in _row(spec, "deploy.shape").alternatives)
+    assert _row(spec, "host.session_auth").value is True
+    anonymous = design(_req(existing_app="django", auth="none"))
+    assert anonymous.host.session_auth is False
+
+
+def test_a_load_far_beyond_the_asgi_stack_runs_standalone_beside_the_app() -> None:
+    spec = design(_req(existing_app="starlette", concurrent_connections=400_000, messages_per_second=20_000))
+    assert spec.host.app.value == "starlette" and spec.host.mounted is False
+    row = _row(spec, "deploy.shape")
+    assert row.value == "standalone" and "beside the app" in row.rationale
+
+
+def test_mounting_plans_instances_at_the_asgi_capacity() -> None:
+    from wsforge.architecture import ASGI_CAPACITY, HEADROOM
+
+    connections = 3 * int(ASGI_CAPACITY.connections * HEADROOM)
+    spec = design(_req(existing_app="fastapi", concurrent_connections=connections))
+    assert spec.host.mounted and spec.scaling.instances == 3
+
+
+def test_memory_names_the_app_and_may_overrule_the_shape() -> None:
+    spec = _example("chat", _memory(existing_app="django"))
+    assert spec.host.app.value == "django" and spec.host.mounted
+    assert _row(spec, "deploy.shape").source == Source.MEMORY
+    beside = _example("chat", _memory(existing_app="fastapi", mount_in_app=False))
+    assert beside.host.mounted is False
+    row = _row(beside, "deploy.shape")
+    assert row.value == "standalone" and "mount_in_app" in row.rationale
+    answered = design(_req(existing_app="starlette"), _memory(existing_app="django"))
+    assert answered.host.app.value == "starlette"  # an answer wins over memory

@@ -266,6 +266,7 @@ FULL_SCRIPT: dict[str, Any] = {
     "allowed_origins": "https://chat.example.com",
     "serialization": ...,
     "avg_subscribers_per_channel": "",
+    "existing_app": ...,
 }
 
 
