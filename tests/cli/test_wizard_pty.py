@@ -193,7 +193,14 @@ def _answer_the_rest(child: Terminal) -> None:
     ):
         child.expect(prompt)
         child.send(ENTER)
-    for prompt in ("misses", "authenticate", "origins", "Wire encoding", "subscribers per channel", "already run"):
+    for prompt in (
+        "misses",
+        "authenticate",
+        "origins",
+        "Wire encoding",
+        "subscribers per channel",
+        "already run",
+    ):
         child.expect(prompt)
         child.send(ENTER)
 
