@@ -988,6 +988,66 @@ def kubernetes_on_memory_broker(spec: ArchitectureSpec) -> Iterator[Hit]:
         )
 
 
+@rule(
+    "WSF-SCL-012",
+    Criterion.SCALE,
+    Severity.NOTE,
+    "Mounted in the host app on the in-memory broker",
+    why="The in-memory broker lives inside one process. Mounted in an ASGI or Django app, the "
+    "endpoint runs in every process of that app: with `uvicorn --workers`, gunicorn or several "
+    "replicas, each process has its own channels, and a message published in one never reaches "
+    "clients connected to another, silently.",
+    fix="Run the host app as one process, or scale out over a broker (scaling.strategy "
+    "redis_streams, redis_pubsub or nats; WS_BROKER_URL) before adding processes.",
+    looks_at=("host.mounted", "scaling.strategy"),
+)
+def mounted_on_memory_broker(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if spec.host.mounted and spec.scaling.strategy == ScalingStrategy.SINGLE:
+        yield Hit(
+            ("host", "mounted"),
+            f"host.mounted = true in {spec.host.app.value}, scaling.strategy = single (memory://)",
+        )
+
+
+@rule(
+    "WSF-SCL-013",
+    Criterion.SCALE,
+    Severity.WARNING,
+    "Mounted where the host's ASGI stack needs far more cores",
+    why="Mounted behind the host app's ASGI server, each core carries a fraction of what the "
+    "standalone server does (step 2's capacity table, from the benchmark). Past a few times the "
+    "standalone plan, the one deployment saved costs a fleet of extra pods and their broker "
+    "connections.",
+    fix="Run the endpoint standalone beside the app (memory convention mount_in_app: false, or "
+    "host.mounted: false); the app publishes through the broker or the server API and mints the JWT.",
+    looks_at=(
+        "host.mounted",
+        "requirements.concurrent_connections",
+        "scaling.expected_deliveries_per_second",
+        "transport",
+    ),
+)
+def mounted_beyond_the_asgi_capacity(spec: ArchitectureSpec) -> Iterator[Hit]:
+    if not spec.host.mounted:
+        return
+    from ..architecture import ASGI_CAPACITY, CAPACITY, HEADROOM, MOUNT_MAX_CORE_FACTOR
+
+    def cores(connections: int, deliveries: int) -> int:
+        by_conn = -(-spec.requirements.concurrent_connections // int(connections * HEADROOM))
+        by_msgs = -(-spec.scaling.expected_deliveries_per_second // int(deliveries * HEADROOM))
+        return max(1, by_conn, by_msgs)
+
+    standalone = CAPACITY[spec.transport]
+    alone = cores(standalone.connections, standalone.deliveries_per_s)
+    mounted = cores(ASGI_CAPACITY.connections, ASGI_CAPACITY.deliveries_per_s)
+    if mounted > max(MOUNT_MAX_CORE_FACTOR * alone, alone + 2):
+        yield Hit(
+            ("host", "mounted"),
+            f"mounted in {spec.host.app.value}: {mounted} cores at the ASGI target's capacity against "
+            f"{alone} standalone ({spec.transport.value})",
+        )
+
+
 # --- memory -------------------------------------------------------------------------------------
 
 RULE_ID_RE = re.compile(r"\bWSF-[A-Z]{3}-\d{3}\b")
