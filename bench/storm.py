@@ -310,6 +310,19 @@ class Instance:
             stop(self.proc, 15 * UNIT)
 
 
+def profile(instance: Instance, py_spy: str, work: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``instance`` from now until SIGINT, collapsed stacks into ``work``."""
+    assert instance.proc is not None
+    out = work / f"profile-{instance.port}.txt"
+    argv = [py_spy, "record", "--pid", str(instance.proc.pid), "--rate", "250", "--format", "raw"]
+    with (work / "py-spy.log").open("ab") as log:
+        proc = subprocess.Popen(
+            pinned(CLIENT_CORE, [*argv, "--nonblocking", "-o", str(out)]), stdout=log, stderr=log
+        )
+    time.sleep(0.5)  # attached before the storm starts
+    return proc
+
+
 # clients --------------------------------------------------------------------------------------
 class Position:
     """What one client knows of one channel: where it started, the last seq, what went wrong."""
@@ -506,9 +519,13 @@ async def storm(args: argparse.Namespace, project: Path, work: Path) -> dict[str
             # The storm.
             redis_before = redis_info(redis_port)
             cpu_before = [instance.cpu_s() for instance in instances]
+            profilers = [profile(instance, args.profile, work) for instance in instances[:1]] if args.profile else []
             t0 = time.monotonic()
             await connect_all(clients, args.concurrency, 180 * UNIT)
             storm_s = time.monotonic() - t0
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                await asyncio.to_thread(profiler.wait, 30 * UNIT)
             redis_after = redis_info(redis_port)
             cpu_after = [instance.cpu_s() for instance in instances]
 
@@ -600,6 +617,9 @@ def main() -> None:
     p.add_argument("--user-rate", type=float, default=200.0, help="publishes/s to random user channels")
     p.add_argument("--broadcast-rate", type=float, default=1.0, help="publishes/s to broadcast:all")
     p.add_argument("--steady-s", type=float, default=2.0, help="publishing before the deploy")
+    p.add_argument(
+        "--profile", metavar="PY_SPY", help="py-spy executable: sample the first instance during the storm"
+    )
     p.add_argument("--broker-only", action="store_true", help="the broker's share alone (see above)")
     p.add_argument("--waves", type=int, default=10, help="--broker-only: waves of --clients subscribes")
     args = p.parse_args()
