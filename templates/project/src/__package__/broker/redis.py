@@ -760,7 +760,7 @@ class RedisBroker:
         args = [_now_epoch(), since, count, keep, self._state_ttl_ms(options)]
         try:
             reply = self._script("history", keys, args)
-        except BrokerUnavailable as exc:
+        except Exception as exc:  # not started or closed: BrokerUnavailable; never a reader left waiting
             for want in wants:
                 _fail(want[2], exc)
             return
