@@ -33,6 +33,11 @@ Why this shape:
   seconds. The scripts and ``PUBLISH`` of concurrent operations go out as one pipeline, and the
   pub/sub ``SUBSCRIBE`` of the channels first joined in one iteration as one command. Each command
   keeps its own outcome: an error fails only the operation that issued it.
+* **History reads of one channel in one loop iteration are one read.** In the same storm every
+  client resumes the shared channels (``broadcast:all``) from nearby positions; each read parsed
+  and decoded the same stream entries again. They share one script call from the lowest position
+  (ranges far apart stay separate reads), and each reader gets exactly the slice its own read
+  would have returned.
 
 All keys of one channel share a ``{channel}`` hash tag, so the scripts also work on Redis Cluster.
 Every backend error is raised as :class:`BrokerUnavailable`.
