@@ -116,27 +116,32 @@ import asyncio, json, sys, time, uuid
 from notify_hub.broker import ChannelOptions, create_broker
 
 OPTIONS = ChannelOptions(durable=True, history_size=500, history_ttl_s=604800)  # the user namespace
+SHARED = ChannelOptions(durable=True, history_size=1000)  # a broadcast channel every client resumes
 
-async def main(url: str, n: int, waves: int) -> None:
+async def main(url: str, n: int, waves: int, backlog: int) -> None:
     broker = create_broker(url, prefix="b" + uuid.uuid4().hex[:8], op_timeout_s=2.0, pool_size=200,
                            circuit_breaker={"failure_threshold": 5, "reset_timeout_s": 5.0})
     await broker.start(lambda message: None)
 
-    async def subscribe(channel: str) -> None:
+    async def subscribe(channel: str, i: int) -> None:
         await broker.subscribe(channel)
         await broker.history(channel, 0, OPTIONS, limit=100)
+        if backlog:  # resume the shared channel from one of the last ``backlog`` positions
+            await broker.history("broadcast:all", i % backlog, SHARED, limit=1000)
 
-    await subscribe("user:warm")
+    for k in range(backlog):
+        await broker.publish("broadcast:all", {"n": k}, SHARED)
+    await subscribe("user:warm", 0)
     print("ready", flush=True)
     sys.stdin.readline()
     cpu, wall = time.process_time(), time.perf_counter()
     for wave in range(waves):
-        await asyncio.gather(*(subscribe(f"user:w{wave}u{i}") for i in range(n)))
+        await asyncio.gather(*(subscribe(f"user:w{wave}u{i}", i) for i in range(n)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(json.dumps({"cpu_s": cpu, "wall_s": wall}), flush=True)
     await broker.aclose()
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
@@ -145,7 +150,15 @@ def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str
         proc = subprocess.Popen(
             pinned(
                 SERVER_CORE,
-                [sys.executable, "-c", BROKER_ONLY, redis_url, str(args.clients), str(args.waves)],
+                [
+                    sys.executable,
+                    "-c",
+                    BROKER_ONLY,
+                    redis_url,
+                    str(args.clients),
+                    str(args.waves),
+                    str(args.backlog),
+                ],
             ),
             env={**os.environ, "PYTHONPATH": str(project / "src")},
             stdin=subprocess.PIPE,
@@ -165,6 +178,7 @@ def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str
         "label": args.label,
         "mode": "broker-only",
         "concurrent": args.clients,
+        "shared_backlog": args.backlog,
         "subscribes": subscribes,
         "wall_s": round(measured["wall_s"], 3),
         "cpu_us_per_subscribe": round(1e6 * measured["cpu_s"] / subscribes, 1),
@@ -642,6 +656,12 @@ def main() -> None:
     )
     p.add_argument("--broker-only", action="store_true", help="the broker's share alone (see above)")
     p.add_argument("--waves", type=int, default=10, help="--broker-only: waves of --clients subscribes")
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="--broker-only: each subscribe also resumes broadcast:all from one of its last N messages",
+    )
     args = p.parse_args()
     work = WORK / f"storm-{args.label}"
     work.mkdir(parents=True, exist_ok=True)
