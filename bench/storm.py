@@ -116,27 +116,32 @@ import asyncio, json, sys, time, uuid
 from notify_hub.broker import ChannelOptions, create_broker
 
 OPTIONS = ChannelOptions(durable=True, history_size=500, history_ttl_s=604800)  # the user namespace
+SHARED = ChannelOptions(durable=True, history_size=1000)  # a broadcast channel every client resumes
 
-async def main(url: str, n: int, waves: int) -> None:
+async def main(url: str, n: int, waves: int, backlog: int) -> None:
     broker = create_broker(url, prefix="b" + uuid.uuid4().hex[:8], op_timeout_s=2.0, pool_size=200,
                            circuit_breaker={"failure_threshold": 5, "reset_timeout_s": 5.0})
     await broker.start(lambda message: None)
 
-    async def subscribe(channel: str) -> None:
+    async def subscribe(channel: str, i: int) -> None:
         await broker.subscribe(channel)
         await broker.history(channel, 0, OPTIONS, limit=100)
+        if backlog:  # resume the shared channel from one of the last ``backlog`` positions
+            await broker.history("broadcast:all", i % backlog, SHARED, limit=1000)
 
-    await subscribe("user:warm")
+    for k in range(backlog):
+        await broker.publish("broadcast:all", {"n": k}, SHARED)
+    await subscribe("user:warm", 0)
     print("ready", flush=True)
     sys.stdin.readline()
     cpu, wall = time.process_time(), time.perf_counter()
     for wave in range(waves):
-        await asyncio.gather(*(subscribe(f"user:w{wave}u{i}") for i in range(n)))
+        await asyncio.gather(*(subscribe(f"user:w{wave}u{i}", i) for i in range(n)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(json.dumps({"cpu_s": cpu, "wall_s": wall}), flush=True)
     await broker.aclose()
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
@@ -145,7 +150,15 @@ def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str
         proc = subprocess.Popen(
             pinned(
                 SERVER_CORE,
-                [sys.executable, "-c", BROKER_ONLY, redis_url, str(args.clients), str(args.waves)],
+                [
+                    sys.executable,
+                    "-c",
+                    BROKER_ONLY,
+                    redis_url,
+                    str(args.clients),
+                    str(args.waves),
+                    str(args.backlog),
+                ],
             ),
             env={**os.environ, "PYTHONPATH": str(project / "src")},
             stdin=subprocess.PIPE,
@@ -165,6 +178,7 @@ def broker_only(args: argparse.Namespace, project: Path, work: Path) -> dict[str
         "label": args.label,
         "mode": "broker-only",
         "concurrent": args.clients,
+        "shared_backlog": args.backlog,
         "subscribes": subscribes,
         "wall_s": round(measured["wall_s"], 3),
         "cpu_us_per_subscribe": round(1e6 * measured["cpu_s"] / subscribes, 1),
@@ -262,14 +276,16 @@ def redis_info(port: int) -> dict[str, int]:
 class Instance:
     """One ``python -m notify_hub`` on a fixed port; stopped with SIGTERM like a deploy does."""
 
-    def __init__(self, project: Path, port: int, redis_url: str, log: Path) -> None:
+    def __init__(self, project: Path, port: int, redis_url: str, log: Path, extra_path: list[str]) -> None:
         self.project, self.port, self.redis_url, self.log = project, port, redis_url, log
+        self.extra_path = extra_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
-            "PYTHONPATH": str(self.project / "src"),
+            # --server-path: e.g. an optional speed-up (hiredis) tried without changing the project
+            "PYTHONPATH": os.pathsep.join([str(self.project / "src"), *self.extra_path]),
             "WS_HOST": "127.0.0.1",
             "WS_PORT": str(self.port),
             "WS_BROKER_URL": self.redis_url,
@@ -302,12 +318,29 @@ class Instance:
         return True
 
     def cpu_s(self) -> float:
+        return sum(self.cpu())
+
+    def cpu(self) -> tuple[float, float]:
+        """(user, system) CPU seconds so far."""
         assert self.proc is not None
-        return sum(cpu_times(self.proc.pid))
+        return cpu_times(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None:
             stop(self.proc, 15 * UNIT)
+
+
+def profile(instance: Instance, py_spy: str, work: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``instance`` from now until SIGINT, collapsed stacks into ``work``."""
+    assert instance.proc is not None
+    out = work / f"profile-{instance.port}.txt"
+    argv = [py_spy, "record", "--pid", str(instance.proc.pid), "--rate", "250", "--format", "raw"]
+    with (work / "py-spy.log").open("ab") as log:
+        proc = subprocess.Popen(
+            pinned(CLIENT_CORE, [*argv, "--nonblocking", "-o", str(out)]), stdout=log, stderr=log
+        )
+    time.sleep(0.5)  # attached before the storm starts
+    return proc
 
 
 # clients --------------------------------------------------------------------------------------
@@ -457,7 +490,8 @@ async def storm(args: argparse.Namespace, project: Path, work: Path) -> dict[str
     ports = [free_port() for _ in range(args.instances)]
     with redis_server(work / "redis.log") as (redis_url, redis_port):
         instances = [
-            Instance(project, port, redis_url, work / f"instance-{i}.log") for i, port in enumerate(ports)
+            Instance(project, port, redis_url, work / f"instance-{i}.log", args.server_path)
+            for i, port in enumerate(ports)
         ]
         publisher: subprocess.Popen[str] | None = None
         try:
@@ -505,12 +539,19 @@ async def storm(args: argparse.Namespace, project: Path, work: Path) -> dict[str
 
             # The storm.
             redis_before = redis_info(redis_port)
-            cpu_before = [instance.cpu_s() for instance in instances]
-            t0 = time.monotonic()
+            cpu_before = [instance.cpu() for instance in instances]
+            profilers = (
+                [profile(instance, args.profile, work) for instance in instances[:1]] if args.profile else []
+            )
+            t0, client_cpu = time.monotonic(), time.process_time()
             await connect_all(clients, args.concurrency, 180 * UNIT)
             storm_s = time.monotonic() - t0
+            client_cpu = time.process_time() - client_cpu
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                await asyncio.to_thread(profiler.wait, 30 * UNIT)
             redis_after = redis_info(redis_port)
-            cpu_after = [instance.cpu_s() for instance in instances]
+            cpu_after = [instance.cpu() for instance in instances]
 
             await asyncio.sleep(2.0)
             assert publisher.stdin is not None
@@ -551,7 +592,9 @@ async def storm(args: argparse.Namespace, project: Path, work: Path) -> dict[str
                 for name in sorted(redis_after)
                 if name not in ("reads", "commands") and redis_after[name] != redis_before.get(name, 0)
             }
-            server_cpu = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+            server_user = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before, strict=True))
+            server_sys = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before, strict=True))
+            server_cpu = server_user + server_sys
             return {
                 "label": args.label,
                 "clients": len(clients),
@@ -564,6 +607,11 @@ async def storm(args: argparse.Namespace, project: Path, work: Path) -> dict[str
                 "subscribe_after_connect_p99_ms": round(1000 * percentile(setup, 99), 1),
                 "server_cpu_s": round(server_cpu, 2),
                 "server_cpu_ms_per_client": round(1000 * server_cpu / len(clients), 3),
+                "server_user_s": round(server_user, 2),
+                # This process (the 10,000 clients, one core): near storm_s, the clients set the pace.
+                "client_cpu_s": round(client_cpu, 2),
+                "load_average_1m": os.getloadavg()[0],
+                "server_sys_s": round(server_sys, 2),
                 "redis_reads": reads,
                 "redis_reads_per_subscribe": round(reads / subscribes, 3),
                 "redis_commands": commands,
@@ -600,8 +648,20 @@ def main() -> None:
     p.add_argument("--user-rate", type=float, default=200.0, help="publishes/s to random user channels")
     p.add_argument("--broadcast-rate", type=float, default=1.0, help="publishes/s to broadcast:all")
     p.add_argument("--steady-s", type=float, default=2.0, help="publishing before the deploy")
+    p.add_argument(
+        "--profile", metavar="PY_SPY", help="py-spy executable: sample the first instance during the storm"
+    )
+    p.add_argument(
+        "--server-path", action="append", default=[], help="a directory added to the servers' PYTHONPATH"
+    )
     p.add_argument("--broker-only", action="store_true", help="the broker's share alone (see above)")
     p.add_argument("--waves", type=int, default=10, help="--broker-only: waves of --clients subscribes")
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="--broker-only: each subscribe also resumes broadcast:all from one of its last N messages",
+    )
     args = p.parse_args()
     work = WORK / f"storm-{args.label}"
     work.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,10 @@ from .protocol import (
 from .settings import Settings
 
 _MAX_CACHED_CHANNELS: Final = 10_000
+_MAX_CACHED_REPLAYS: Final = 2_048
+_MAX_CACHED_REPLAY_BYTES: Final = 4 * 1024 * 1024
+"""Bounds of :meth:`Dispatcher.encode_replayed`'s cache: entries, and bytes of encoded frames
+(the cache also keeps the messages, whose payloads are about as large)."""
 # Frames that show a broken or hostile client; enough of them close the connection with 4400.
 NO_GRANTS: Final[frozenset[str]] = frozenset()
 """Shared by every session the connect hook granted nothing: since Python 3.10 each ``frozenset()``
@@ -185,6 +189,9 @@ class Dispatcher:
         """The application's subscribe hook is on: subscribes to ``hook`` namespaces go to it."""
         self.json_acks = JsonAcks(self.fields)
         """``ping`` and ``publish`` acks of JSON sessions, formatted instead of serialised."""
+        self._replayed: dict[tuple[int, Codec], tuple[Message, bytes]] = {}
+        """Replayed messages already encoded, by message object (see :meth:`encode_replayed`)."""
+        self._replayed_bytes = 0
 
     def remember_channel(self, parsed: tuple[ChannelName, NamespacePolicy]) -> None:
         """Cache a parsed channel name; bounded, since clients choose the names."""
@@ -209,6 +216,26 @@ class Dispatcher:
                 fields=self.fields,
             ),
         )
+
+    def encode_replayed(self, codec: Codec, message: Message) -> bytes:
+        """:meth:`encode_message` for a replay, shared by the sessions replaying the same object.
+
+        After a deploy thousands of sessions resume a shared channel, and the broker answers the
+        reads of one loop iteration with the same :class:`Message` objects (a Redis shared read,
+        the in-memory history): each is encoded once, not once per session. Keyed by the object,
+        which the entry holds so its ``id`` cannot be reused while cached; bounded.
+        """
+        key = (id(message), codec)
+        cached = self._replayed.get(key)
+        if cached is not None and cached[0] is message:
+            return cached[1]
+        data = self.encode_message(codec, message)
+        if len(self._replayed) >= _MAX_CACHED_REPLAYS or self._replayed_bytes > _MAX_CACHED_REPLAY_BYTES:
+            self._replayed.clear()
+            self._replayed_bytes = 0
+        self._replayed[key] = (message, data)
+        self._replayed_bytes += len(data)
+        return data
 
     def encode_notice(self, codec: Codec, action: str, channel: str, payload: Any, ts: int) -> bytes:
         """An unsequenced event (``presence.join``, ``presence.leave``, ``resync``): no ``seq`` field."""
@@ -415,7 +442,8 @@ class Session:
             effects: list[Effect] = [self._response(cmd.id, cmd.action, payload, now, cmd.channel)]
         else:  # server-side (the application's backend): no request to answer, tell the client
             effects = [Send(dispatcher.encode_notice(self.codec, SUBSCRIPTION_ADDED, cmd.channel, payload, _ms(now)))]
-        effects.extend(Send(dispatcher.encode_message(self.codec, m)) for m in replay)
+        codec = self.codec
+        effects.extend(Send(dispatcher.encode_replayed(codec, m)) for m in replay)
         if reason is not None:
             notice = {"reason": reason, "seq": last_seq, "epoch": history.epoch}
             effects.append(Send(dispatcher.encode_notice(self.codec, "resync", cmd.channel, notice, _ms(now))))

@@ -33,6 +33,11 @@ Why this shape:
   seconds. The scripts and ``PUBLISH`` of concurrent operations go out as one pipeline, and the
   pub/sub ``SUBSCRIBE`` of the channels first joined in one iteration as one command. Each command
   keeps its own outcome: an error fails only the operation that issued it.
+* **History reads of one channel in one loop iteration are one read.** In the same storm every
+  client resumes the shared channels (``broadcast:all``) from nearby positions; each read parsed
+  and decoded the same stream entries again. They share one script call from the lowest position
+  (ranges far apart stay separate reads), and each reader gets exactly the slice its own read
+  would have returned.
 
 All keys of one channel share a ``{channel}`` hash tag, so the scripts also work on Redis Cluster.
 Every backend error is raised as :class:`BrokerUnavailable`.
@@ -41,6 +46,7 @@ Every backend error is raised as :class:`BrokerUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -409,6 +415,35 @@ def _decode_body(channel: str, seq: int, ts: int, body: bytes, epoch: str | None
     )
 
 
+_Want = tuple[int, int, "asyncio.Future[History]"]
+"""One history read waiting for its channel's shared read: ``since_seq``, ``limit``, its answer."""
+
+
+class _HistoryReads:
+    """The history reads of one channel (and storage policy) issued in one loop iteration."""
+
+    __slots__ = ("wants",)
+
+    def __init__(self) -> None:
+        self.wants: list[_Want] = []
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail ``future`` with an error of its own: a shared read's failure reaches each reader as
+    a new instance (one exception object raised in many tasks would chain their tracebacks)."""
+    if future.done():
+        return
+    if isinstance(exc, BrokerUnavailable):
+        error: BaseException = type(exc)(*exc.args)
+        error.__cause__ = exc.__cause__ or exc
+    elif isinstance(exc, (RedisError, OSError, TimeoutError)):
+        error = BrokerUnavailable(f"redis: {exc}")
+        error.__cause__ = exc
+    else:
+        error = exc
+    future.set_exception(error)
+
+
 class RedisBroker:
     """:class:`~.base.Broker` over one Redis (or a Redis Cluster through hash tags).
 
@@ -473,6 +508,8 @@ class RedisBroker:
         self._to_subscribe: list[str] = []
         """Channels first joined in this loop iteration: one ``SUBSCRIBE`` sends them all."""
         self._subscribing: set[asyncio.Task[None]] = set()
+        self._history_reads: dict[tuple[str, ChannelOptions], _HistoryReads] = {}
+        """History reads issued in this loop iteration, by channel: one script call answers them."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -676,30 +713,111 @@ class RedisBroker:
     async def history(
         self, channel: str, since_seq: int, options: ChannelOptions, *, limit: int = 1000
     ) -> History:
+        """Read ``channel``'s position and the messages after ``since_seq`` (at most ``limit``).
+
+        Reads of one channel issued in the same loop iteration share one script call (see
+        :class:`_HistoryReads`): after a deploy thousands of clients resume a shared channel from
+        nearby positions, and one ``XRANGE`` from the lowest of them, parsed and decoded once,
+        answers them all, where one read each parsed the same entries thousands of times.
+        """
+        self._require_client()
+        key = (channel, options)
+        reads = self._history_reads.get(key)
+        if reads is None:
+            reads = self._history_reads[key] = _HistoryReads()
+            if len(self._history_reads) == 1:
+                asyncio.get_running_loop().call_soon(self._read_histories)
+        future: asyncio.Future[History] = asyncio.get_running_loop().create_future()
+        reads.wants.append((max(0, since_seq), max(0, limit), future))
+        return await future
+
+    def _read_histories(self) -> None:
+        """Send this iteration's history reads: per channel, one script call per run of
+        overlapping wanted ranges (ranges far apart are not merged, so no read grows past what
+        the separate reads would have fetched together)."""
+        groups, self._history_reads = self._history_reads, {}
+        for (channel, options), reads in groups.items():
+            wants = sorted((w for w in reads.wants if not w[2].done()), key=lambda w: w[0])
+            run: list[_Want] = []
+            end = -1
+            for want in wants:
+                start = want[0]
+                if end >= 0 and want[1] and start > end:  # a gap: this range starts a new read
+                    self._read_run(channel, options, run, end)
+                    run, end = [], -1
+                run.append(want)
+                if want[1]:
+                    end = max(end, start + want[1])
+            if run:
+                self._read_run(channel, options, run, end)
+
+    def _read_run(self, channel: str, options: ChannelOptions, wants: list[_Want], end: int) -> None:
+        """One script call for ``wants`` (sorted by ``since_seq``); each gets its own slice.
+
+        A want with ``limit`` 0 (a fresh subscribe: position only) neither lowers the start nor
+        raises the count of the read it joins.
+        """
+        reading = [w for w in wants if w[1]]
+        since = reading[0][0] if reading else 0
+        count = end - since if reading else 0
         keep = kept_messages(options)
         keys = [self._key(channel, "seq"), self._key(channel, "epoch"), self._key(channel, "stream")]
-        args = [_now_epoch(), max(0, since_seq), max(0, limit), keep, self._state_ttl_ms(options)]
-        last, epoch, now, entries = await self._call(lambda: self._script("history", keys, args))
-        messages = []
-        epoch_s = epoch.decode()
+        args = [_now_epoch(), since, count, keep, self._state_ttl_ms(options)]
+        try:
+            reply = self._script("history", keys, args)
+        except Exception as exc:  # not started or closed: BrokerUnavailable; never a reader left waiting
+            for want in wants:
+                _fail(want[2], exc)
+            return
+
+        def answer(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                for want in wants:
+                    want[2].cancel()
+                return
+            exc = done.exception()
+            if exc is not None:
+                for want in wants:
+                    _fail(want[2], exc)
+                return
+            try:
+                self._answer(channel, options, keep, done.result(), wants)
+            except Exception as error:  # a malformed reply: every reader of it sees the error
+                for want in wants:
+                    _fail(want[2], error)
+
+        cast("asyncio.Future[Any]", reply).add_done_callback(answer)
+
+    def _answer(
+        self, channel: str, options: ChannelOptions, keep: int, reply: Any, wants: list[_Want]
+    ) -> None:
+        last_b, epoch_b, now, entries = reply
+        epoch, last = epoch_b.decode(), int(last_b)
         cutoff = now - options.history_ttl_s * 1000 if options.history_ttl_s else None
+        # Decoded once for every reader of this read (messages are never mutated after this).
+        seqs: list[int] = []
+        messages: list[Message] = []
         for entry_id, flat in entries:
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            ts = int(fields[b"t"])
-            if cutoff is not None and ts < cutoff:
-                continue
             seq = int(entry_id.split(b"-", 1)[0])
-            messages.append(_decode_body(channel, seq, ts, fields[b"b"], epoch_s))
-        last = int(last)
-        if since_seq == last:
-            recovered = True
-        elif since_seq > last or keep == 0:
-            recovered = False
-        else:
-            recovered = bool(messages) and messages[0].seq == since_seq + 1
+            seqs.append(seq)
+            messages.append(_decode_body(channel, seq, int(fields[b"t"]), fields[b"b"], epoch))
         # A subscribing server answers its client with this position: the gate must hold it too.
-        self._gate.anchor(channel, epoch_s, last)
-        return History(messages=messages, epoch=epoch_s, last_seq=last, recovered=recovered)
+        self._gate.anchor(channel, epoch, last)
+        for since_seq, limit, future in wants:
+            if future.done():
+                continue
+            first = bisect.bisect_right(seqs, since_seq)
+            mine = messages[first : first + limit] if limit else []
+            if cutoff is not None:
+                mine = [m for m in mine if m.ts >= cutoff]
+            if since_seq == last:
+                recovered = True
+            elif since_seq > last or keep == 0:
+                recovered = False
+            else:
+                recovered = bool(mine) and mine[0].seq == since_seq + 1
+            future.set_result(History(messages=mine, epoch=epoch, last_seq=last, recovered=recovered))
 
     # -- presence ----------------------------------------------------------------------------
 
