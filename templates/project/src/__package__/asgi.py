@@ -94,6 +94,7 @@ class Realtime:
 
     Args:
         settings: defaults to :meth:`Settings.from_env`; ``transport`` is always ``"asgi"``.
+            With auth on, the JWT key is required as standalone (``SettingsError`` otherwise).
         authenticate: the host app's own authentication, see :data:`Authenticate`.
         handle_signals: wrap the process's SIGTERM/SIGINT handler for a 1001 drain before the ASGI
             server closes the sockets (see the module docstring); off for tests or hosts that call
@@ -109,6 +110,11 @@ class Realtime:
     ) -> None:
         settings = settings if settings is not None else Settings.from_env()
         self.settings = dataclasses.replace(settings, transport="asgi")
+        if self.settings.auth_enabled and not self.settings.jwt_key:
+            # Checked here, at the host app's import, not at its first upgrade: the JWT path stays
+            # open beside the host's own sessions (clients without one present a token).
+            variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
+            raise SettingsError(f"JWT auth is on but no key is set; set {variable} (or WS_AUTH_MODE=none)")
         self.server = Server(self.settings)
         self.authenticate = authenticate
         self.handle_signals = handle_signals
@@ -177,8 +183,8 @@ class Realtime:
         """Start the Server (broker, control plane, server API) for the host app's lifetime.
 
         Raises:
-            SettingsError: unusable settings (JWT auth without a key and no ``authenticate``; more
-                than one worker on ``memory://``; an API port in use).
+            SettingsError: unusable settings (more than one worker on ``memory://``; an API port
+                in use).
         """
         self._check_settings()
         from .__main__ import raise_open_files_limit
@@ -201,9 +207,6 @@ class Realtime:
 
     def _check_settings(self) -> None:
         s = self.settings
-        if s.auth_enabled and not s.jwt_key and self.authenticate is None:
-            variable = next(name for name, (attr, _, _) in ENV_VARS.items() if attr == "jwt_key")
-            raise SettingsError(f"JWT auth is on but no key is set and no authenticate hook is given; set {variable}")
         memory = s.broker_url.startswith("memory://")
         if memory and s.workers > 1:
             raise SettingsError(
