@@ -33,6 +33,9 @@ What changes with ASGI, and who does it instead:
   server has read the request by then), so the unfinished-handshake caps bound handshakes the
   front door is deciding, and unfinished TCP handshakes are the ASGI server's
   (``--timeout-keep-alive``, ``--limit-concurrency``).
+* **Compression.** uvicorn negotiates permessage-deflate unless ``--ws-per-message-deflate
+  false``: it would compress every event once per subscriber (the socket adapters turn it off for
+  encode-once fan-out), so the README's command turns it off.
 * **Shutdown.** :meth:`AsgiTransport.stop` closes every connection with 1001 and waits for them,
   bounded by the grace; after it, the connections still open are cancelled.
 
@@ -113,7 +116,7 @@ def close_code_for(status: int) -> int:
 class AsgiLink:
     """:class:`~.Link` over one accepted ASGI WebSocket (its ``receive`` and ``send``)."""
 
-    __slots__ = ("__weakref__", "_closing", "_code", "_receive", "_send", "_transport")
+    __slots__ = ("_closing", "_code", "_receive", "_send", "_transport")
 
     def __init__(self, transport: AsgiTransport, receive: Receive, send: Send) -> None:
         self._transport = transport
