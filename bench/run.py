@@ -31,6 +31,8 @@ sys.path.insert(0, str(BENCH))
 import report  # noqa: E402
 from procs import free_port, stop  # noqa: E402
 from subjects import (  # noqa: E402
+    ASGI,
+    ASGI_HOST,
     COMPILED,
     DEFAULT_PEERS,
     NODE_DIR,
@@ -116,11 +118,14 @@ def over_redis(subject: Subject) -> Subject:
         return subject
     cached = _SCALED_OUT.get(subject.name)
     if cached is None:
-        transport = subject.env["WS_TRANSPORT"]
+        transport = subject.transport
         out = WORK / (
             "chat-demo-scale-out" if transport == "websockets" else f"chat-demo-{transport}-scale-out"
         )
-        project = render_chat(BENCH.parent, out, transport=transport, scale_out=True).resolve()
+        if transport == ASGI:
+            project = render_chat(BENCH.parent, out, scale_out=True, mounted_in=ASGI_HOST).resolve()
+        else:
+            project = render_chat(BENCH.parent, out, transport=transport, scale_out=True).resolve()
         if subject.name.endswith("-mypyc"):
             cached = generated(compiled_copy(project), transport, compiled=True)
         else:
@@ -182,7 +187,11 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
         else:
             out = WORK / ("chat-demo" if transport == "websockets" else f"chat-demo-{transport}")
             try:
-                project = rendered[transport] = render_chat(BENCH.parent, out, transport=transport).resolve()
+                if transport == ASGI:  # the chat example mounted in Starlette (its spec keeps websockets)
+                    project = render_chat(BENCH.parent, out, mounted_in=ASGI_HOST).resolve()
+                else:
+                    project = render_chat(BENCH.parent, out, transport=transport).resolve()
+                rendered[transport] = project
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
                 stderr = getattr(exc, "stderr", b"") or str(exc).encode()
                 log(
@@ -238,7 +247,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--transports",
         default="websockets,picows,picows+mypyc",
-        help="transport adapters of the generated server to bench; +mypyc: on its compiled build",
+        help="transport adapters of the generated server to bench; +mypyc: on its compiled build; "
+        "asgi: the chat example mounted in its Starlette host app under uvicorn",
     )
     p.add_argument("--workloads", default="", help="comma list (default: all)")
     p.add_argument("--out", type=Path, help="results folder (default bench/.work/results/<stamp>)")

@@ -33,11 +33,21 @@ class Subject:
     """Configured through ``WS_*`` variables (settings.py) instead of the peers' flags."""
     workloads: frozenset[str] | None = None
     """The workloads it takes part in; None: all (the minimal peer only answers requests)."""
+    transport: str = ""
+    """The generated server's transport adapter (``asgi``: mounted, run by uvicorn)."""
 
     def command(
         self, port: int, *, jwt_secret: str, heartbeat: float, redis_url: str = ""
     ) -> tuple[list[str], dict[str, str]]:
         """The argv and extra environment of one instance listening on ``127.0.0.1:port``."""
+        if self.generated and self.transport == ASGI:
+            # uvicorn's flags: it pings (ASGI has no ping frames), and the broker is an env var.
+            argv = [*self.argv, "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--ws-ping-interval", str(heartbeat), "--ws-ping-timeout", str(heartbeat)]
+            env = {**self.env, **generated_env(jwt_secret, heartbeat)}
+            if redis_url:
+                env["WS_BROKER_URL"] = redis_url
+            return argv, env
         if self.generated:
             argv = [*self.argv, "--host", "127.0.0.1", "--port", str(port)]
             if redis_url:
@@ -125,6 +135,12 @@ PEERS: dict[str, Subject] = {
 DEFAULT_PEERS = ["picows", "picows-json", "websockets", "socketio", "ws-node"]
 """What ``run.py`` benches unless ``--peers`` says otherwise: each at its defaults, as a user starts."""
 
+ASGI = "asgi"
+"""``--transports`` entry of the generated server mounted in its example Starlette app (issue 26)."""
+ASGI_HOST = "starlette"
+"""The host app the ASGI subject is rendered into: Starlette, the minimal ASGI framework (FastAPI
+adds its own routing and dependency layer on top; the WebSocket path is the same)."""
+
 COMPILED = "+mypyc"
 """Suffix of a ``--transports`` entry that benches the project's mypyc build (``scripts/compile.py``)."""
 
@@ -135,6 +151,16 @@ def generated(project: Path, transport: str = "websockets", *, compiled: bool = 
     ``compiled``: ``project`` is a copy whose hot modules were compiled in place with mypyc.
     """
     package = next(p.name for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
+    if transport == ASGI:
+        # The project's example host app (host_app/app.py: Starlette, the endpoint mounted at
+        # /realtime) under uvicorn, one worker, as its README runs it: uvloop and httptools where
+        # installed (uvicorn's "auto"), permessage-deflate off, uvicorn's default message size.
+        path = os.pathsep.join([str(project / "src"), str(project), os.environ.get("PYTHONPATH", "")])
+        argv = [sys.executable, "-m", "uvicorn", "host_app.app:app", "--lifespan", "on",
+                "--ws-per-message-deflate", "false", "--log-level", "warning"]  # fmt: skip
+        title = f"wsforge/asgi, mounted in {ASGI_HOST.title()} under uvicorn (generated)"
+        return Subject("wsforge-asgi", title, "wsforge", "/realtime/ws", argv, {"PYTHONPATH": path}, project,
+                       generated=True, transport=ASGI)  # fmt: skip
     env = {
         "PYTHONPATH": str(project / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "WS_TRANSPORT": transport,
@@ -144,14 +170,16 @@ def generated(project: Path, transport: str = "websockets", *, compiled: bool = 
     )
     title = f"wsforge/{transport}{', mypyc build' if compiled else ''} (generated)"
     argv = [sys.executable, "-m", package]
-    return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True)
+    return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True, transport=transport)
 
 
 SCALE_OUT_CONNECTIONS = 200_000
 """Answer that makes step 2 scale the chat example out over Redis (see :func:`render_chat`)."""
 
 
-def render_chat(repo: Path, out: Path, *, transport: str = "websockets", scale_out: bool = False) -> Path:
+def render_chat(
+    repo: Path, out: Path, *, transport: str = "websockets", scale_out: bool = False, mounted_in: str = ""
+) -> Path:
     """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced).
 
     The chat spec picks the websockets transport. ``transport="picows"`` renders it the way a team
@@ -162,6 +190,10 @@ def render_chat(repo: Path, out: Path, *, transport: str = "websockets", scale_o
     The chat example runs one instance, so its project ships only the in-process broker.
     ``scale_out=True`` answers :data:`SCALE_OUT_CONNECTIONS` connections instead: step 2 then
     scales it out over Redis and the project ships the Redis adapter the scale-out passes need.
+
+    ``mounted_in="starlette"`` renders it mounted in that app (memory conventions ``existing_app``
+    and ``mount_in_app``, as a team that runs one writes them): ``transport/asgi.py``, ``asgi.py``
+    and the example host app ``host_app/app.py`` the ASGI subject runs.
     """
     answers = repo / "examples" / "chat.yaml"
     # Run outside the checkout: `wsforge new` keeps memory and claudedocs in its working directory.
@@ -181,15 +213,18 @@ def render_chat(repo: Path, out: Path, *, transport: str = "websockets", scale_o
     memory = scratch / "memory" / "websocket-engineer" / "chat-demo.yaml"
     memory.parent.mkdir(parents=True, exist_ok=True)
     memory.unlink(missing_ok=True)  # a run's memory would carry its decisions into the next one
-    if transport != "websockets" or scale_out:  # at scale, step 2 would pick picows by itself
+    if transport != "websockets" or scale_out or mounted_in:  # at scale, step 2 would pick picows by itself
+        mount = f"  existing_app: {mounted_in}\n  mount_in_app: true\n" if mounted_in else ""
         memory.write_text(
             "schema_version: 1\nskill: websocket-engineer\nproject: chat-demo\n"
-            f"conventions:\n  transport: {transport}\n"
+            f"conventions:\n  transport: {transport}\n{mount}"
         )
     subprocess.run(cmd, cwd=scratch, check=True, capture_output=True, timeout=300)
     rendered = (out / "wsforge.yaml").read_text()
     if f"\ntransport: {transport}\n" not in rendered:
         raise RuntimeError(f"{out}: rendered without the {transport} transport; see {out / 'wsforge.yaml'}")
+    if mounted_in and not (out / "host_app" / "app.py").exists():
+        raise RuntimeError(f"{out}: rendered without the {mounted_in} host app; see {out / 'wsforge.yaml'}")
     return out
 
 

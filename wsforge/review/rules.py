@@ -820,13 +820,18 @@ def instances_without_broker(spec: ArchitectureSpec) -> Iterator[Hit]:
     Criterion.SCALE,
     Severity.ERROR,
     "Too few instances for the connection target",
-    why="instances x connections_per_instance is the fleet's connection capacity; below the "
-    "required concurrent connections, the surplus is refused with 503 at peak.",
-    fix="Raise scaling.instances to ceil(concurrent_connections / connections_per_instance).",
-    looks_at=("scaling.instances", "scaling.connections_per_instance", "requirements.concurrent_connections"),
+    why="instances x workers x connections_per_instance (a per-process figure) is the fleet's "
+    "connection capacity; below the required concurrent connections, the surplus is refused with 503 at peak.",
+    fix="Raise scaling.instances to ceil(concurrent_connections / (workers x connections_per_instance)).",
+    looks_at=(
+        "scaling.instances",
+        "scaling.workers",
+        "scaling.connections_per_instance",
+        "requirements.concurrent_connections",
+    ),
 )
 def connection_capacity_short(spec: ArchitectureSpec) -> Iterator[Hit]:
-    capacity = spec.scaling.instances * spec.scaling.connections_per_instance
+    capacity = spec.scaling.instances * max(1, spec.scaling.workers) * spec.scaling.connections_per_instance
     needed = spec.requirements.concurrent_connections
     if capacity < needed:
         yield Hit(("scaling", "instances"), f"capacity {capacity} connections < required {needed}")
@@ -838,12 +843,13 @@ def connection_capacity_short(spec: ArchitectureSpec) -> Iterator[Hit]:
     Severity.ERROR,
     "Too few instances for the delivery rate",
     why="Fan-out (messages x subscribers) is usually what saturates a WebSocket server; when the "
-    "expected deliveries exceed instances x deliveries_per_instance, queues fill and events drop.",
+    "expected deliveries exceed instances x workers x deliveries_per_instance (per process), queues fill "
+    "and events drop.",
     fix="Raise scaling.instances (or use a faster transport) until the delivery capacity covers the target.",
-    looks_at=("scaling.expected_deliveries_per_second", "scaling.deliveries_per_instance"),
+    looks_at=("scaling.expected_deliveries_per_second", "scaling.workers", "scaling.deliveries_per_instance"),
 )
 def delivery_capacity_short(spec: ArchitectureSpec) -> Iterator[Hit]:
-    capacity = spec.scaling.instances * spec.scaling.deliveries_per_instance
+    capacity = spec.scaling.instances * max(1, spec.scaling.workers) * spec.scaling.deliveries_per_instance
     if capacity < spec.scaling.expected_deliveries_per_second:
         yield Hit(
             ("scaling", "instances"),

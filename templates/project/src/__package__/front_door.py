@@ -106,7 +106,9 @@ class FrontDoor:
             return self._refuse(400, "subprotocol", f"unsupported subprotocol; offer one of: {supported}")
         codec, subprotocol = choice
         identity = ANONYMOUS
-        if self.verifier is not None:
+        if request.identity is not None and request.identity.authenticated:
+            identity = request.identity  # the host app's own session said who this is
+        elif self.verifier is not None:
             token = extract_token(
                 sources=s.token_sources,
                 authorization=request.header("Authorization"),

@@ -1,7 +1,8 @@
 """The seam between the server and the socket library.
 
 ``server.py`` never touches sockets. A transport adapter (``websockets.py`` today, ``picows.py``
-as an added file; ``memory.py`` is their socketless twin for tests) accepts TCP connections, speaks HTTP/WebSocket, and talks to the server through
+as an added file, ``asgi.py`` behind the host's ASGI server when mounted; ``memory.py`` is their
+socketless twin for tests) accepts TCP connections, speaks HTTP/WebSocket, and talks to the server through
 the small :class:`App` interface:
 
 1. For every HTTP request it builds a :class:`HandshakeRequest` and calls :meth:`App.handshake`.
@@ -54,6 +55,10 @@ class HandshakeRequest:
     query: str
     headers: Sequence[tuple[str, str]]
     remote_ip: str
+    identity: Identity | None = None
+    """Who the host application says this is (``asgi.py``'s ``authenticate`` hook: its session or
+    dependency), or None. Set, it stands in for the token: Origin, caps and subprotocol are still
+    checked. Only an adapter inside the host app sets it; a socket adapter never does."""
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name``."""
@@ -238,6 +243,8 @@ def gated_protocol(base: Any) -> Any:
 _ADAPTERS = {
     "websockets": ("websockets", "WebSocketsTransport"),
     "picows": ("picows", "PicowsTransport"),
+    # Mounted in the team's ASGI app (asgi.py): the host's ASGI server owns the socket.
+    "asgi": ("asgi", "AsgiTransport"),
     # No socket: the server's behaviour tests run through it (transport/memory.py).
     "memory": ("memory", "MemoryTransport"),
 }

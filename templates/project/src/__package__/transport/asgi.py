@@ -1,0 +1,307 @@
+"""Transport adapter behind an ASGI WebSocket endpoint: the host app's ASGI server owns the socket.
+
+See ``transport/__init__.py`` for the contract and ``asgi.py`` (the package's) for the public
+entry that mounts it. The host's ASGI server (uvicorn, hypercorn, daphne) accepts TCP, parses the
+upgrade and frames; this adapter turns each ``websocket`` scope into the same calls a socket
+adapter makes: :meth:`~.App.handshake_started`, :meth:`~.App.handshake` with a
+:class:`~.HandshakeRequest` (plus the identity the host app vouched for), then either a refusal
+or ``websocket.accept`` with the chosen subprotocol and ``await App.serve(link, admission)``;
+``admission.release()`` runs whatever happens.
+
+What changes with ASGI, and who does it instead:
+
+* **Refusals.** With the ``websocket.http.response`` extension in ``scope["extensions"]``
+  (uvicorn, hypercorn) the refusal is the front door's own HTTP answer (401, 403, 429, 503 with
+  ``Retry-After``). Without it the only way to refuse is ``websocket.close`` before accepting,
+  which ASGI servers turn into a bare 403; the close code is still chosen from the status
+  (1008 policy, 1013 try later, 1011 otherwise) for servers that pass it on.
+* **Heartbeats.** ASGI has no ping frames: the ASGI server pings and closes dead peers. uvicorn:
+  ``--ws-ping-interval`` / ``--ws-ping-timeout`` set from ``WS_PING_INTERVAL_S`` /
+  ``WS_PING_TIMEOUT_S`` (the README's command does). Pings *from* clients are answered by the ASGI
+  server too, so the ping budget (4008) of the socket adapters has no equivalent here.
+* **Payload cap.** Every message is checked against ``settings.max_payload_bytes`` here (close
+  1009), whatever the ASGI server's own limit; set uvicorn's ``--ws-max-size`` to the same value
+  so an oversized message is refused before it is buffered whole. ASGI delivers whole messages,
+  so the fragment cap is the ASGI server's size limit.
+* **Backpressure.** ``websocket.send`` returns once the ASGI server has written the frame into
+  its socket buffer, and waits while that buffer is above its high-water mark (uvicorn: the
+  ``websockets`` library's 64 KiB). A client that stops reading therefore stalls this link's
+  writer, the connection's outbox fills, and the server's slow-consumer policy applies (4009 for
+  durable channels, drop or coalesce for feeds), exactly as with the socket adapters. The
+  write-buffer cut of the socket adapters is not needed: nothing is written without waiting.
+* **Handshake caps.** :meth:`App.handshake_started` is called when the scope arrives (the ASGI
+  server has read the request by then), so the unfinished-handshake caps bound handshakes the
+  front door is deciding, and unfinished TCP handshakes are the ASGI server's
+  (``--timeout-keep-alive``, ``--limit-concurrency``).
+* **Compression.** uvicorn negotiates permessage-deflate unless ``--ws-per-message-deflate
+  false``: it would compress every event once per subscriber (the socket adapters turn it off for
+  encode-once fan-out), so the README's command turns it off.
+* **Shutdown.** :meth:`AsgiTransport.stop` closes every connection with 1001 and waits for them,
+  bounded by the grace; after it, the connections still open are cancelled.
+
+Text messages: the server encodes once per codec and hands the same UTF-8 ``bytes`` to every
+subscriber, but ASGI wants ``str`` for a text frame. The last decoded message is kept (one entry,
+by identity), so a fan-out to N subscribers decodes once, not N times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..auth import Identity
+from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Authenticate = Callable[[Scope], Awaitable[Identity | None]]
+"""The host app's own authentication of a WebSocket scope (see the package's ``asgi.py``)."""
+
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+_TRANSPORTS: weakref.WeakKeyDictionary[Any, AsgiTransport] = weakref.WeakKeyDictionary()
+
+
+def transport_of(app: App) -> AsgiTransport | None:
+    """The :class:`AsgiTransport` the server ``app`` created at start, or None before that."""
+    return _TRANSPORTS.get(app)
+
+
+def route_path(scope: Scope) -> str:
+    """The scope's path below the mount point, as Starlette's ``Mount`` computes it.
+
+    Starlette (and FastAPI) keep the full path in ``scope["path"]`` and the mount prefix in
+    ``scope["root_path"]``; other routers strip the prefix from ``path`` instead. Both give the
+    endpoint's own path here.
+    """
+    path = str(scope.get("path", "")) or "/"
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def handshake_request(scope: Scope, identity: Identity | None = None) -> HandshakeRequest:
+    """The :class:`~.HandshakeRequest` of an ASGI ``websocket`` (or ``http``) scope."""
+    client = scope.get("client")
+    return HandshakeRequest(
+        path=route_path(scope),
+        query=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())),
+        remote_ip=str(client[0]) if client else "",
+        identity=identity,
+    )
+
+
+def close_code_for(status: int) -> int:
+    """The close code that stands for an HTTP refusal when it cannot be sent as HTTP."""
+    if status in (429, 503):
+        return 1013  # try again later
+    if 400 <= status < 500:
+        return 1008  # policy: origin, token, subprotocol
+    return 1011
+
+
+class AsgiLink:
+    """:class:`~.Link` over one accepted ASGI WebSocket (its ``receive`` and ``send``)."""
+
+    __slots__ = ("_closing", "_code", "_receive", "_send", "_transport")
+
+    def __init__(self, transport: AsgiTransport, receive: Receive, send: Send) -> None:
+        self._transport = transport
+        self._receive = receive
+        self._send = send
+        self._code: int | None = None
+        self._closing = False
+
+    async def recv(self) -> bytes | str:
+        if self._code is not None:
+            raise LinkClosed(self._code)
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            text = message.get("text")
+            data: bytes | str = text if text is not None else message.get("bytes") or b""
+            if self._transport.too_big(data):
+                self._transport.app.connection_cut(1009, "message too big")
+                await self.close(1009, "message too big")
+                raise LinkClosed(1009, "message too big")
+            return data
+        if kind == "websocket.disconnect":
+            if self._code is None:
+                self._code = int(message.get("code", 1005))
+            raise LinkClosed(self._code, str(message.get("reason") or ""))
+        raise LinkClosed(1002, f"unexpected ASGI message {kind!r}")
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        if self._code is not None or self._closing:
+            raise LinkClosed(self._code)
+        message: Message = (
+            {"type": "websocket.send", "text": self._transport.decode(data)}
+            if text
+            else {"type": "websocket.send", "bytes": data}
+        )
+        try:
+            await self._send(message)
+        except (OSError, RuntimeError) as exc:  # uvicorn: ClientDisconnected (an OSError); others RuntimeError
+            self._code = self._code or 1006
+            raise LinkClosed(self._code) from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closing or self._code is not None:
+            return
+        self._closing = True
+        try:
+            # Bounded: the ASGI server waits for the peer's close frame (and for buffer room to
+            # write ours); a peer that never reads must not hold the connection past the timeout.
+            async with asyncio.timeout(self._transport.settings.close_timeout_s):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+        except (OSError, RuntimeError, TimeoutError):
+            pass
+        self._code = code
+
+    @property
+    def close_code(self) -> int | None:
+        return self._code
+
+
+class AsgiTransport:
+    """:class:`~.Transport` whose connections arrive as ASGI scopes (:meth:`handle`), not on a socket."""
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.max_payload = settings.max_payload_bytes
+        self._links: dict[AsgiLink, asyncio.Task[Any] | None] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._last_bytes: bytes | None = None
+        self._last_text = ""
+        _TRANSPORTS[app] = self
+
+    async def start(self) -> tuple[str, int]:
+        """Nothing to listen on: the host's ASGI server owns the socket; ("", 0) says so."""
+        return "", 0
+
+    async def stop(self, grace_s: float) -> None:
+        """Close every connection with 1001 and wait for them, within ``grace_s``; those left then
+        are cancelled (their cleanup still runs). New scopes are refused meanwhile (503)."""
+        self._stopping = True
+        links = list(self._links)
+        if not links:
+            return
+        try:
+            async with asyncio.timeout(grace_s):
+                await asyncio.gather(*(link.close(1001, "server shutting down") for link in links))
+                await self._idle.wait()
+        except TimeoutError:
+            left = [task for task in self._links.values() if task is not None and not task.done()]
+            logger.warning("shutdown grace period over; cancelling %d connections", len(left))
+            for task in left:
+                task.cancel()
+
+    # -- per message -------------------------------------------------------------------------------
+
+    def too_big(self, data: bytes | str) -> bool:
+        limit = self.max_payload
+        if len(data) > limit:
+            return True
+        # A str counts characters: only one that could pass the limit in UTF-8 is encoded.
+        return isinstance(data, str) and len(data) * 4 > limit and len(data.encode()) > limit
+
+    def decode(self, data: bytes) -> str:
+        """``data`` as ``str``; the same ``bytes`` object sent to many links is decoded once."""
+        if data is self._last_bytes:
+            return self._last_text
+        text = data.decode()
+        self._last_bytes, self._last_text = data, text
+        return text
+
+    # -- per connection ----------------------------------------------------------------------------
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, authenticate: Authenticate | None = None) -> None:
+        """Run one ``websocket`` scope: handshake, then the connection until it closes."""
+        request = handshake_request(scope)
+        ip = request.remote_ip
+        if not self.app.handshake_started(ip):
+            await refuse(scope, send, HttpResponse(503, b"too many handshakes in progress\n", headers=(("Retry-After", "5"),)))
+            return
+        admission: Admission | None = None
+        accepted = False
+        try:
+            first = await receive()
+            if first["type"] != "websocket.connect":
+                return  # the client left before the handshake
+            identity = None
+            if authenticate is not None:
+                try:
+                    identity = await authenticate(scope)
+                except Exception:
+                    logger.exception("the host app's authenticate hook failed")
+                    await refuse(scope, send, HttpResponse(500, b"authentication failed\n"))
+                    return
+            if identity is not None:
+                request = handshake_request(scope, identity)
+            result = self.app.handshake(request)
+            if isinstance(result, HttpResponse):
+                await refuse(scope, send, result)
+                return
+            admission = result
+            if self._stopping:
+                await refuse(scope, send, HttpResponse(503, b"server is shutting down\n", headers=(("Retry-After", "5"),)))
+                return
+            await send({"type": "websocket.accept", "subprotocol": admission.subprotocol})
+            accepted = True
+        except (OSError, RuntimeError):
+            return  # gone during the handshake (uvicorn: ClientDisconnected)
+        finally:
+            self.app.handshake_ended(ip)
+            if admission is not None and not accepted:
+                admission.release()
+        if admission is not None and accepted:
+            await self._serve(receive, send, admission)
+
+    async def _serve(self, receive: Receive, send: Send, admission: Admission) -> None:
+        link = AsgiLink(self, receive, send)
+        task = asyncio.current_task()
+        self._links[link] = task
+        self._idle.clear()
+        try:
+            await self.app.serve(link, admission)
+        except asyncio.CancelledError:
+            if not self._stopping or task is None:
+                raise
+            task.uncancel()  # our own cancel at the end of the grace: a normal end for the ASGI server
+        finally:
+            admission.release()
+            del self._links[link]
+            if not self._links:
+                self._idle.set()
+
+
+async def refuse(scope: Scope, send: Send, response: HttpResponse) -> None:
+    """Refuse the upgrade with ``response``: as HTTP where the ASGI server offers it, else a close."""
+    with contextlib.suppress(OSError, RuntimeError):
+        if HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
+            headers = [
+                (b"content-type", response.content_type.encode()),
+                (b"content-length", str(len(response.body)).encode()),
+                *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
+            ]
+            await send({"type": "websocket.http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": response.body})
+        else:
+            reason = response.body.decode("utf-8", "replace").strip()[:120]
+            await send({"type": "websocket.close", "code": close_code_for(response.status), "reason": reason})
