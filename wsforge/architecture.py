@@ -93,10 +93,13 @@ CAPACITY: dict[Transport, Capacity] = {
 }
 HEADROOM = 0.7
 
-# The same core mounted in an ASGI app (``transport/asgi.py``) behind uvicorn, one worker: what the
-# host app's stack carries per core with every feature on. PROVISIONAL until bench/RESULTS.md's
-# ASGI row is measured (issue 26); the figures are then replaced with the measured ones.
-ASGI_CAPACITY = Capacity(10_000, 30_000, "bench/RESULTS.md, ASGI target (uvicorn)")
+# The same core mounted in an ASGI app (``transport/asgi.py``) behind uvicorn, one worker, every
+# feature on: bench/RESULTS.md, "The ASGI target" (2026-12-07, two runs, 2 repeats each). Fan-out
+# to 1,000 measured 63,680 and 85,114 deliveries per server-CPU-second (the standalone websockets
+# transport 42,627 / 47,335 in the same runs); the lower is taken. Idle connections cost 29.5 KiB of
+# RSS each against websockets' 20.0, so the connection figure is websockets' 20,000 scaled by
+# 20.0 / 29.5 and rounded down.
+ASGI_CAPACITY = Capacity(13_000, 63_000, "bench/RESULTS.md, ASGI target (uvicorn)")
 MOUNT_MAX_CORE_FACTOR = 2
 """Mounting in the host app is chosen while it needs at most this many times the cores the
 standalone server would (or two more, for small plans): one deployment instead of two is worth

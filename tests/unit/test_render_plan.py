@@ -84,3 +84,43 @@ def test_memory_can_turn_kubernetes_off() -> None:
     spec = _spec("notifications.yaml", kubernetes=False)
     assert _kubernetes_files(spec) == set()
     assert not _has_kubernetes_test(spec)
+
+
+# --- mounted in the team's app (issue 26) --------------------------------------------------------
+
+ASGI_FILES = {"src/chat_demo/asgi.py", "src/chat_demo/transport/asgi.py", "host_app/__init__.py"}
+FASTAPI_ONLY = {"host_app/app.py", "tests/test_asgi.py"}
+DJANGO_ONLY = {
+    "src/chat_demo/django_support.py",
+    "host_app/django_site/settings.py",
+    "host_app/django_site/asgi.py",
+    "host_app/django_site/urls.py",
+    "tests/test_django.py",
+}
+
+
+def _paths(spec: ArchitectureSpec) -> set[str]:
+    return {p.path for p in plan_files(spec)}
+
+
+def test_a_standalone_project_gets_no_host_app_files() -> None:
+    paths = _paths(_spec("chat.yaml"))
+    assert not paths & (ASGI_FILES | FASTAPI_ONLY | DJANGO_ONLY)
+    assert not any(p.startswith("host_app/") for p in paths)
+
+
+def test_mounted_in_fastapi_gets_the_asgi_target_and_its_example_host() -> None:
+    paths = _paths(_spec("chat.yaml", existing_app="fastapi"))
+    assert ASGI_FILES | FASTAPI_ONLY <= paths
+    assert not paths & DJANGO_ONLY
+
+
+def test_mounted_in_django_gets_the_site_and_no_fastapi_host() -> None:
+    paths = _paths(_spec("chat.yaml", existing_app="django"))
+    assert ASGI_FILES | DJANGO_ONLY <= paths
+    assert not paths & FASTAPI_ONLY
+
+
+def test_beside_the_app_renders_no_host_files() -> None:
+    paths = _paths(_spec("chat.yaml", existing_app="fastapi", mount_in_app=False))
+    assert not any(p.startswith("host_app/") for p in paths) and not paths & ASGI_FILES
