@@ -30,7 +30,11 @@ CASES: list[Case] = [
         "collab-fastapi",
         "collaboration.yaml",
         # 12,000 connections: two uvicorn processes' worth, so the case scales out over a broker
-        answer_changes={"existing_app": "fastapi", "project_name": "collab-fastapi", "concurrent_connections": 12000},
+        answer_changes={
+            "existing_app": "fastapi",
+            "project_name": "collab-fastapi",
+            "concurrent_connections": 12000,
+        },
     ),
     Case("iot-telemetry", "iot-telemetry.yaml"),
     Case("public-ticker", "public-ticker.yaml"),
