@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._yaml import load_model
 from .errors import SpecError
-from .requirements import Requirements
+from .requirements import ExistingApp, Requirements
 
 
 class _Model(BaseModel):
@@ -267,11 +267,8 @@ class DeploySpec(_Model):
     """The autoscaler's CPU target: the headroom step 2 planned capacity at."""
 
 
-class HostApp(StrEnum):
-    NONE = "none"
-    FASTAPI = "fastapi"
-    STARLETTE = "starlette"
-    DJANGO = "django"
+HostApp = ExistingApp
+"""The team's app the endpoint may be mounted in: the requirement's own choices."""
 
 
 class HostSpec(_Model):

@@ -55,33 +55,32 @@ import logging
 import multiprocessing
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any
 
 import orjson
 
-from .auth import Identity
 from .broker import PublishResult
 from .channels import parse_channel
 from .protocol import check_payload, publish_limit
 from .server import Server
 from .settings import ENV_VARS, Settings, SettingsError
 from .transport import HttpResponse
-from .transport.asgi import AsgiTransport, handshake_request, refuse, transport_of
+from .transport.asgi import (
+    AsgiTransport,
+    Authenticate,
+    Receive,
+    Scope,
+    Send,
+    handshake_request,
+    refuse,
+    transport_of,
+)
 
 __all__ = ["Authenticate", "Realtime", "Scope", "create_realtime"]
 
 logger = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-Authenticate = Callable[[Scope], Awaitable[Identity | None]]
-"""The host app's authentication of a WebSocket scope: an :class:`~.auth.Identity` (with a
-``user``) admits the upgrade as that user; None lets the JWT decide. Raising refuses it (500)."""
 
 HTTP_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 """What the mount answers over HTTP; the host app serves everything else."""

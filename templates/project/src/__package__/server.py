@@ -500,6 +500,14 @@ class Server:
                     await self.hooks.aclose()
             raise
         loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # "asyncio" or "uvloop"
+        if self.settings.transport == "asgi":  # mounted: the host app's ASGI server owns the socket
+            logger.info(
+                "serving %s inside the host app's ASGI server (%s loop)",
+                self.settings.path,
+                loop,
+                extra={"event": "listening", "mounted": True, "loop": loop},
+            )
+            return
         logger.info(
             "listening on ws://%s:%d%s (%s, %s loop)",
             self.host,

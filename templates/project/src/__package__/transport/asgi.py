@@ -66,7 +66,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Authenticate = Callable[[Scope], Awaitable[Identity | None]]
-"""The host app's own authentication of a WebSocket scope (see the package's ``asgi.py``)."""
+"""The host app's authentication of a WebSocket scope: an :class:`~..auth.Identity` (with a
+``user``) admits the upgrade as that user; None lets the JWT decide. Raising refuses it (500).
+Re-exported by the package's ``asgi.py``, where the host app takes it from."""
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
