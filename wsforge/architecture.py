@@ -23,6 +23,7 @@ from .requirements import (
     PUSH_USE_CASES,
     AuthMode,
     ClientEnvironment,
+    ClientProtocol,
     Durability,
     ExistingApp,
     LatencyClass,
@@ -50,6 +51,7 @@ from .spec import (
     HostSpec,
     LimitsSpec,
     NamespaceSpec,
+    ProtocolLayer,
     ProtocolSpec,
     PublisherKind,
     PublisherSpec,
@@ -58,6 +60,7 @@ from .spec import (
     ScalingStrategy,
     ServerApiSpec,
     ShutdownSpec,
+    SocketIOSpec,
     Source,
     TokenSource,
     Transport,
@@ -169,6 +172,7 @@ DEFAULT_BROKER_URLS: dict[ScalingStrategy, str] = {
     ScalingStrategy.REDIS_PUBSUB: "redis://127.0.0.1:6379/0",
     ScalingStrategy.REDIS_STREAMS: "redis://127.0.0.1:6379/0",
     ScalingStrategy.NATS: "nats://127.0.0.1:4222",
+    ScalingStrategy.RABBITMQ: "amqp://guest:guest@127.0.0.1:5672/",
 }
 
 DEV_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
@@ -298,6 +302,7 @@ def design(
     host, scaling = _decide_host(req, transport, scaling, deliveries, preferred_broker, conv, d)
     scaling, deploy = _decide_deployment(req, scaling, ShutdownSpec().grace_s, conv, d, host)
     server_api, publisher, hooks = _decide_backend_access(req, namespaces, scaling, conv, d)
+    socketio = _decide_protocol_layer(req, heartbeat, reconnect, conv, d)
     known = [f"{ki.id}: {ki.summary}" for ki in (memory.known_issues if memory else [])]
     return ArchitectureSpec(
         project=req.project_name,
@@ -320,6 +325,7 @@ def design(
         hooks=hooks,
         deploy=deploy,
         host=host,
+        socketio=socketio,
         decisions=list(d.rows.values()),
         known_issues=known,
         requirements=req,
@@ -331,12 +337,40 @@ def design(
 # --------------------------------------------------------------------------------------------
 
 
+PROTOBUF_MIN_RATE = 10_000
+"""Published messages per second from which step 2 prefers Protocol Buffers for non-browser fleets."""
+PROTOBUF_MAX_PAYLOAD = 512
+"""Average payload (bytes) up to which field names dominate a frame: where protobuf saves most."""
+
+
+def offered_codecs(first: Codec) -> list[Codec]:
+    """Codecs in the server's preference order: ``first``, then JSON and MessagePack. Protocol
+    Buffers is offered only when it leads: every client needs the types generated from the project's
+    ``.proto``, so a project that did not choose it does not carry it."""
+    return [first, *[c for c in (Codec.JSON, Codec.MSGPACK) if c != first]]
+
+
 def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
     envs = set(req.client_environments)
+    fleet = envs & {ClientEnvironment.IOT, ClientEnvironment.MOBILE}
     if req.serialization != Serialization.AUTO:
         first = Codec(req.serialization.value)
         why = f"requirements ask for {first.value} explicitly"
         source = Source.REQUIREMENT
+    elif (
+        ClientEnvironment.BROWSER not in envs
+        and fleet
+        and req.messages_per_second >= PROTOBUF_MIN_RATE
+        and req.avg_payload_bytes <= PROTOBUF_MAX_PAYLOAD
+    ):
+        first, why, source = (
+            Codec.PROTOBUF,
+            f"no browser clients, {'/'.join(sorted(e.value for e in fleet))} clients at "
+            f"{req.messages_per_second} messages/s of about {req.avg_payload_bytes} bytes: field names "
+            "would be a large share of every frame, and Protocol Buffers sends field numbers and typed "
+            "values instead, with one schema (`proto/`) the device and app teams generate their code from",
+            Source.TABLE,
+        )
     elif ClientEnvironment.BROWSER not in envs and envs & {ClientEnvironment.IOT, ClientEnvironment.SERVER}:
         first, why, source = (
             Codec.MSGPACK,
@@ -349,31 +383,13 @@ def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
             "browser clients read JSON natively; MessagePack stays available for other clients",
             Source.TABLE,
         )
-    codecs = [first, *[c for c in (Codec.JSON, Codec.MSGPACK) if c != first]]
-    other = codecs[1]
-    if source == Source.REQUIREMENT:
-        rejected = (
-            f"the requirements name {first.value}; {other.value} is still offered as the second subprotocol"
-        )
-    elif first == Codec.MSGPACK:
-        rejected = (
-            "larger frames and slower parsing for IoT/server clients; still offered second, for debugging "
-            "tools and browsers"
-        )
-    else:
-        rejected = (
-            "browsers would need a decoder library and devtools show binary frames as bytes; still offered "
-            "second, for mobile and server clients"
-        )
+    codecs = offered_codecs(first)
     d.add(
         "serialization",
         first,
         f"{why} (client environments: {', '.join(e.value for e in req.client_environments)}).",
         source,
-        alternatives={
-            f"{other.value} first": rejected,
-            "protobuf": "needs a schema compiler on every client; not in the menu yet",
-        },
+        alternatives=_rejected_codecs(first, source, ClientEnvironment.BROWSER in envs),
     )
     d.add(
         "protocol.subprotocols",
@@ -381,6 +397,102 @@ def _decide_codecs(req: Requirements, d: _Decisions) -> list[Codec]:
         "the subprotocol carries protocol version and codec so either side can refuse a mismatch at the handshake.",
     )
     return codecs
+
+
+def _rejected_codecs(first: Codec, source: Source, browser: bool) -> dict[str, str]:
+    """Why each codec other than ``first`` does not lead (and whether it is still offered)."""
+    asked = source == Source.REQUIREMENT
+    why: dict[Codec, str] = {
+        Codec.JSON: (
+            "still offered second, for debugging tools and quick scripts" if first != Codec.JSON else ""
+        ),
+        Codec.MSGPACK: (
+            "still offered, for mobile and server clients that want compact frames without a schema"
+            if first != Codec.MSGPACK
+            else ""
+        ),
+        Codec.PROTOBUF: (
+            "every client would need the types generated from the project's `.proto` (protoc or "
+            "protobufjs), and browsers a decoder library; taken for IoT or mobile fleets with high "
+            "message rates and small payloads, or when asked"
+        ),
+    }
+    if first == Codec.PROTOBUF:
+        why[Codec.JSON] = (
+            "field names in every frame and slower parsing on small devices; still offered second, for "
+            "debugging and for browsers"
+            + (
+                " (the browser client speaks protobuf too, with protobufjs: about 20 KB gzipped more)"
+                if browser
+                else ""
+            )
+        )
+    elif first == Codec.MSGPACK:
+        why[Codec.JSON] = (
+            "larger frames and slower parsing for IoT/server clients; still offered second, for debugging "
+            "tools and browsers"
+        )
+    elif first == Codec.JSON and not asked:
+        why[Codec.MSGPACK] = (
+            "browsers would need a decoder library and devtools show binary frames as bytes; still offered "
+            "second, for mobile and server clients"
+        )
+    if asked:
+        why = {c: f"the requirements name {first.value}; " + text for c, text in why.items() if text}
+    return {
+        f"{c.value} first" if c != Codec.PROTOBUF else c.value: text
+        for c, text in why.items()
+        if c != first and text
+    }
+
+
+def _decide_protocol_layer(
+    req: Requirements, heartbeat: HeartbeatSpec, reconnect: ReconnectSpec, conv: Conventions, d: _Decisions
+) -> SocketIOSpec:
+    """Native envelope only, or Socket.IO v5 beside it (issue 24). Both faces share one core."""
+    if req.client_protocol != ClientProtocol.AUTO:
+        chosen, source = req.client_protocol.value, Source.REQUIREMENT
+        why = f"the requirements ask for {chosen} clients"
+    elif conv.client_protocol is not None:
+        chosen, source = conv.client_protocol, Source.MEMORY
+        why = f"memory convention `client_protocol` = {chosen!r}"
+    else:
+        chosen, source = ClientProtocol.NATIVE.value, Source.TABLE
+        why = (
+            "no existing Socket.IO clients and no proxies that block WebSocket were named: the native "
+            "envelope is leaner on the wire, and the project generates its Python and JavaScript clients"
+        )
+    socketio = chosen == ClientProtocol.SOCKETIO.value
+    if socketio:
+        why += (
+            ": the server also answers Socket.IO v5 / Engine.IO v4 clients (socket.io-client in every language "
+            "teams ship, HTTP long-polling with upgrade to WebSocket) on the same core, so channels, history, "
+            "limits and auth are one implementation"
+        )
+    d.add(
+        "protocol.layer",
+        ProtocolLayer.SOCKETIO if socketio else ProtocolLayer.NATIVE,
+        f"{why}.",
+        source,
+        alternatives=(
+            {
+                "native only": "only wsforge's generated Python and JavaScript clients could connect, and clients "
+                "behind proxies that block WebSocket would have no long-polling fallback"
+            }
+            if socketio
+            else {
+                "socketio": "serves every socket.io-client library (web, iOS, Android, Flutter, Java, C++) and "
+                "HTTP long-polling behind proxies that block WebSocket, for larger frames and a second protocol "
+                "face to keep in step; taken when the answers or memory (`client_protocol`) ask for it"
+            }
+        ),
+    )
+    return SocketIOSpec(
+        enabled=socketio,
+        ping_interval_s=heartbeat.interval_s,
+        ping_timeout_s=heartbeat.timeout_s,
+        recovery_window_s=max(120.0, 2 * reconnect.cap_s),
+    )
 
 
 def _decide_fanout(req: Requirements, knowledge: dict[str, Any], d: _Decisions) -> int:
@@ -512,6 +624,14 @@ def _decide_scaling(
         strategy = ScalingStrategy.NATS
         why = "memory convention `preferred_broker` = 'nats': core subjects for fan-out, JetStream for durable history"
         source = Source.MEMORY
+    elif preferred_broker == "rabbitmq":
+        strategy = ScalingStrategy.RABBITMQ
+        why = (
+            "memory convention `preferred_broker` = 'rabbitmq' (the team runs RabbitMQ): a RabbitMQ stream "
+            "keeps every channel's ordered, durable, replayable history, one single-active-consumer "
+            "queue gives each publish its place in its channel, and fan-out and presence travel on exchanges"
+        )
+        source = Source.MEMORY
     elif preferred_broker == "redis":
         why = f"memory convention `preferred_broker` = 'redis' ({why})"
         source = Source.MEMORY
@@ -545,6 +665,7 @@ def _rejected_strategies(chosen: ScalingStrategy, instances: int, durability: Du
     """Why each broker strategy other than ``chosen`` was not taken."""
     keeps = durability in (Durability.PERSISTENT, Durability.REPLAY)
     one = "one instance carries the targets"
+    prefers = "memory prefers RabbitMQ" if chosen == ScalingStrategy.RABBITMQ else "memory prefers NATS"
     why: dict[ScalingStrategy, str] = {
         ScalingStrategy.SINGLE: (
             f"{instances} instances are needed and one process cannot share its channels with another"
@@ -556,7 +677,7 @@ def _rejected_strategies(chosen: ScalingStrategy, instances: int, durability: Du
             if chosen == ScalingStrategy.SINGLE
             else "keeps no history, and resume on any instance or durability needs it"
             if keeps
-            else "memory prefers NATS"
+            else prefers
         ),
         ScalingStrategy.REDIS_STREAMS: (
             f"{one}; the in-memory broker keeps the history replay needs"
@@ -565,11 +686,16 @@ def _rejected_strategies(chosen: ScalingStrategy, instances: int, durability: Du
             if chosen == ScalingStrategy.SINGLE
             else "stores every message although nothing needs replaying or keeping"
             if not keeps
-            else "memory prefers NATS"
+            else prefers
         ),
         ScalingStrategy.NATS: (
             "Redis is the default: one dependency covers fan-out, history (Streams) and presence; "
             "NATS with JetStream is taken when the memory convention preferred_broker asks for it"
+        ),
+        ScalingStrategy.RABBITMQ: (
+            "Redis is the default; RabbitMQ has no per-channel compare-and-set, so its adapter orders "
+            "publishes through one sequencer and keeps a replica of recent history in every instance: "
+            "taken when the team already runs RabbitMQ (memory preferred_broker)"
         ),
     }
     return {s.value: text for s, text in why.items() if s != chosen}
@@ -1336,8 +1462,7 @@ def _update(part: str, field_name: str) -> Apply:
 
 
 def _lead_codec(draft: _Draft, value: Any, req: Requirements) -> None:
-    first = Codec(value)
-    draft.codecs = [first, *[c for c in draft.codecs if c != first]]
+    draft.codecs = offered_codecs(Codec(value))
 
 
 def _set_separator(draft: _Draft, value: Any, req: Requirements) -> None:
@@ -1363,6 +1488,10 @@ def _add_namespaces(draft: _Draft, value: Any, req: Requirements) -> None:
 def _decided_with_backend_access(draft: _Draft, value: Any, req: Requirements) -> None:
     """Nothing to lay: :func:`_decide_backend_access` applies (and records) these, after the namespaces
     and the broker are final, because whether a broker publisher is possible depends on them."""
+
+
+def _decided_with_protocol_layer(draft: _Draft, value: Any, req: Requirements) -> None:
+    """Nothing to lay: :func:`_decide_protocol_layer` applies (and records) it; an answer wins."""
 
 
 def _decided_with_deployment(draft: _Draft, value: Any, req: Requirements) -> None:
@@ -1396,6 +1525,7 @@ CONVENTIONS: dict[str, Convention] = {
     "kubernetes": Convention("deploy.kubernetes", _decided_with_deployment),
     "existing_app": Convention("deploy.shape", _decided_with_deployment),
     "mount_in_app": Convention("deploy.shape", _decided_with_deployment),
+    "client_protocol": Convention("protocol.layer", _decided_with_protocol_layer),
 }
 """Every memory convention, by its name in ``conventions``: the one table that knows them all
 (``tests/unit/test_architecture.py`` keeps it equal to the fields of ``Conventions``)."""

@@ -60,10 +60,10 @@ class EnvelopeFields(_Model):
 class Conventions(_Model):
     """Team conventions that override step 2's decision tables. Every key is optional."""
 
-    serialization: Literal["json", "msgpack"] | None = None
+    serialization: Literal["json", "msgpack", "protobuf"] | None = None
     channel_separator: str | None = Field(default=None, min_length=1, max_length=1)
     envelope_fields: EnvelopeFields | None = None
-    preferred_broker: Literal["redis", "nats"] | None = None
+    preferred_broker: Literal["redis", "nats", "rabbitmq"] | None = None
     transport: Literal["websockets", "picows"] | None = None
     heartbeat_interval_s: float | None = Field(default=None, gt=0, le=300)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=300)
@@ -99,6 +99,8 @@ class Conventions(_Model):
     mount_in_app: bool | None = None
     """Mount the endpoint inside the existing app (true) or run it standalone beside it (false),
     whatever step 2's weighing of the load says."""
+    client_protocol: Literal["native", "socketio"] | None = None
+    """The protocol layer, when the answers file leaves it to step 2 (an answer wins)."""
 
     @field_validator("hooks")
     @classmethod

@@ -52,6 +52,20 @@ def _uses_nats(spec: ArchitectureSpec) -> bool:
     return spec.scaling.strategy == ScalingStrategy.NATS
 
 
+def _uses_rabbitmq(spec: ArchitectureSpec) -> bool:
+    return spec.scaling.strategy == ScalingStrategy.RABBITMQ
+
+
+def _protobuf(spec: ArchitectureSpec) -> bool:
+    """Protocol Buffers is offered (it then leads): the ``.proto``, its generated types, the codec."""
+    return Codec.PROTOBUF in spec.protocol.codecs
+
+
+def _socketio(spec: ArchitectureSpec) -> bool:
+    """Step 2 serves Socket.IO clients beside the native protocol (``spec.socketio``)."""
+    return spec.socketio.enabled
+
+
 def _loadtest_needs_redis(spec: ArchitectureSpec) -> bool:
     """The README's load test publishes through a Redis the in-process broker cannot stand in for:
     a single instance whose shared namespaces clients may not publish to, and no server API (the
@@ -80,7 +94,7 @@ def _kubernetes_over_a_broker(spec: ArchitectureSpec) -> bool:
 
 def _ships_remote_broker(spec: ArchitectureSpec) -> bool:
     """A networked broker adapter is rendered, and with it the circuit breaker every one runs behind."""
-    return _ships_redis(spec) or _uses_nats(spec)
+    return _ships_redis(spec) or _uses_nats(spec) or _uses_rabbitmq(spec)
 
 
 def _mounted(spec: ArchitectureSpec) -> bool:
@@ -108,6 +122,7 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     # broker adds the new one). Redis also serves a load test that must publish from outside.
     "src/__package__/broker/redis.py": _ships_redis,
     "src/__package__/broker/nats.py": _uses_nats,
+    "src/__package__/broker/rabbitmq.py": _uses_rabbitmq,
     # The circuit breaker: around every networked broker, and around each hook to the application.
     "src/__package__/broker/breaker.py": lambda s: _ships_remote_broker(s) or s.hooks.any_enabled(),
     "tests/test_broker_health.py": _ships_remote_broker,
@@ -135,6 +150,7 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "deploy/kubernetes/dev/kustomization.yaml": _kubernetes_over_a_broker,
     "deploy/kubernetes/dev/redis.yaml": lambda s: _kubernetes(s) and _uses_redis(s),
     "deploy/kubernetes/dev/nats.yaml": lambda s: _kubernetes(s) and _uses_nats(s),
+    "deploy/kubernetes/dev/rabbitmq.yaml": lambda s: _kubernetes(s) and _uses_rabbitmq(s),
     # Mounted in the team's app (issue 26): the ASGI adapter and its public entry, the example host
     # app of each kind, and their tests (uvicorn, third-party clients, two processes on the broker).
     "src/__package__/transport/asgi.py": _mounted,
@@ -151,6 +167,7 @@ CONDITIONAL_DIRS: dict[str, Condition] = {
     "deploy/kubernetes/": _kubernetes,
     "host_app/": _mounted,
     "host_app/django_site/": _mounted_django,
+    "proto/": _protobuf,
 }
 
 # Files that are never part of a generated project.
@@ -205,6 +222,11 @@ def template_context(spec: ArchitectureSpec) -> dict[str, Any]:
         # What is rendered, which may be more than what is used (see CONDITIONAL_FILES).
         "ships_redis": _ships_redis(spec),
         "ships_nats": _uses_nats(spec),
+        "uses_rabbitmq": _uses_rabbitmq(spec),
+        "ships_rabbitmq": _uses_rabbitmq(spec),
+        "protobuf": _protobuf(spec),
+        "protobuf_first": spec.protocol.codecs[0] == Codec.PROTOBUF,
+        "socketio": _socketio(spec),
         "ships_remote_broker": _ships_remote_broker(spec),
         "browser": _browser(spec),
         "mounted": _mounted(spec),

@@ -117,6 +117,16 @@ class Serialization(StrEnum):
     AUTO = "auto"
     JSON = "json"
     MSGPACK = "msgpack"
+    PROTOBUF = "protobuf"
+
+
+class ClientProtocol(StrEnum):
+    """The protocol layer clients speak: wsforge's own envelope, or Socket.IO beside it."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    SOCKETIO = "socketio"
+    """Existing Socket.IO clients (any language), or clients behind proxies that need HTTP long-polling."""
 
 
 class ExistingApp(StrEnum):
@@ -174,6 +184,12 @@ class Requirements(BaseModel):
         default=ExistingApp.NONE,
         description="The web application the team already runs (none, fastapi, starlette, django); "
         "step 2 weighs mounting the endpoint inside it against a standalone server beside it.",
+    )
+
+    client_protocol: ClientProtocol = Field(
+        default=ClientProtocol.AUTO,
+        description="native (wsforge's envelope and clients), socketio (also serve Socket.IO v5 clients, "
+        "with HTTP long-polling), or auto to let step 2 decide.",
     )
 
     @field_validator("project_name")

@@ -26,6 +26,9 @@ class _Model(BaseModel):
 class Codec(StrEnum):
     JSON = "json"
     MSGPACK = "msgpack"
+    PROTOBUF = "protobuf"
+    """Envelope and payloads as Protocol Buffers messages (``proto/<package>.proto``, rendered from
+    the spec); offered only when step 2 picks it, because every client needs the generated types."""
 
 
 class Transport(StrEnum):
@@ -38,6 +41,8 @@ class ScalingStrategy(StrEnum):
     REDIS_PUBSUB = "redis_pubsub"
     REDIS_STREAMS = "redis_streams"
     NATS = "nats"
+    RABBITMQ = "rabbitmq"
+    """RabbitMQ: a stream keeps each channel's ordered, durable history; see ``broker/rabbitmq.py``."""
 
 
 class ChannelAuth(StrEnum):
@@ -83,6 +88,33 @@ class ProtocolSpec(_Model):
     """Codecs offered, in the server's preference order; the first is the default."""
     subprotocols: list[str]
     path: str = "/ws"
+
+
+EngineIOTransport = Literal["polling", "websocket"]
+
+
+class ProtocolLayer(StrEnum):
+    NATIVE = "native"
+    SOCKETIO = "socketio"
+
+
+class SocketIOSpec(_Model):
+    """Socket.IO v5 / Engine.IO v4 as a second face of the same core (issue 24).
+
+    When ``enabled``, the server answers Socket.IO clients at ``path`` beside the native endpoint:
+    one dispatch, one channel model, one set of limits; client actions map onto Socket.IO events
+    (the protocol document lists them). Step 2 turns it on (``protocol.layer``).
+    """
+
+    enabled: bool = False
+    path: str = "/socket.io/"
+    transports: list[Literal["polling", "websocket"]] = ["polling", "websocket"]  # pydantic copies defaults
+    """Engine.IO transports served: long-polling first (it gets through any proxy), upgraded to WebSocket."""
+    ping_interval_s: float = Field(default=25.0, gt=0)
+    """Engine.IO's own heartbeat: the server pings, the client must pong within ``ping_timeout_s``."""
+    ping_timeout_s: float = Field(default=20.0, gt=0)
+    recovery_window_s: float = Field(default=120.0, ge=0)
+    """Connection state recovery: how long a disconnected session's id and offsets stay resumable."""
 
 
 class EnvelopeSpec(_Model):
@@ -313,6 +345,7 @@ class ArchitectureSpec(_Model):
     hooks: HooksSpec = Field(default_factory=HooksSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     host: HostSpec = Field(default_factory=HostSpec)
+    socketio: SocketIOSpec = Field(default_factory=SocketIOSpec)
     decisions: list[Decision] = Field(default_factory=list)
     known_issues: list[str] = Field(default_factory=list)
     requirements: Requirements

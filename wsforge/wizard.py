@@ -32,6 +32,7 @@ from .errors import InteractiveSessionRequired
 from .requirements import (
     AuthMode,
     ClientEnvironment,
+    ClientProtocol,
     Durability,
     ExistingApp,
     LatencyClass,
@@ -63,6 +64,7 @@ PROMPTS: dict[str, str] = {
     "serialization": "Wire encoding",
     "avg_subscribers_per_channel": "Typical subscribers per channel (blank: derive from the use case)",
     "existing_app": "Which web application do you already run?",
+    "client_protocol": "Which protocol do clients speak?",
 }
 """The text shown for each question; a field missing here falls back to its description."""
 
@@ -80,10 +82,13 @@ HELP: dict[str, str] = {
     "durability": "Live only, replay from bounded history after a reconnect, or history that survives restarts.",
     "auth": "How the server knows who connects, checked before the WebSocket upgrade completes.",
     "allowed_origins": "Browsers send an Origin header; others are refused (cross-site WebSocket hijacking).",
-    "serialization": "JSON is readable in dev tools; MessagePack is smaller and faster for binary-heavy data.",
+    "serialization": "JSON is readable in dev tools; MessagePack is smaller and faster for binary-heavy data; "
+    "Protocol Buffers is smallest, with typed messages generated for every client.",
     "avg_subscribers_per_channel": "Fan-out per published message; leave blank to use the use case's typical value.",
     "existing_app": "The endpoint can be mounted inside it (one deployment, its users and sessions) or run "
     "as its own faster server beside it; the architecture step weighs both.",
+    "client_protocol": "Socket.IO serves the socket.io-client libraries of every language and HTTP long-polling "
+    "behind proxies that block WebSocket; the native protocol is leaner and has generated clients.",
 }
 """Why each question matters, printed above it (a field missing here shows its description)."""
 
@@ -136,10 +141,14 @@ LABELS: dict[tuple[type[Enum], str], str] = {
         (Serialization.AUTO, "auto: let the architecture step decide"),
         (Serialization.JSON, "JSON (text frames)"),
         (Serialization.MSGPACK, "MessagePack (binary frames)"),
+        (Serialization.PROTOBUF, "Protocol Buffers (binary frames, typed messages from a .proto)"),
         (ExistingApp.NONE, "none: a standalone real-time server"),
         (ExistingApp.FASTAPI, "FastAPI"),
         (ExistingApp.STARLETTE, "Starlette"),
         (ExistingApp.DJANGO, "Django"),
+        (ClientProtocol.AUTO, "auto: let the architecture step decide"),
+        (ClientProtocol.NATIVE, "native: wsforge's protocol and its generated Python and JavaScript clients"),
+        (ClientProtocol.SOCKETIO, "Socket.IO: also serve socket.io-client (any language), with long-polling"),
     )
 }
 """Choice titles by ``(enum class, value)``: str enums with equal values (``UseCase.IOT`` and

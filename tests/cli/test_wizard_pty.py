@@ -155,6 +155,8 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
     child.send(ENTER)
     child.expect("already run")
     child.send(DOWN + ENTER)  # second choice: FastAPI
+    child.expect("protocol do clients speak")
+    child.send(DOWN + DOWN + ENTER)  # third choice: Socket.IO
     child.expect("Your answers:")
     child.expect("Write the project with these answers")
     child.send(ENTER)
@@ -178,6 +180,7 @@ def test_full_session_through_the_terminal(wizard: Callable[[dict[str, object]],
         "serialization": "auto",
         "avg_subscribers_per_channel": None,
         "existing_app": "fastapi",
+        "client_protocol": "socketio",
     }
     assert build_requirements(answers).concurrent_connections == 20_000
 
@@ -200,6 +203,7 @@ def _answer_the_rest(child: Terminal) -> None:
         "Wire encoding",
         "subscribers per channel",
         "already run",
+        "protocol do clients speak",
     ):
         child.expect(prompt)
         child.send(ENTER)
@@ -335,7 +339,14 @@ def test_wsforge_new_runs_the_wizard(tmp_path: Path) -> None:
         terminal.expect("Who publishes")
         terminal.send(ENTER)  # derived: a bidirectional chat from servers is published by the backend
         # No browser: the origins question is skipped.
-        for prompt in ("misses", "authenticate", "Wire encoding", "subscribers per channel", "already run"):
+        for prompt in (
+            "misses",
+            "authenticate",
+            "Wire encoding",
+            "subscribers per channel",
+            "already run",
+            "protocol do clients speak",
+        ):
             terminal.expect(prompt)
             terminal.send(ENTER)
         terminal.expect("Write the project with these answers")

@@ -20,7 +20,8 @@ class Case:
 
 CASES: list[Case] = [
     Case("chat", "chat.yaml"),
-    Case("market-feed", "market-feed.yaml"),
+    # Protocol Buffers asked for by memory, with browser clients (protobufjs in Chromium) on picows
+    Case("market-feed", "market-feed.yaml", conventions={"serialization": "protobuf"}),
     # The picows project, whose users want speed, once more on its compiled hot modules.
     Case("market-feed-mypyc", "market-feed.yaml", compiled=True),
     # On NATS with its Kubernetes manifests (notify-nats, below, is mounted in Django instead).
@@ -36,7 +37,9 @@ CASES: list[Case] = [
             "concurrent_connections": 12000,
         },
     ),
-    Case("iot-telemetry", "iot-telemetry.yaml"),
+    # Protocol Buffers by step 2's table (a device fleet of small messages), on RabbitMQ by memory,
+    # with its Kubernetes manifests: the broker contract and chaos suites run on a real RabbitMQ
+    Case("iot-telemetry", "iot-telemetry.yaml", conventions={"preferred_broker": "rabbitmq"}),
     Case("public-ticker", "public-ticker.yaml"),
     # option axes: codec, auth, presence, history, broker
     # msgpack, and the server API turned off by memory although step 2's table turns it on for chat

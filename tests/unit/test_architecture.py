@@ -374,3 +374,53 @@ def test_memory_names_the_app_and_may_overrule_the_shape() -> None:
     assert row.value == "standalone" and "mount_in_app" in row.rationale
     answered = design(_req(existing_app="starlette"), _memory(existing_app="django"))
     assert answered.host.app.value == "starlette"  # an answer wins over memory
+
+
+def test_device_fleets_at_high_rates_of_small_payloads_get_protobuf() -> None:
+    """No browser, IoT/mobile clients, many small messages: Protocol Buffers leads, JSON stays second."""
+    spec = design(
+        _req(client_environments=["iot", "server"], messages_per_second=40_000, avg_payload_bytes=120)
+    )
+    assert spec.protocol.codecs == [Codec.PROTOBUF, Codec.JSON, Codec.MSGPACK]
+    assert spec.protocol.subprotocols[0] == "wsforge.v1.protobuf"
+    row = spec.decision("serialization")
+    assert row is not None and "field numbers" in row.rationale
+    # a slow fleet keeps MessagePack; any browser keeps JSON, and neither carries protobuf
+    assert (
+        Codec.PROTOBUF
+        not in design(_req(client_environments=["iot"], messages_per_second=100)).protocol.codecs
+    )
+    assert (
+        Codec.PROTOBUF not in design(_req(messages_per_second=40_000, avg_payload_bytes=120)).protocol.codecs
+    )
+
+
+def test_protobuf_asked_for_says_what_it_costs_browsers() -> None:
+    spec = design(_req(serialization="protobuf"))
+    assert spec.protocol.codecs[0] == Codec.PROTOBUF
+    row = spec.decision("serialization")
+    assert row is not None and row.source == Source.REQUIREMENT
+    assert "protobufjs" in row.alternatives["json first"]
+    assert design(_req(), _memory(serialization="protobuf")).protocol.codecs[0] == Codec.PROTOBUF
+
+
+def test_preferred_broker_rabbitmq_when_scaling_out() -> None:
+    spec = design(_req(durability="persistent"), _memory(preferred_broker="rabbitmq"))
+    assert spec.scaling.strategy == ScalingStrategy.RABBITMQ
+    assert spec.scaling.broker_url.startswith("amqp://")
+    row = spec.decision("scaling.strategy")
+    assert row is not None and row.source == Source.MEMORY and "stream" in row.rationale
+    assert "memory prefers RabbitMQ" in row.alternatives["redis_streams"]
+
+
+def test_protocol_layer_is_native_unless_asked_and_socketio_follows_the_heartbeat() -> None:
+    native = design(_req())
+    assert not native.socketio.enabled
+    assert native.decision("protocol.layer").value == "native"  # type: ignore[union-attr]
+    asked = design(_req(client_protocol="socketio"), _memory(client_protocol="native"))
+    assert asked.socketio.enabled
+    assert asked.decision("protocol.layer").source == Source.REQUIREMENT  # type: ignore[union-attr]
+    assert asked.socketio.ping_interval_s == asked.heartbeat.interval_s
+    remembered = design(_req(), _memory(client_protocol="socketio"))
+    assert remembered.socketio.enabled
+    assert remembered.decision("protocol.layer").source == Source.MEMORY  # type: ignore[union-attr]

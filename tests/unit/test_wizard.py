@@ -267,6 +267,7 @@ FULL_SCRIPT: dict[str, Any] = {
     "serialization": ...,
     "avg_subscribers_per_channel": "",
     "existing_app": ...,
+    "client_protocol": ...,
 }
 
 

@@ -29,7 +29,9 @@ PROXY_IDLE_TIMEOUT_S = 60.0
 KUBERNETES_GRACE_S = 30.0
 """Kubernetes' default ``terminationGracePeriodSeconds``: after it the pod is killed."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-DURABLE_STRATEGIES = frozenset({ScalingStrategy.REDIS_STREAMS, ScalingStrategy.NATS})
+DURABLE_STRATEGIES = frozenset(
+    {ScalingStrategy.REDIS_STREAMS, ScalingStrategy.NATS, ScalingStrategy.RABBITMQ}
+)
 WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::"})  # noqa: S104 - recognised, never bound
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HOOK_TIMEOUT_CEILING_MS: dict[LatencyClass, int] = {
