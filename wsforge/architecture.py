@@ -172,7 +172,7 @@ DEFAULT_BROKER_URLS: dict[ScalingStrategy, str] = {
     ScalingStrategy.REDIS_PUBSUB: "redis://127.0.0.1:6379/0",
     ScalingStrategy.REDIS_STREAMS: "redis://127.0.0.1:6379/0",
     ScalingStrategy.NATS: "nats://127.0.0.1:4222",
-    ScalingStrategy.RABBITMQ: "amqp://guest:guest@127.0.0.1:5672/",
+    ScalingStrategy.RABBITMQ: "amqp://127.0.0.1:5672/",  # guest/guest by default; a password belongs in WS_BROKER_URL
 }
 
 DEV_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
