@@ -422,7 +422,7 @@ def _rejected_codecs(first: Codec, source: Source, browser: bool) -> dict[str, s
             "field names in every frame and slower parsing on small devices; still offered second, for "
             "debugging and for browsers"
             + (
-                " (the browser client speaks protobuf too, with protobufjs: about 20 KB gzipped more)"
+                " (the browser client speaks protobuf too, through protobufjs: 26 kB more, gzipped)"
                 if browser
                 else ""
             )
