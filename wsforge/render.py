@@ -292,7 +292,8 @@ def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str
     if _protobuf(spec):
         # Compiled first: the project's pyproject requires the protobuf runtime its gencode names.
         source = PROTO_SOURCE.format(package=spec.package)
-        proto = env.get_template(source.replace(spec.package, PACKAGE_SEGMENT) + TEMPLATE_SUFFIX).render(context)
+        template = PROTO_SOURCE.format(package=PACKAGE_SEGMENT) + TEMPLATE_SUFFIX
+        proto = env.get_template(template).render(context)
         generated = compile_proto({source: proto.encode()}, spec.package)
         context["protobuf_runtime"] = gencode_version(generated)
     for planned in plan_files(spec, root):
@@ -358,7 +359,9 @@ def compile_proto(files: Mapping[str, bytes], package: str) -> dict[str, bytes]:
             check=False,
         )
         if result.returncode != 0:
-            raise TemplateError(f"protoc failed on {source}: {result.stderr.strip() or result.stdout.strip()}")
+            raise TemplateError(
+                f"protoc failed on {source}: {result.stderr.strip() or result.stdout.strip()}"
+            )
         out = base / "src"
         return {
             f"src/{path.relative_to(out).as_posix()}": path.read_bytes()

@@ -104,7 +104,7 @@ def unpack(data: bytes, fields: Fields) -> dict[str, Any]:
     try:
         env = Envelope.FromString(data)
     except DecodeError as exc:
-        raise ProtobufFrameError(f"not a protobuf Envelope: {exc}") from exc
+        raise ProtobufFrameError(str(exc) or "not an Envelope") from exc
     obj: dict[str, Any] = {}
     if env.v:
         obj[fields.v] = env.v
@@ -127,7 +127,7 @@ def unpack(data: bytes, fields: Fields) -> dict[str, Any]:
         try:
             obj[fields.payload] = _loads(env.payload)
         except orjson.JSONDecodeError as exc:
-            raise ProtobufFrameError(f"payload is not a JSON document: {exc}") from exc
+            raise ProtobufFrameError(f"payload is not JSON: {exc}") from exc
     if env.HasField("seq"):
         obj[fields.seq] = env.seq
     if env.ts:
