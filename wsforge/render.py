@@ -166,6 +166,8 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "scripts/gen_proto.py": _protobuf,
     "tests/test_protobuf_codec.py": _protobuf,
     "tests/test_protobuf_client.py": _protobuf,
+    "static/protobuf.js": _protobuf,
+    "tests/js/protobuf_live.mjs": _protobuf,
 }
 
 # Optional directories: every file below the folder exists only when its condition holds (and
