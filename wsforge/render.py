@@ -167,6 +167,7 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_protobuf_codec.py": _protobuf,
     "tests/test_protobuf_client.py": _protobuf,
     "static/protobuf.js": _protobuf,
+    "static/protobuf.d.ts": _protobuf,
     "tests/js/protobuf_live.mjs": _protobuf,
 }
 

@@ -28,6 +28,9 @@ PROTOBUF_ONLY = {
     "scripts/gen_proto.py",
     "tests/test_protobuf_codec.py",
     "tests/test_protobuf_client.py",
+    "tests/js/protobuf_live.mjs",
+    "static/protobuf.js",
+    "static/protobuf.d.ts",
 }
 
 
