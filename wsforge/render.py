@@ -168,6 +168,8 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_protobuf_client.py": _protobuf,
     "static/protobuf.js": _protobuf,
     "static/protobuf.d.ts": _protobuf,
+    "tests/protobuf_npm.py": _protobuf,
+    "tests/test_protobuf_browser.py": lambda s: _protobuf(s) and _browser(s),
     "tests/js/protobuf_live.mjs": _protobuf,
 }
 

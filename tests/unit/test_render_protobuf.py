@@ -31,6 +31,7 @@ PROTOBUF_ONLY = {
     "tests/js/protobuf_live.mjs",
     "static/protobuf.js",
     "static/protobuf.d.ts",
+    "tests/protobuf_npm.py",
 }
 
 
