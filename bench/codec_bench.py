@@ -11,7 +11,7 @@ every codec, so the codecs are compared on the same code path:
 
 - bytes: the frames the project's own ``protocol`` module builds for the example payload (a
   ``message`` event as every subscriber receives it, the publish request, its ack);
-- server CPU per delivery: the server process's user+system CPU time (``/proc/<pid>/stat``) from the
+- server CPU per delivery: the server's CPU time (its main thread, ``/proc/<pid>/schedstat``) from the
   first publish until every subscriber holds every message, divided by the deliveries. ``S``
   subscribers of one channel on the codec under test, one publisher on the same codec sending ``M``
   messages with at most ``W`` unacknowledged. The loaded side runs in this process (another core
@@ -101,9 +101,9 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (``/proc/<pid>/stat`` fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the server's main thread so far, with nanosecond precision (``/proc/<pid>/schedstat``;
+    ``/proc/<pid>/stat`` counts 10 ms ticks). The event loop runs every delivery on that thread."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 # --- run inside one project's environment (``--measure``) ------------------------------------------
@@ -178,9 +178,13 @@ async def one_pass(
     done = [0]
     finished = asyncio.Event()
 
+    marker = max(payload, key=len).encode()  # in the payload's bytes in every codec; not in presence events
+
     async def drain(ws: Any) -> None:
-        for _ in range(messages):
-            await ws.recv()
+        got = 0
+        while got < messages:
+            frame = await ws.recv()
+            got += (marker in frame) if isinstance(frame, bytes) else (marker.decode() in frame)
         done[0] += 1
         if done[0] == subs:
             finished.set()
@@ -266,6 +270,7 @@ def measure(project: Path, name: str, subs: int, messages: int, window: int, rep
                     one_pass(package, url, channel, codec, subs, messages, window, server.pid, payload)
                 )
                 cpu[codec].append(spent)
+                print(f"{name} {codec}: {spent:.3f} s", file=sys.stderr, flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
