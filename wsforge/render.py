@@ -216,6 +216,8 @@ def plan_files(spec: ArchitectureSpec, root: Path | None = None) -> list[Planned
         if any(key.startswith(folder) and not holds(spec) for folder, holds in CONDITIONAL_DIRS.items()):
             continue
         planned.append(PlannedFile(_output_path(rel, spec.package), rel, rel.endswith(TEMPLATE_SUFFIX)))
+    if _protobuf(spec):  # protoc's output of the rendered .proto (compile_proto), no template of its own
+        planned.extend(PlannedFile(path.format(package=spec.package), "", False) for path in PROTO_OUTPUTS)
     return sorted(planned, key=lambda f: f.path)
 
 
@@ -304,6 +306,8 @@ def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str
     for planned in plan_files(spec, root):
         if planned.path == SPEC_FILE:
             files[SPEC_FILE] = dump_spec(spec).encode()
+        elif not planned.template:
+            continue  # generated in code: compile_proto's output, added below
         elif planned.rendered:
             try:
                 text = env.get_template(planned.template).render(context)
@@ -320,7 +324,8 @@ def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str
 
 
 PROTO_SOURCE = "proto/{package}/wire.proto"
-"""The rendered .proto (CONDITIONAL_DIRS ``proto/``); protoc makes ``src/<package>/wire_pb2.py(i)`` of it."""
+"""The rendered .proto (CONDITIONAL_DIRS ``proto/``); protoc makes :data:`PROTO_OUTPUTS` of it."""
+PROTO_OUTPUTS = ("src/{package}/wire_pb2.py", "src/{package}/wire_pb2.pyi")
 
 
 def proto_command(package: str) -> list[str]:

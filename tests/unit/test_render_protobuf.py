@@ -32,6 +32,8 @@ PROTOBUF_ONLY = {
     "static/protobuf.js",
     "static/protobuf.d.ts",
     "tests/protobuf_npm.py",
+    "src/{pkg}/wire_pb2.py",
+    "src/{pkg}/wire_pb2.pyi",
 }
 
 
@@ -113,6 +115,14 @@ def test_compiled_types_import_and_carry_the_envelope(
     assert name == f"{spec.package}.v1.Envelope"
     expected = ["action", "channel", "error", "id", "msg_id", "payload", "sender", "seq", "ts", "type", "v"]
     assert fields == str(expected)
+
+
+def test_plan_and_render_hold_the_same_files(
+    protobuf_render: tuple[ArchitectureSpec, dict[str, bytes]],
+) -> None:
+    """The dry run's plan names protoc's output too (planned without a template)."""
+    spec, files = protobuf_render
+    assert {p.path for p in plan_files(spec)} == set(files)
 
 
 def test_render_is_deterministic(protobuf_render: tuple[ArchitectureSpec, dict[str, bytes]]) -> None:
