@@ -159,6 +159,18 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_asgi.py": _mounted_asgi,
     "tests/test_django.py": _mounted_django,
     "host_app/app.py": _mounted_asgi,
+    # Protocol Buffers (issue 25): the codec module, its types' generator script and its tests; the
+    # .proto is under proto/ (CONDITIONAL_DIRS) and its Python types are compiled at render time
+    # (compile_proto).
+    "src/__package__/protobuf_codec.py": _protobuf,
+    "scripts/gen_proto.py": _protobuf,
+    "tests/test_protobuf_codec.py": _protobuf,
+    "tests/test_protobuf_client.py": _protobuf,
+    "static/protobuf.js": _protobuf,
+    "static/protobuf.d.ts": _protobuf,
+    "tests/protobuf_npm.py": _protobuf,
+    "tests/test_protobuf_browser.py": lambda s: _protobuf(s) and _browser(s),
+    "tests/js/protobuf_live.mjs": _protobuf,
 }
 
 # Optional directories: every file below the folder exists only when its condition holds (and
@@ -204,6 +216,8 @@ def plan_files(spec: ArchitectureSpec, root: Path | None = None) -> list[Planned
         if any(key.startswith(folder) and not holds(spec) for folder, holds in CONDITIONAL_DIRS.items()):
             continue
         planned.append(PlannedFile(_output_path(rel, spec.package), rel, rel.endswith(TEMPLATE_SUFFIX)))
+    if _protobuf(spec):  # protoc's output of the rendered .proto (compile_proto), no template of its own
+        planned.extend(PlannedFile(path.format(package=spec.package), "", False) for path in PROTO_OUTPUTS)
     return sorted(planned, key=lambda f: f.path)
 
 
@@ -281,9 +295,19 @@ def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str
     env = jinja_environment(root)
     context = template_context(spec)
     files: dict[str, bytes] = {}
+    generated: dict[str, bytes] = {}
+    if _protobuf(spec):
+        # Compiled first: the project's pyproject requires the protobuf runtime its gencode names.
+        source = PROTO_SOURCE.format(package=spec.package)
+        template = PROTO_SOURCE.format(package=PACKAGE_SEGMENT) + TEMPLATE_SUFFIX
+        proto = env.get_template(template).render(context)
+        generated = compile_proto({source: proto.encode()}, spec.package)
+        context["protobuf_runtime"] = gencode_version(generated)
     for planned in plan_files(spec, root):
         if planned.path == SPEC_FILE:
             files[SPEC_FILE] = dump_spec(spec).encode()
+        elif not planned.template:
+            continue  # generated in code: compile_proto's output, added below
         elif planned.rendered:
             try:
                 text = env.get_template(planned.template).render(context)
@@ -295,7 +319,65 @@ def render_project(spec: ArchitectureSpec, root: Path | None = None) -> dict[str
             files[planned.path] = text.encode()
         else:
             files[planned.path] = (root / planned.template).read_bytes()
+    files.update(generated)
     return _format_python(files)
+
+
+PROTO_SOURCE = "proto/{package}/wire.proto"
+"""The rendered .proto (CONDITIONAL_DIRS ``proto/``); protoc makes :data:`PROTO_OUTPUTS` of it."""
+PROTO_OUTPUTS = ("src/{package}/wire_pb2.py", "src/{package}/wire_pb2.pyi")
+
+
+def proto_command(package: str) -> list[str]:
+    """protoc's arguments, run from the project root: the generated ``scripts/gen_proto.py`` runs
+    the same, so a user who edits the .proto gets what a fresh render would give."""
+    return ["-Iproto", "--python_out=src", "--pyi_out=src", PROTO_SOURCE.format(package=package)]
+
+
+def gencode_version(generated: Mapping[str, bytes]) -> str:
+    """The protobuf runtime version protoc's Python output requires at least (its header says it;
+    the module refuses an older runtime at import)."""
+    for path, content in generated.items():
+        if path.endswith("_pb2.py"):
+            for line in content.decode().splitlines():
+                if line.startswith("# Protobuf Python Version:"):
+                    return line.split(":", 1)[1].strip()
+    raise TemplateError("protoc's output names no protobuf runtime version")
+
+
+def compile_proto(files: Mapping[str, bytes], package: str) -> dict[str, bytes]:
+    """The Python types of the rendered .proto, by the official compiler (``grpcio-tools``' protoc).
+
+    Rendered, not written by hand and not compiled at the project's run time: a project then needs
+    only the ``protobuf`` runtime, and the output is deterministic for one grpcio-tools version
+    (the manifest and ``wsforge regenerate`` compare bytes).
+
+    Raises:
+        TemplateError: protoc refused the rendered .proto (a template bug), or is not installed.
+    """
+    source = PROTO_SOURCE.format(package=package)
+    with tempfile.TemporaryDirectory(prefix="wsforge-protoc-") as tmp:
+        base = Path(tmp)
+        (base / source).parent.mkdir(parents=True)
+        (base / source).write_bytes(files[source])
+        (base / "src").mkdir()
+        result = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", *proto_command(package)],
+            cwd=base,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise TemplateError(
+                f"protoc failed on {source}: {result.stderr.strip() or result.stdout.strip()}"
+            )
+        out = base / "src"
+        return {
+            f"src/{path.relative_to(out).as_posix()}": path.read_bytes()
+            for path in sorted(out.rglob("*"))
+            if path.is_file()
+        }
 
 
 def _format_python(files: dict[str, bytes]) -> dict[str, bytes]:

@@ -108,10 +108,30 @@ export declare function decodeEnvelope(wire: unknown, names?: EnvelopeNames): En
 
 export type TokenTransport = "subprotocol" | "query" | "cookie" | "none";
 
+/**
+ * How envelopes become frames. `JSON_CODEC` is the default; protobuf projects ship
+ * `static/protobuf.js`, whose `protobufCodec(protobuf)` returns one for `wsforge.v1.protobuf`.
+ */
+export interface Codec {
+  /** Offered in the handshake (the token entry, if any, follows it). */
+  readonly subprotocol: string;
+  /** Binary frames (the socket's binaryType becomes "arraybuffer"). */
+  readonly binary: boolean;
+  /** The codec's field names are its own: the `envelope` option's renames do not apply. */
+  readonly fixedFieldNames: boolean;
+  /** A wire object (envelope names applied) as one frame. */
+  serialize(wire: Record<string, unknown>): string | Uint8Array;
+  /** One frame back into a wire object; throws on undecodable data. */
+  parse(data: string | ArrayBuffer | Uint8Array): Record<string, unknown>;
+}
+
+export declare const JSON_CODEC: Codec;
+
 export declare function handshakeFor(
   url: string,
   token: string | null | undefined,
   tokenTransport: TokenTransport,
+  subprotocol?: string,
 ): { url: string; protocols: string[] };
 
 export declare class WsforgeError extends Error {
@@ -155,6 +175,8 @@ export interface ClientOptions {
   getToken?: () => Promise<string>;
   tokenTransport?: TokenTransport;
   envelope?: Partial<EnvelopeNames>;
+  /** Frame codec; default JSON_CODEC (text frames, `wsforge.v1.json`). */
+  codec?: Codec;
   requestTimeoutMs?: number;
   /** The server's max_payload_bytes: bigger requests are rejected locally with payload_too_large. */
   maxPayloadBytes?: number;

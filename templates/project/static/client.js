@@ -246,9 +246,23 @@ export function decodeEnvelope(wire, names = DEFAULT_ENVELOPE) {
   return out;
 }
 
+/**
+ * The default codec: JSON envelopes in text frames. A codec is `{subprotocol, serialize(wireObject)
+ * -> string | Uint8Array, parse(data) -> wireObject}`; `fixedFieldNames: true` means its wire
+ * names are its own (protobuf), so the `envelope` option's renames do not apply to it. Binary
+ * codecs (see `static/protobuf.js` in protobuf projects) get `ArrayBuffer` frames.
+ */
+export const JSON_CODEC = Object.freeze({
+  subprotocol: SUBPROTOCOL_JSON,
+  binary: false,
+  fixedFieldNames: false,
+  serialize: (wire) => JSON.stringify(wire),
+  parse: (data) => JSON.parse(data),
+});
+
 /** Subprotocol offers for the handshake, plus the URL, for a given token transport. */
-export function handshakeFor(url, token, tokenTransport) {
-  const protocols = [SUBPROTOCOL_JSON];
+export function handshakeFor(url, token, tokenTransport, subprotocol = SUBPROTOCOL_JSON) {
+  const protocols = [subprotocol];
   if (!token || tokenTransport === "none" || tokenTransport === "cookie") return { url, protocols };
   if (tokenTransport === "query") {
     const sep = url.includes("?") ? "&" : "?";
@@ -303,7 +317,8 @@ export class WsforgeClient extends EventTarget {
     this.token = options.token ?? null;
     this.getToken = options.getToken ?? null;
     this.tokenTransport = options.tokenTransport ?? "subprotocol";
-    this.envelope = { ...DEFAULT_ENVELOPE, ...(options.envelope ?? {}) };
+    this.codec = options.codec ?? JSON_CODEC;
+    this.envelope = this.codec.fixedFieldNames ? DEFAULT_ENVELOPE : { ...DEFAULT_ENVELOPE, ...(options.envelope ?? {}) };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     // The server's max_payload_bytes (the demo page passes the rendered one): a bigger request
     // is refused here with payload_too_large instead of making the server close with 1009.
@@ -360,10 +375,11 @@ export class WsforgeClient extends EventTarget {
   open() {
     this.reconnectTimer = null;
     this.setState("connecting");
-    const { url, protocols } = handshakeFor(this.url, this.token, this.tokenTransport);
+    const { url, protocols } = handshakeFor(this.url, this.token, this.tokenTransport, this.codec.subprotocol);
     let ws;
     try {
       ws = new this.WebSocketImpl(url, protocols);
+      if (this.codec.binary) ws.binaryType = "arraybuffer";
     } catch (error) {
       this.emit("error", { error });
       this.scheduleReconnect(CloseAction.RETRY);
@@ -510,7 +526,7 @@ export class WsforgeClient extends EventTarget {
   onFrame(data) {
     let env;
     try {
-      env = decodeEnvelope(JSON.parse(data), this.envelope);
+      env = decodeEnvelope(this.codec.parse(data), this.envelope);
     } catch {
       env = null;
     }
@@ -618,8 +634,8 @@ export class WsforgeClient extends EventTarget {
     }
     return new Promise((resolve, reject) => {
       const frame = { v: PROTOCOL_VERSION, type: "request", action, id: nextId(), channel, payload, ...extra };
-      const data = JSON.stringify(encodeEnvelope(frame, this.envelope));
-      const size = utf8Length(data);
+      const data = this.codec.serialize(encodeEnvelope(frame, this.envelope));
+      const size = typeof data === "string" ? utf8Length(data) : data.byteLength;
       if (size > this.maxFrameBytes) {
         reject(new WsforgeError("payload_too_large", `${action} of ${size} bytes; the server takes at most ${this.maxFrameBytes}`));
         return;
@@ -642,7 +658,7 @@ export class WsforgeClient extends EventTarget {
       entry.reject(new WsforgeError("timeout", `no response to ${entry.frame.action} in ${entry.timeoutMs} ms`));
     }, entry.timeoutMs);
     if (entry.size > this.largestSent.size) this.largestSent = { size: entry.size, id: entry.frame.id };
-    this.ws.send(entry.data ?? JSON.stringify(encodeEnvelope(entry.frame, this.envelope)));
+    this.ws.send(entry.data ?? this.codec.serialize(encodeEnvelope(entry.frame, this.envelope)));
   }
 
   /**

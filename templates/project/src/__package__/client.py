@@ -458,8 +458,9 @@ class Client:
         token: JWT sent as ``Authorization: Bearer``.
         token_provider: async callable returning a fresh token; called after close 4001 (token
             expired) and after HTTP 401, then the client reconnects. Without it those stop.
-        codec: ``"json"`` or ``"msgpack"`` to offer only that codec; default: every codec the
-            server supports, in its preference order.
+        codec: ``"json"``, ``"msgpack"`` or ``"protobuf"`` to offer only that codec (one of the
+            project's ``settings.codecs``); default: every codec the server supports, in its
+            preference order.
         settings: defaults for the reconnect policy, offline queue and subprotocols.
         reconnect_delays: zero-argument factory of reconnect delays (default :func:`backoff`
             with the settings' base, cap and jitter), as in ``websockets.asyncio.client.connect``.
@@ -484,7 +485,7 @@ class Client:
         *,
         token: str | None = None,
         token_provider: Callable[[], Awaitable[str]] | None = None,
-        codec: Literal["json", "msgpack"] | None = None,
+        codec: Literal["json", "msgpack", "protobuf"] | None = None,
         settings: Settings | None = None,
         reconnect_delays: Callable[[], Iterator[float]] | None = None,
         classify_close: Callable[[int], Decision] = classify_close,
@@ -918,7 +919,7 @@ class Client:
 
     def _receive(self, data: str | bytes) -> None:
         try:
-            frame = protocol.decode(self._codec, data)
+            frame = protocol.decode(self._codec, data, self._fields)
         except protocol.FrameError as exc:
             logger.warning("undecodable frame from server: %s", exc)
             return
@@ -1099,12 +1100,12 @@ class Client:
             frame[f.payload] = payload
         if msg_id is not None:
             frame[f.msg_id] = msg_id
-        return protocol.encode(self._codec, frame)
+        return protocol.encode(self._codec, frame, f)
 
     async def _send(self, conn: ClientConnection, frame: bytes, request_id: str = "") -> None:
         if len(frame) > self._largest[0]:
             self._largest = (len(frame), request_id)
-        # JSON goes in text frames, MessagePack in binary ones (contract §3).
+        # JSON goes in text frames, MessagePack and protobuf in binary ones (contract §3).
         await conn.send(frame, text=self._codec.is_text)
 
     def _future(self) -> asyncio.Future[Any]:

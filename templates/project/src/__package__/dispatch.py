@@ -215,6 +215,7 @@ class Dispatcher:
                 sender=message.sender,
                 fields=self.fields,
             ),
+            self.fields,
         )
 
     def encode_replayed(self, codec: Codec, message: Message) -> bytes:
@@ -239,7 +240,8 @@ class Dispatcher:
 
     def encode_notice(self, codec: Codec, action: str, channel: str, payload: Any, ts: int) -> bytes:
         """An unsequenced event (``presence.join``, ``presence.leave``, ``resync``): no ``seq`` field."""
-        return encode(codec, event(action, channel, payload, seq=None, ts=ts, fields=self.fields))
+        fields = self.fields
+        return encode(codec, event(action, channel, payload, seq=None, ts=ts, fields=fields), fields)
 
 
 def _ms(now: float) -> int:
@@ -260,7 +262,7 @@ class Session:
         self._bucket = self._rate.bucket
         self._max_payload = settings.max_payload_bytes
         self._max_publish = publish_limit(settings.max_payload_bytes)
-        self._encode = encoder(codec)
+        self._encode = encoder(codec, dispatcher.fields)
         """``orjson.dumps`` itself for JSON: every reply is encoded without a Python frame around it."""
         self._acks: JsonAcks | None = dispatcher.json_acks if codec is Codec.JSON else None
         self._strikes = StrikeCounter(settings.bad_frames_before_close)
