@@ -78,6 +78,11 @@ _BATCH = 256
 """Requests the sequencer takes at once: their stream appends are pipelined, one confirm wait."""
 
 
+_Request = aio_pika.abc.AbstractIncomingMessage | list[dict[str, Any]]
+"""What the sequencer takes: a delivery from its queue (a list of requests from some instance), or
+this instance's own requests while it is the active sequencer (no round trip through RabbitMQ)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Seen:
     """What an idempotency key was answered with: the stored message's position."""
@@ -219,7 +224,7 @@ class RabbitMQBroker:
         self._synced = False
         self._assigned: dict[str, tuple[str, int]] = {}
         self._members = _Members()
-        self._requests: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        self._requests: asyncio.Queue[_Request] = asyncio.Queue()
         # this instance as a client of the sequencer
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._outbox: list[dict[str, Any]] = []
@@ -356,10 +361,11 @@ class RabbitMQBroker:
     async def _open(self, connection: aio_pika.abc.AbstractConnection) -> list[asyncio.Task[None]]:
         """Declare the topology and start the three consumers: inbox, log reader, sequencer."""
         out = await connection.channel(publisher_confirms=False)
-        appender = await connection.channel(publisher_confirms=True)
         reader = await connection.channel()
-        sequencer = await connection.channel()
-        for channel in (out, appender, reader, sequencer):
+        # The sequencer appends on the channel it consumes requests on: if RabbitMQ closes it and
+        # hands the queue to another instance, this one's appends cannot land after the switch.
+        sequencer = appender = await connection.channel(publisher_confirms=True)
+        for channel in (out, reader, sequencer):
             channel.close_callbacks.add(self._on_closed)
             # The broker cancels a consumer whose queue was deleted; start over and declare again.
             underlay = await channel.get_underlay_channel()
@@ -513,6 +519,10 @@ class RabbitMQBroker:
         # The deadline travels with the request: a sequencer that gets it late (a takeover after
         # the caller gave up) drops it, so a publish reported as failed is not delivered after all.
         deadline = int((time.time() + self._op_timeout_s * 2) * 1000)
+        if self._synced:
+            # This instance is the active sequencer: its own requests skip the round trip.
+            self._requests.put_nowait([{**body, "o": op, "d": deadline}])
+            return
         self._outbox.append({**body, "o": op, "d": deadline})
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -602,7 +612,7 @@ class RabbitMQBroker:
     async def _on_request(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         self._requests.put_nowait(message)
 
-    async def _sequence_forever(self, requests: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage]) -> None:
+    async def _sequence_forever(self, requests: asyncio.Queue[_Request]) -> None:
         """Take requests in batches, in queue order, while this instance is the active consumer."""
         while True:
             try:
@@ -622,8 +632,13 @@ class RabbitMQBroker:
                 # State may now be ahead of the log: rebuild it before the next request.
                 log.warning("rabbitmq sequencer batch failed: %s", exc)
                 self._synced = False
-                with contextlib.suppress(Exception):  # the channel may be gone: then they come back anyway
-                    await batch[-1].nack(multiple=True, requeue=True)
+                for item in batch:
+                    if isinstance(item, list):
+                        self._fail_local(item, exc)
+                deliveries = [item for item in batch if not isinstance(item, list)]
+                if deliveries:
+                    with contextlib.suppress(Exception):  # the channel may be gone: then they come back anyway
+                        await deliveries[-1].nack(multiple=True, requeue=True)
 
     async def _take_over(self) -> None:
         """Become the sequencer: read the log up to a fresh marker, then ask for members."""
@@ -635,18 +650,30 @@ class RabbitMQBroker:
         self._synced = True
         log.info("rabbitmq sequencer active on instance %s", self._instance)
 
-    async def _answer(self, batch: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+    def _fail_local(self, requests: list[dict[str, Any]], exc: BaseException) -> None:
+        for data in requests:
+            future = self._pending.get(data.get("r", ""))
+            if future is not None and not future.done():
+                future.set_exception(BrokerUnavailable(f"rabbitmq: {exc!r}"))
+
+    async def _answer(self, batch: list[_Request]) -> None:
         now = time.time()
         now_ms = int(now * 1000)
         appends: list[dict[str, Any]] = []
         replies: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        local: list[tuple[str, dict[str, Any]]] = []
         fresh: dict[str, _Seen] = {}
         for request in batch:
-            for data in orjson.loads(request.body):
+            own = isinstance(request, list)
+            for data in request if isinstance(request, list) else orjson.loads(request.body):
                 if data["d"] < now_ms:
                     continue  # its caller has given up and reported the broker unavailable
                 answer = self._decide(data, now, now_ms, appends, fresh)
-                if answer is not None and request.reply_to and "r" in data:
+                if answer is None or "r" not in data:
+                    continue
+                if own:
+                    local.append((data["r"], answer))
+                elif not isinstance(request, list) and request.reply_to:
                     replies.setdefault(request.reply_to, []).append((data["r"], answer))
         # One stream entry per _BATCH records: one write, one confirm, one delivery per reader.
         # Confirms are awaited together; the channel sends the entries in this order.
@@ -665,11 +692,18 @@ class RabbitMQBroker:
         for key, seen in fresh.items():
             self._seen.add(key, seen.seq, seen.ts, seen.epoch)
         out = self._require_out()
+        for rid, answer in local:
+            future = self._pending.get(rid)
+            if future is not None and not future.done():
+                future.set_result(answer)
         for reply_to, answers in replies.items():
+            # Not mandatory: the asking instance may have died meanwhile (its caller retries).
             await out.default_exchange.publish(
-                aio_pika.Message(orjson.dumps(answers), type="replies"), routing_key=reply_to
+                aio_pika.Message(orjson.dumps(answers), type="replies"), routing_key=reply_to, mandatory=False
             )
-        await batch[-1].ack(multiple=True)
+        deliveries = [item for item in batch if not isinstance(item, list)]
+        if deliveries:
+            await deliveries[-1].ack(multiple=True)
         await self._expire_members()
 
     def _decide(
