@@ -8,12 +8,16 @@ gapless per-channel ``seq`` needs one writer. Why this shape:
   durable, replicated like a quorum queue, and replayable from any offset. Retention is by size
   (``stream_max_bytes``), so the log is bounded however many channels there are; one stream
   instead of one per channel keeps the broker's queue count constant.
-* **A single-active-consumer quorum queue is the sequencer.** A publish is a request on that
-  queue. RabbitMQ hands its messages to exactly one consuming instance at a time (the others
+* **A single-active-consumer queue is the sequencer.** A publish is a request on that queue
+  (classic and in memory: a request lives for seconds, carries its caller's deadline, and a lost
+  one is retried by its caller with the same ``msg_id``). RabbitMQ hands its messages to exactly one consuming instance at a time (the others
   wait as standbys); that instance assigns the next ``seq`` of the channel, drops a ``msg_id``
   seen inside the idempotency window, appends to the stream with publisher confirms and only
   then replies and acknowledges the request. A request whose answer never came is redelivered
   to the next sequencer, which recognises it by its request id if it was already appended.
+* **Batched.** Requests of one event-loop turn travel as one message, the sequencer answers each
+  instance with one message per batch and appends a batch as one stream entry (one write, one
+  confirm, one delivery per reader); the active sequencer's own instance skips the round trip.
 * **Takeover rebuilds from the log.** A new sequencer appends a marker to the stream and waits
   until its own reader has seen it: everything sequenced before is then in its state (last
   ``seq`` and epoch per channel, the idempotency window). A channel the log no longer holds (all
@@ -231,6 +235,7 @@ class RabbitMQBroker:
         self._flushing: asyncio.Task[None] | None = None
         self._unacked = 0
         self._local_members: dict[str, dict[str, str]] = {}
+        self._anchoring: dict[str, list[Message]] = {}
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._out: aio_pika.abc.AbstractChannel | None = None
         self._appender: aio_pika.abc.AbstractChannel | None = None
@@ -401,10 +406,18 @@ class RabbitMQBroker:
         if self._gate.is_tracked(channel):
             return
         self._gate.track(channel)
-        if self.healthy:
-            with contextlib.suppress(BrokerUnavailable):
-                reply = await self._call(lambda: self._ask("last", {"c": channel}))
-                self._gate.anchor(channel, reply["e"], reply["q"])
+        # What the reader reads meanwhile waits here until the position is known (else a message
+        # older than the subscription would be delivered, and would set the gate's position).
+        held = self._anchoring[channel] = []
+        try:
+            if self.healthy:
+                with contextlib.suppress(BrokerUnavailable):
+                    reply = await self._call(lambda: self._ask("last", {"c": channel}))
+                    self._gate.anchor(channel, reply["e"], reply["q"])
+        finally:
+            del self._anchoring[channel]
+            for message in held:
+                self._deliver(self._gate.offer(message, message.epoch))
 
     async def unsubscribe(self, channel: str) -> None:
         self._gate.forget(channel)
@@ -595,7 +608,10 @@ class RabbitMQBroker:
         if data["m"] is not None and self._idempotency_window_s:
             self._seen.add(f"m/{channel}/{data['m']}", seq, data["t"], epoch)
         self._seen.add(f"r/{data['r']}", seq, data["t"], epoch)
-        if self._gate.is_tracked(channel):
+        held = self._anchoring.get(channel)
+        if held is not None:
+            held.append(message)
+        elif self._gate.is_tracked(channel):
             self._deliver(self._gate.offer(message, epoch))
 
     def _deliver(self, messages: list[Message]) -> None:
