@@ -61,6 +61,38 @@ def test_nats_project_gets_a_dev_nats_instead() -> None:
     assert "deploy/kubernetes/dev/redis.yaml" not in files
 
 
+def test_rabbitmq_project_gets_its_adapter_breaker_tests_and_a_dev_rabbitmq() -> None:
+    """preferred_broker rabbitmq: the RabbitMQ adapter behind the circuit breaker, the broker
+    suites that need a real node, and a development RabbitMQ for the Kubernetes manifests; no
+    other broker's adapter or dev server."""
+    spec = _spec("notifications.yaml", preferred_broker="rabbitmq")
+    planned = {p.path for p in plan_files(spec)}
+    package = spec.package
+    assert {
+        f"src/{package}/broker/rabbitmq.py",
+        f"src/{package}/broker/breaker.py",
+        "tests/test_broker_health.py",
+        "tests/test_multi_instance.py",
+        "deploy/kubernetes/dev/rabbitmq.yaml",
+        "deploy/kubernetes/hpa.yaml",
+    } <= planned
+    others = {
+        f"src/{package}/broker/redis.py",
+        f"src/{package}/broker/nats.py",
+        "tests/test_subscribe_storm.py",
+        "deploy/kubernetes/dev/redis.yaml",
+        "deploy/kubernetes/dev/nats.yaml",
+    }
+    assert not others & planned
+
+
+def test_a_redis_project_renders_no_rabbitmq_adapter() -> None:
+    spec = _spec("notifications.yaml")
+    planned = {p.path for p in plan_files(spec)}
+    assert f"src/{spec.package}/broker/rabbitmq.py" not in planned
+    assert "deploy/kubernetes/dev/rabbitmq.yaml" not in planned
+
+
 def test_single_instance_example_renders_no_manifests() -> None:
     """chat: one instance on the in-memory broker; compose runs it, no Kubernetes files or test."""
     spec = _spec("chat.yaml")
