@@ -628,8 +628,9 @@ def _decide_scaling(
         strategy = ScalingStrategy.RABBITMQ
         why = (
             "memory convention `preferred_broker` = 'rabbitmq' (the team runs RabbitMQ): a RabbitMQ stream "
-            "keeps every channel's ordered, durable, replayable history, one single-active-consumer "
-            "queue gives each publish its place in its channel, and fan-out and presence travel on exchanges"
+            "keeps every channel's ordered, durable history and is what every instance reads to fan messages "
+            "out; one single-active-consumer queue sequences publishes and decides presence; unsequenced "
+            "notices go through a fanout exchange"
         )
         source = Source.MEMORY
     elif preferred_broker == "redis":
