@@ -103,6 +103,10 @@ HEADROOM = 0.7
 # RSS each against websockets' 20.0, so the connection figure is websockets' 20,000 scaled by
 # 20.0 / 29.5 and rounded down.
 ASGI_CAPACITY = Capacity(13_000, 63_000, "bench/RESULTS.md, ASGI target (uvicorn)")
+RABBITMQ_SEQUENCER_PUBLISHES_PER_S = 10_000
+"""Publishes per second one RabbitMQ deployment's sequencer carries (bench/RESULTS.md, "RabbitMQ:
+publish throughput"): it spends about 44 us of one instance's CPU per publish, and that instance
+serves its own connections too, so half a core's worth is planned."""
 MOUNT_MAX_CORE_FACTOR = 2
 """Mounting in the host app is chosen while it needs at most this many times the cores the
 standalone server would (or two more, for small plans): one deployment instead of two is worth

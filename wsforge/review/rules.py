@@ -1056,6 +1056,34 @@ def mounted_beyond_the_asgi_capacity(spec: ArchitectureSpec) -> Iterator[Hit]:
         )
 
 
+@rule(
+    "WSF-SCL-014",
+    Criterion.SCALE,
+    Severity.WARNING,
+    "Every publish goes through RabbitMQ's one sequencer",
+    why="RabbitMQ has no per-channel compare-and-set, so the adapter gives each publish its place "
+    "through one single-active-consumer queue: one instance's event loop sequences the publishes of "
+    "the whole deployment, however many instances there are. Past its capacity publishes queue up, "
+    "their latency grows and they time out as broker_unavailable.",
+    fix="Publish less (batch device readings into fewer messages), or scale out over Redis Streams or "
+    "NATS JetStream, which order each channel inside the broker (memory convention preferred_broker).",
+    looks_at=("scaling.strategy", "requirements.messages_per_second"),
+)
+def rabbitmq_sequencer_over_capacity(spec: ArchitectureSpec) -> Iterator[Hit]:
+    from ..architecture import HEADROOM, RABBITMQ_SEQUENCER_PUBLISHES_PER_S
+
+    rate = spec.requirements.messages_per_second
+    if (
+        spec.scaling.strategy == ScalingStrategy.RABBITMQ
+        and rate > RABBITMQ_SEQUENCER_PUBLISHES_PER_S * HEADROOM
+    ):
+        yield Hit(
+            ("scaling", "strategy"),
+            f"scaling.strategy = rabbitmq, {rate} publishes/s against about "
+            f"{RABBITMQ_SEQUENCER_PUBLISHES_PER_S} per sequencer",
+        )
+
+
 # --- memory -------------------------------------------------------------------------------------
 
 RULE_ID_RE = re.compile(r"\bWSF-[A-Z]{3}-\d{3}\b")
