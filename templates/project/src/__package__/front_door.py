@@ -9,16 +9,17 @@ transport's :class:`~.transport.App` calls through it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import mimetypes
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .auth import ANONYMOUS, AuthError, JwtVerifier, check_origin, extract_token
 from .limits import ConnectionLimiter, HandshakeGate, Refusal, client_ip, parse_networks, trusted_address
 from .observability import readiness
-from .protocol import select_codec
+from .protocol import Codec, select_codec
 from .transport import Admission, HandshakeRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -45,11 +46,23 @@ class FrontDoor:
         )
         """TCP connections not yet through the handshake (the limiter counts admitted ones)."""
         self._trusted_proxies = parse_networks(settings.trusted_proxies)
+        self.socketio: Any = None
+        """Socket.IO's gate (``socketio/session.py``) when step 2 rendered Socket.IO, else None."""
+        self._socketio_paths: frozenset[str] = frozenset()
+        self._sio = socketio = _socketio_package()
+        if socketio is not None:
+            path = getattr(settings, "socketio_path", "/socket.io/")
+            self._socketio_paths = frozenset({path, path.rstrip("/") or "/"})
+            self.socketio = socketio.SocketIOGate(
+                settings, verifier, clock, server.connection_cut, server.metrics.reject
+            )
 
     def handshake(self, request: HandshakeRequest) -> HttpResponse | Admission:
         """Decide an HTTP request: plain HTTP routes, a refusal, or an admitted WebSocket."""
         if request.path == self.settings.path:
             return self._admit(request)
+        if request.path in self._socketio_paths:
+            return self._admit_socketio(request)
         if request.path == "/healthz":
             return HttpResponse(200, b"ok\n")
         if request.path == "/readyz":
@@ -87,7 +100,16 @@ class FrontDoor:
         trusted = self._trusted_proxies
         return None if trusted and trusted_address(remote_ip, trusted) else remote_ip
 
-    def _admit(self, request: HandshakeRequest) -> HttpResponse | Admission:
+    def _admit_socketio(self, request: HandshakeRequest) -> HttpResponse | Admission:
+        """A Socket.IO upgrade: the same checks as :meth:`_admit`, except that no subprotocol is
+        negotiated (Engine.IO is JSON text) and a missing token is left to the CONNECT's ``auth``."""
+        invalid: HttpResponse | None = self._sio.check_query(request.query)
+        if invalid is not None:
+            self.server.metrics.reject("socketio_query")
+            return invalid
+        return self._admit(request, socketio=True)
+
+    def _admit(self, request: HandshakeRequest, *, socketio: bool = False) -> HttpResponse | Admission:
         s = self.settings
         ip = client_ip(request.remote_ip, request.header_values("X-Forwarded-For"), self._trusted_proxies)
         if self.server.shutting_down:
@@ -100,12 +122,13 @@ class FrontDoor:
         if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
             return self._refuse(403, "origin", "origin not allowed")
         offered = request.header_values("Sec-WebSocket-Protocol")
-        choice = select_codec(offered, s.codecs)
+        choice = (Codec.JSON, None) if socketio else select_codec(offered, s.codecs)
         if choice is None:
             supported = ", ".join(c.subprotocol for c in s.codecs)
             return self._refuse(400, "subprotocol", f"unsupported subprotocol; offer one of: {supported}")
         codec, subprotocol = choice
         identity = ANONYMOUS
+        authenticated = self.verifier is None
         if request.identity is not None and request.identity.authenticated:
             identity = request.identity  # the host app's own session said who this is
         elif self.verifier is not None:
@@ -117,16 +140,24 @@ class FrontDoor:
                 cookie_header=request.header("Cookie"),
                 cookie_name=s.cookie_name,
             )
-            if token is None:
+            if token is None and not socketio:
                 return self._refuse(401, "missing_token", "missing token")
-            try:
-                identity = self.verifier.verify(token, self.clock())
-            except AuthError as exc:
-                return self._refuse(401, "invalid_token", exc.reason)
+            if token is not None:
+                try:
+                    identity = self.verifier.verify(token, self.clock())
+                except AuthError as exc:
+                    return self._refuse(401, "invalid_token", exc.reason)
+                authenticated = True
         if self.limiter.reserve(ip) is not None:  # checked above; no await in between
             return self._refuse(503, "server_full", "server is full, try later", (("Retry-After", "5"),))
         headers = request.headers if self.server.hooks is not None else ()
-        return Admission(codec, subprotocol, identity, ip, release_slot=lambda: self.limiter.release(ip), headers=headers)
+        release = lambda: self.limiter.release(ip)  # noqa: E731 - one expression, two uses
+        if socketio:
+            authenticated = authenticated or identity.authenticated
+            return self._sio.SocketIOAdmission(  # type: ignore[no-any-return]
+                codec, subprotocol, identity, ip, release, headers=headers, gate=self.socketio, authenticated=authenticated
+            )
+        return Admission(codec, subprotocol, identity, ip, release_slot=release, headers=headers)
 
     def _static(self, name: str) -> HttpResponse:
         root = self.settings.static_dir.resolve()
@@ -141,3 +172,14 @@ class FrontDoor:
         if content_type.startswith("text/") or content_type == "application/json":
             content_type += "; charset=utf-8"
         return HttpResponse(200, path.read_bytes(), content_type, (("Cache-Control", "no-cache"),))
+
+
+def _socketio_package() -> Any:
+    """``.socketio`` of this package when step 2 rendered Socket.IO (issue 24), else None."""
+    package = __name__.rpartition(".")[0]
+    try:
+        return importlib.import_module(f"{package}.socketio")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{package}.socketio":
+            return None
+        raise
