@@ -22,12 +22,12 @@ import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..auth import ANONYMOUS, AuthError, JwtVerifier
 from ..limits import StrikeCounter, TokenBucket
 from ..protocol import CloseCode
-from ..transport import Admission, Link, LinkClosed
+from ..transport import Admission, FrameLink, InlineLink, Link, LinkClosed
 from .bridge import Bridge
 from .packets import (
     MAIN_NAMESPACE,
@@ -99,7 +99,8 @@ class SocketIOGate:
                 while refused < MAX_CONNECT_ATTEMPTS:
                     problem = await self._connect(link, admission, sid)
                     if problem is None:
-                        return SocketIOLink(link, self, sid)
+                        kind = SocketIOFrameLink if hasattr(link, "write_frames") else SocketIOLink
+                        return kind(link, self, sid)
                     refused += 1
             await self._refuse(link, CloseCode.POLICY_VIOLATION, "Socket.IO CONNECT refused")
         except TimeoutError:
@@ -229,24 +230,26 @@ class SocketIOLink:
     # -- packets ----------------------------------------------------------------------------
 
     async def _event(self, frame: str) -> bytes | None:
+        request = self._request(frame)
+        if type(request) is str:
+            await self._strike(request)
+            return None
+        return request  # type: ignore[return-value]
+
+    def _request(self, frame: str) -> bytes | str:
+        """The core's request for an EVENT frame on ``/`` (``42...``), or why not (str)."""
         try:
             packet = decode_socket(frame[1:])
         except PacketError as exc:
-            await self._strike(str(exc))
-            return None
+            return str(exc)
         if packet.namespace != MAIN_NAMESPACE:
-            await self._strike(f"not connected to namespace {packet.namespace[:64]!r}")
-            return None
+            return f"not connected to namespace {packet.namespace[:64]!r}"
         if packet.ack is None:
             self._next_id += 1
             request_id = f"n{self._next_id}"
         else:
             request_id = str(packet.ack)
-        request = self._bridge.request(packet.data, request_id)
-        if type(request) is str:
-            await self._strike(request)
-            return None
-        return request  # type: ignore[return-value]
+        return self._bridge.request(packet.data, request_id)
 
     async def _other(self, frame: bytes | str) -> None:
         if type(frame) is not str:
@@ -338,3 +341,69 @@ class SocketIOLink:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class SocketIOFrameLink(SocketIOLink):
+    """:class:`SocketIOLink` over a link that writes synchronously and reads inline (picows).
+
+    The server's fast paths then work for Socket.IO clients too: fan-out's eager writes and the
+    per-iteration flush write translated packets straight into the socket (the translation of a
+    broadcast is shared, see ``bridge.py``), and a request EVENT is handled inside picows' data
+    callback. Anything else (pongs, bad packets) takes :meth:`SocketIOLink.recv`, in order.
+    """
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, link: Link, gate: SocketIOGate, sid: str) -> None:
+        super().__init__(link, gate, sid)
+        self._handler: Callable[[bytes | str], bool] | None = None
+
+    @property
+    def _frames(self) -> FrameLink:
+        return cast(FrameLink, self._link)
+
+    # -- InlineLink ---------------------------------------------------------------------------
+
+    @property
+    def inline(self) -> Callable[[bytes | str], bool] | None:
+        return self._handler
+
+    @inline.setter
+    def inline(self, handler: Callable[[bytes | str], bool] | None) -> None:
+        """The server hands its frame handler over; the inner link then calls :meth:`_inline`."""
+        self._handler = handler
+        cast(InlineLink, self._link).inline = None if handler is None else self._inline
+
+    def _inline(self, frame: bytes | str) -> bool:
+        handler = self._handler
+        if handler is None or type(frame) is not str or not frame.startswith("42"):
+            return False
+        request = self._request(frame)
+        if type(request) is str:
+            return False  # recv() decodes it again and answers with an error event
+        return handler(request)
+
+    # -- FrameLink ----------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self._frames.ready()
+
+    def write_frame(self, data: bytes, text: bool) -> bool:
+        packet = self._bridge.outbound(data)
+        return True if packet is None else self._frames.write_frame(packet, True)
+
+    def write_frames(self, batch: list[bytes], text: bool) -> None:
+        outbound = self._bridge.outbound
+        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        if packets:
+            self._frames.write_frames(packets, True)
+
+    def write_now(self, data: bytes, text: bool) -> bool:
+        packet = self._bridge.outbound(data)
+        return True if packet is None else bool(cast(Any, self._link).write_now(packet, True))
+
+    async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
+        outbound = self._bridge.outbound
+        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        if packets:
+            await cast(Any, self._link).send_batch(packets, text=True)
