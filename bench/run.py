@@ -64,7 +64,8 @@ def setup(force: bool) -> None:
         )
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     manifest = BENCH / "peers" / "ws_node" / "package.json"
-    if force or not (NODE_DIR / "node_modules" / "ws").exists():
+    installed = all((NODE_DIR / "node_modules" / name).exists() for name in ("ws", "socket.io"))
+    if force or not installed:
         shutil.copy(manifest, NODE_DIR / "package.json")
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
 

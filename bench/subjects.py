@@ -132,6 +132,15 @@ PEERS: dict[str, Subject] = {
         [shutil.which("node") or "node", str(BENCH / "peers" / "ws_node" / "server.js")],
         env={"NODE_PATH": str(NODE_DIR / "node_modules")},
     ),
+    "socketio-node": Subject(
+        "socketio-node",
+        "Node socket.io",
+        "socketio",
+        "/socket.io/",
+        [shutil.which("node") or "node", str(BENCH / "peers" / "socketio_node" / "server.js")],
+        env={"NODE_PATH": str(NODE_DIR / "node_modules")},
+        workloads=frozenset({"fanout-1000", "fanout-100", "reqrep", "idle"}),
+    ),
 }
 
 
