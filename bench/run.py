@@ -34,10 +34,10 @@ from subjects import (  # noqa: E402
     ASGI,
     ASGI_HOST,
     COMPILED,
-    SOCKETIO,
     DEFAULT_PEERS,
     NODE_DIR,
     PEERS,
+    SOCKETIO,
     WORK,
     Subject,
     compiled_copy,
@@ -190,7 +190,10 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
         elif key in rendered:
             project = rendered[key]
         else:
-            out = WORK / (("chat-demo" if transport == "websockets" else f"chat-demo-{transport}") + ("-socketio" if socketio else ""))
+            out = WORK / (
+                ("chat-demo" if transport == "websockets" else f"chat-demo-{transport}")
+                + ("-socketio" if socketio else "")
+            )
             try:
                 if transport == ASGI:  # the chat example mounted in Starlette (its spec keeps websockets)
                     project = render_chat(BENCH.parent, out, mounted_in=ASGI_HOST).resolve()

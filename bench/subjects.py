@@ -191,7 +191,9 @@ def generated(
     argv = [sys.executable, "-m", package]
     if socketio:
         name, title = f"{name}-socketio", title.replace(" (generated)", ", Socket.IO face (generated)")
-        return Subject(name, title, "socketio", "/socket.io/", argv, env, project, generated=True, transport=transport)
+        return Subject(
+            name, title, "socketio", "/socket.io/", argv, env, project, generated=True, transport=transport
+        )
     return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True, transport=transport)
 
 
@@ -244,7 +246,8 @@ def render_chat(
     memory = scratch / "memory" / "websocket-engineer" / "chat-demo.yaml"
     memory.parent.mkdir(parents=True, exist_ok=True)
     memory.unlink(missing_ok=True)  # a run's memory would carry its decisions into the next one
-    if transport != "websockets" or scale_out or mounted_in or socketio:  # at scale, step 2 would pick picows by itself
+    # At scale, step 2 would pick picows by itself: the transport is written down whenever memory is.
+    if transport != "websockets" or scale_out or mounted_in or socketio:
         mount = f"  existing_app: {mounted_in}\n  mount_in_app: true\n" if mounted_in else ""
         mount += "  client_protocol: socketio\n" if socketio else ""
         memory.write_text(

@@ -269,6 +269,7 @@ class SocketIOLink:
             await self.close(CloseCode.NORMAL, "client closed")
             raise LinkClosed(CloseCode.NORMAL, "client closed")
         if not self._within_budget():
+            await self._strike("too many packets that are not requests")
             return
         if not frame.startswith("4"):
             await self._strike(f"unexpected Engine.IO packet {frame[:8]!r}")
