@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__.rpartition(".")[0].rpartition(".")[0] + ".server")
 
+_RUNNING: set[asyncio.Task[None]] = set()
+"""Heartbeat writes in flight (asyncio keeps only weak references to tasks)."""
 MAX_CONNECT_ATTEMPTS: Final = 3
 """CONNECT packets refused (bad token, unknown namespace) before the connection is closed."""
 
@@ -174,7 +176,6 @@ class SocketIOLink:
         "_link",
         "_next_id",
         "_strikes",
-        "_task",
         "_timer",
         "sid",
     )
@@ -186,12 +187,12 @@ class SocketIOLink:
         self._bridge = gate.bridge
         self.sid = sid
         self._next_id = 0
-        self._strikes = StrikeCounter(settings.bad_frames_before_close)
+        self._strikes: StrikeCounter | None = None
+        """Created on the first bad packet: well-behaved connections never need one."""
         self._control: TokenBucket | None = None
         """Created on the first packet that is not a request (pongs aside): rarely needed."""
         self._awaiting_pong = False
         self._closed = False
-        self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = loop.call_later(
             settings.socketio_ping_interval_s, self._tick
@@ -306,7 +307,10 @@ class SocketIOLink:
     async def _strike(self, message: str) -> None:
         """Tell the client what was wrong; close with 4400 after ``bad_frames_before_close``."""
         await self._link.send(encode_event("error", {"code": "bad_frame", "message": message}), text=True)
-        if self._strikes.strike():
+        strikes = self._strikes
+        if strikes is None:
+            strikes = self._strikes = StrikeCounter(self._gate.settings.bad_frames_before_close)
+        if strikes.strike():
             self._gate.cut(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
             await self.close(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
             raise LinkClosed(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
@@ -325,17 +329,23 @@ class SocketIOLink:
             self._spawn(self.close(CloseCode.INTERNAL_ERROR, "ping timeout"))
             return
         self._awaiting_pong = True
-        self._spawn(self._link.send(PING, text=True))
+        self._ping()
         self._timer = loop.call_later(settings.socketio_ping_timeout_s, self._tick)
 
+    def _ping(self) -> None:
+        self._spawn(self._link.send(PING, text=True))
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a write the timer cannot await; one at a time is plenty (a ping or a close)."""
+        """Run a write the timer cannot await (a ping or a close); the task is referenced only
+        while it runs, so an idle connection does not keep a finished one."""
 
         async def quietly() -> None:
             with contextlib.suppress(LinkClosed):
                 await work
 
-        self._task = asyncio.get_running_loop().create_task(quietly())
+        task = asyncio.get_running_loop().create_task(quietly())
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
 
     def _stop_timer(self) -> None:
         self._closed = True
@@ -398,6 +408,11 @@ class SocketIOFrameLink(SocketIOLink):
         packets = [packet for packet in map(outbound, batch) if packet is not None]
         if packets:
             self._frames.write_frames(packets, True)
+
+    def _ping(self) -> None:
+        """Written at once when the socket takes it: no task for most pings."""
+        if not cast(Any, self._link).write_now(PING, True):  # the packet as it is: no translation
+            super()._ping()
 
     def write_now(self, data: bytes, text: bool) -> bool:
         packet = self._bridge.outbound(data)
