@@ -101,6 +101,9 @@ class SocketIOGate:
                 while refused < MAX_CONNECT_ATTEMPTS:
                     problem = await self._connect(link, admission, sid)
                     if problem is None:
+                        stop_keepalive = getattr(link, "stop_keepalive", None)
+                        if stop_keepalive is not None:  # Engine.IO's heartbeat replaces the WebSocket one
+                            stop_keepalive()
                         kind = SocketIOFrameLink if hasattr(link, "write_frames") else SocketIOLink
                         return kind(link, self, sid)
                     refused += 1

@@ -62,6 +62,14 @@ class WebSocketsLink:
     def close_code(self) -> int | None:
         return self._ws.close_code
 
+    def stop_keepalive(self) -> None:
+        """Stop websockets' own pings on this connection: a protocol on top runs its heartbeat
+        (Socket.IO's Engine.IO ping, ``socketio/session.py``), and two per connection cost a core
+        at 10,000 idle connections (bench/RESULTS.md, Socket.IO section)."""
+        task = self._ws.keepalive_task
+        if task is not None:
+            task.cancel()
+
 
 def _code(exc: ConnectionClosed) -> int | None:
     frame = exc.sent or exc.rcvd
