@@ -49,6 +49,9 @@ class FrontDoor:
         self.socketio: Any = None
         """Socket.IO's gate (``socketio/session.py``) when step 2 rendered Socket.IO, else None."""
         self._socketio_paths: frozenset[str] = frozenset()
+        self.polling: Any = None
+        """Engine.IO long-polling sessions (``socketio/polling.py``) when served, else None; the
+        listener (``transport/http_front.py``) hands polling requests to :meth:`polling_request`."""
         self._sio = socketio = _socketio_package()
         if socketio is not None:
             path = getattr(settings, "socketio_path", "/socket.io/")
@@ -56,6 +59,10 @@ class FrontDoor:
             self.socketio = socketio.SocketIOGate(
                 settings, verifier, clock, server.connection_cut, server.metrics.reject
             )
+            if getattr(settings, "socketio_polling", False):
+                self.polling = socketio.PollingSessions(
+                    settings, lambda request: self._admit(request, socketio=True), server.serve
+                )
 
     def handshake(self, request: HandshakeRequest) -> HttpResponse | Admission:
         """Decide an HTTP request: plain HTTP routes, a refusal, or an admitted WebSocket."""
@@ -103,11 +110,43 @@ class FrontDoor:
     def _admit_socketio(self, request: HandshakeRequest) -> HttpResponse | Admission:
         """A Socket.IO upgrade: the same checks as :meth:`_admit`, except that no subprotocol is
         negotiated (Engine.IO is JSON text) and a missing token is left to the CONNECT's ``auth``."""
-        invalid: HttpResponse | None = self._sio.check_query(request.query)
-        if invalid is not None:
+        query = self._sio.check_query(request.query, polling=self.polling is not None)
+        if isinstance(query, HttpResponse):
             self.server.metrics.reject("socketio_query")
-            return invalid
+            return query
+        if query.transport == "polling":  # the listener serves these itself; not as an upgrade
+            self.server.metrics.reject("socketio_query")
+            return HttpResponse(400, b'{"code":3,"message":"Bad request: polling is not an upgrade"}', "application/json")
+        if query.sid is not None:
+            return self._upgrade_polling(request, query.sid)
         return self._admit(request, socketio=True)
+
+    def _upgrade_polling(self, request: HandshakeRequest, sid: str) -> HttpResponse | Admission:
+        """A WebSocket taking over a long-polling session: the session was admitted already (caps,
+        token); the Origin is checked again, and the sid must be one the server handed out."""
+        s = self.settings
+        if not self.polling.known(sid):
+            self.server.metrics.reject("socketio_query")
+            return self._sio.session_unknown()  # type: ignore[no-any-return]
+        if not check_origin(request.header("Origin"), s.allowed_origins, allow_missing=s.allow_missing_origin):
+            return self._refuse(403, "origin", "origin not allowed")
+        return self._sio.UpgradeAdmission(  # type: ignore[no-any-return]
+            Codec.JSON, None, ANONYMOUS, request.remote_ip, sessions=self.polling, sid=sid
+        )
+
+    def is_polling(self, path: str, query: str) -> bool:
+        """Whether the listener should answer this request itself (Engine.IO long-polling)."""
+        return self.polling is not None and path in self._socketio_paths and "transport=polling" in query
+
+    async def polling_request(self, method: str, request: HandshakeRequest, body: bytes) -> HttpResponse:
+        """One long-polling request (:meth:`is_polling` said so), answered by its session."""
+        query = self._sio.check_query(request.query, polling=True)
+        if isinstance(query, HttpResponse):
+            self.server.metrics.reject("socketio_query")
+            return query
+        if query.transport != "polling":
+            return HttpResponse(400, b'{"code":3,"message":"Bad request"}', "application/json")
+        return await self.polling.handle(method, request, query.sid, body)  # type: ignore[no-any-return]
 
     def _admit(self, request: HandshakeRequest, *, socketio: bool = False) -> HttpResponse | Admission:
         s = self.settings

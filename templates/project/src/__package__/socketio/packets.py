@@ -114,11 +114,13 @@ def decode_socket(text: str) -> SocketPacket:
     return SocketPacket(kind, namespace, ack, data)
 
 
-def encode_open(sid: str, ping_interval_ms: int, ping_timeout_ms: int, max_payload: int) -> bytes:
-    """The Engine.IO OPEN packet: WebSocket only, so no upgrades are offered."""
+def encode_open(
+    sid: str, ping_interval_ms: int, ping_timeout_ms: int, max_payload: int, upgrades: tuple[str, ...] = ()
+) -> bytes:
+    """The Engine.IO OPEN packet; ``upgrades`` is offered to a long-polling session only."""
     body = {
         "sid": sid,
-        "upgrades": [],
+        "upgrades": list(upgrades),
         "pingInterval": ping_interval_ms,
         "pingTimeout": ping_timeout_ms,
         "maxPayload": max_payload,

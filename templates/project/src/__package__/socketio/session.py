@@ -93,9 +93,10 @@ class SocketIOGate:
 
     async def open(self, link: Link, admission: SocketIOAdmission) -> SocketIOLink | None:
         """See the module docstring; closes ``link`` itself when it refuses."""
-        sid = secrets.token_urlsafe(15)
+        sid: str = getattr(link, "sid", None) or secrets.token_urlsafe(15)
+        upgrades: tuple[str, ...] = getattr(link, "upgrades", ())
         try:
-            await link.send(encode_open(sid, *self.open_packet_fields), text=True)
+            await link.send(encode_open(sid, *self.open_packet_fields, upgrades), text=True)
             async with asyncio.timeout(self.settings.handshake_timeout_s):
                 refused = 0
                 while refused < MAX_CONNECT_ATTEMPTS:

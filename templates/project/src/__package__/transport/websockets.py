@@ -168,10 +168,17 @@ class WebSocketsTransport:
         self.max_fragments = settings.max_fragments
         self._server: Server | None = None
         self._admissions: dict[ServerConnection, Admission] = {}
+        self._fronts: set[Any] = set()
+        """HTTP fronts (``http_front.py``) still reading or serving long-polling requests."""
 
     async def start(self) -> tuple[str, int]:
         s = self.settings
         connection_class: Any = type("Connection", (GuardedConnection,), {"owner": self})
+        front = _polling_front(self.app)
+        if front is not None:  # Engine.IO long-polling: an HTTP front reads each first request
+            from .http_front import front_factory
+
+            connection_class = front_factory(connection_class, front, s, self._fronts)
         self._server = await serve(
             self._handler,
             s.host,
@@ -198,10 +205,15 @@ class WebSocketsTransport:
         server = self._server
         if server is None:
             return
+        front = _polling_front(self.app)
         try:
             async with asyncio.timeout(grace_s):
+                if front is not None:  # long-polling sessions get Engine.IO's close on their next poll
+                    await front.polling.close_all(1001, "server shutting down")
                 closing = [connection.close(1001, "server shutting down") for connection in server.connections]
                 await asyncio.gather(*closing, return_exceptions=True)
+                for http_front in list(self._fronts):
+                    http_front.close()
                 server.close(close_connections=True)
                 await server.wait_closed()
         except TimeoutError:
@@ -238,6 +250,7 @@ class WebSocketsTransport:
     def _select_subprotocol(
         self, connection: ServerConnection, subprotocols: Sequence[Subprotocol]
     ) -> Subprotocol | None:
+        connection = getattr(connection, "inner", connection)  # behind an HTTP front (http_front.py)
         admission = self._admissions.get(connection)
         if admission is None or admission.subprotocol is None:
             return None
@@ -252,6 +265,12 @@ class WebSocketsTransport:
             await self.app.serve(WebSocketsLink(connection), admission)
         finally:
             admission.release()
+
+
+def _polling_front(app: App) -> Any:
+    """The server's front door when it serves Engine.IO long-polling (``socketio/polling.py``)."""
+    front = getattr(app, "front_door", None)
+    return front if getattr(front, "polling", None) is not None else None
 
 
 def _response(result: HttpResponse) -> Response:
