@@ -242,10 +242,21 @@ class HttpFront(asyncio.Protocol):
         if self._on_close is not None:
             self._on_close(self)
         data, self._buffer = bytes(self._buffer), bytearray()
-        transport.set_protocol(self.inner)
-        self.inner.connection_made(transport)
-        if data and not transport.is_closing():
-            self.inner.data_received(data)
+        inner: Any = self.inner
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if not data or transport.is_closing():
+            return
+        if isinstance(inner, asyncio.BufferedProtocol):  # picows reads into its own buffer
+            view = memoryview(data)
+            while view and not transport.is_closing():
+                buffer = memoryview(inner.get_buffer(len(view)))
+                n = min(len(buffer), len(view))
+                buffer[:n] = view[:n]
+                inner.buffer_updated(n)
+                view = view[n:]
+        else:
+            inner.data_received(data)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -292,6 +303,22 @@ class HttpFront(asyncio.Protocol):
         if self._gated:
             self._gated = False
             self.front.handshake_ended(self._ip)
+
+
+def polling_front(app: Any) -> Any:
+    """The server's front door when it serves Engine.IO long-polling (``socketio/polling.py``),
+    else None: then the transport keeps its own listener, untouched."""
+    front = getattr(app, "front_door", None)
+    return front if getattr(front, "polling", None) is not None else None
+
+
+async def stop_polling(front: Any, fronts: set[HttpFront]) -> None:
+    """Graceful shutdown of long-polling: sessions get Engine.IO's close on their pending (or
+    next) GET, then the kept-alive HTTP connections are closed."""
+    await front.polling.close_all(1001, "server shutting down")
+    await asyncio.sleep(0)  # let the held GETs write their answers
+    for http_front in list(fronts):
+        http_front.close()
 
 
 def front_factory(

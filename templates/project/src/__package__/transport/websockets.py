@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from ..limits import TokenBucket
 from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+from .http_front import front_factory, polling_front, stop_polling
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -174,10 +175,8 @@ class WebSocketsTransport:
     async def start(self) -> tuple[str, int]:
         s = self.settings
         connection_class: Any = type("Connection", (GuardedConnection,), {"owner": self})
-        front = _polling_front(self.app)
+        front = polling_front(self.app)
         if front is not None:  # Engine.IO long-polling: an HTTP front reads each first request
-            from .http_front import front_factory
-
             connection_class = front_factory(connection_class, front, s, self._fronts)
         self._server = await serve(
             self._handler,
@@ -205,15 +204,13 @@ class WebSocketsTransport:
         server = self._server
         if server is None:
             return
-        front = _polling_front(self.app)
+        front = polling_front(self.app)
         try:
             async with asyncio.timeout(grace_s):
-                if front is not None:  # long-polling sessions get Engine.IO's close on their next poll
-                    await front.polling.close_all(1001, "server shutting down")
+                if front is not None:
+                    await stop_polling(front, self._fronts)
                 closing = [connection.close(1001, "server shutting down") for connection in server.connections]
                 await asyncio.gather(*closing, return_exceptions=True)
-                for http_front in list(self._fronts):
-                    http_front.close()
                 server.close(close_connections=True)
                 await server.wait_closed()
         except TimeoutError:
@@ -265,12 +262,6 @@ class WebSocketsTransport:
             await self.app.serve(WebSocketsLink(connection), admission)
         finally:
             admission.release()
-
-
-def _polling_front(app: App) -> Any:
-    """The server's front door when it serves Engine.IO long-polling (``socketio/polling.py``)."""
-    front = getattr(app, "front_door", None)
-    return front if getattr(front, "polling", None) is not None else None
 
 
 def _response(result: HttpResponse) -> Response:
