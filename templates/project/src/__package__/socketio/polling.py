@@ -65,8 +65,12 @@ class PollingLink:
     upgrades: Final = ("websocket",)
     """Offered in the OPEN packet (``session.py`` reads it from the link)."""
 
-    def __init__(self, sid: str, max_buffered: int, on_close: Callable[[PollingLink], None]) -> None:
+    def __init__(
+        self, sid: str, max_buffered: int, on_close: Callable[[PollingLink], None], post_wait_s: float = 10.0
+    ) -> None:
         self.sid = sid
+        self._post_wait_s = post_wait_s
+        """How long a POST waits for room in a full inbox before the session is given up."""
         self._max_buffered = max_buffered
         self._on_close = on_close
         self._inbox: asyncio.Queue[str | None] = asyncio.Queue(INBOX_PACKETS)
@@ -149,10 +153,15 @@ class PollingLink:
         except UnicodeDecodeError:
             await self.close(CloseCode.PROTOCOL_VIOLATION, "POST body is not UTF-8")
             return engineio_error(_BAD_REQUEST, "Bad request: the payload is not UTF-8 text")
-        for packet in text.split("\x1e"):
-            if self._close_code is not None:
-                break
-            await self._inbox.put(packet)
+        try:
+            async with asyncio.timeout(self._post_wait_s):
+                for packet in text.split("\x1e"):
+                    if self._close_code is not None:
+                        break
+                    await self._inbox.put(packet)
+        except TimeoutError:  # the session stopped reading (it is closing, or stuck): say so
+            await self.close(CloseCode.TRY_AGAIN_LATER, "session does not read its packets")
+            return engineio_error(_BAD_REQUEST, "Bad request: the session does not read its packets")
         return HttpResponse(200, b"ok", _TEXT)
 
     def _take(self) -> bytes:
@@ -248,7 +257,7 @@ class PollingSessions:
         if isinstance(admission, HttpResponse):
             return admission
         sid = secrets.token_urlsafe(15)
-        link = PollingLink(sid, self.settings.max_buffered_bytes, self._forget)
+        link = PollingLink(sid, self.settings.max_buffered_bytes, self._forget, self.hold_s)
         self._sessions[sid] = link
 
         async def serve() -> None:

@@ -122,6 +122,7 @@ class HttpFront(asyncio.Protocol):
         self._busy: asyncio.Task[None] | None = None
         self._closing = False
         self._handed_off = False
+        self._paused = False
 
     @property
     def protocol(self) -> Any:
@@ -148,6 +149,9 @@ class HttpFront(asyncio.Protocol):
         self._buffer += data
         if self._busy is None:
             self._next()
+        elif len(self._buffer) > MAX_HEAD + self.max_body and self.transport is not None:
+            self._paused = True  # pipelined past one request while a poll is held: stop reading
+            self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -229,6 +233,9 @@ class HttpFront(asyncio.Protocol):
         if not keep_alive:
             self._close()
             return
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
         self._arm(self.idle_s)
         self._next()
 
