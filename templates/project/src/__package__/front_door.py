@@ -139,14 +139,37 @@ class FrontDoor:
         return self.polling is not None and path in self._socketio_paths and "transport=polling" in query
 
     async def polling_request(self, method: str, request: HandshakeRequest, body: bytes) -> HttpResponse:
-        """One long-polling request (:meth:`is_polling` said so), answered by its session."""
+        """One long-polling request (:meth:`is_polling` said so), answered by its session.
+
+        A page on another allowed origin reads the answers through CORS: an allowed ``Origin`` is
+        echoed (``Access-Control-Allow-Origin``, with credentials, so a cookie token works), and a
+        preflight ``OPTIONS`` is answered; an origin not on the list gets no CORS header at all.
+        """
+        origin = request.header("Origin")
+        cors: tuple[tuple[str, str], ...] = ()
+        if origin is not None and check_origin(origin, self.settings.allowed_origins, allow_missing=False):
+            cors = (
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Vary", "Origin"),
+            )
+        if method == "OPTIONS":
+            allow = (
+                ("Access-Control-Allow-Methods", "GET, POST"),
+                ("Access-Control-Allow-Headers", request.header("Access-Control-Request-Headers") or "content-type"),
+            )
+            return HttpResponse(204, b"", headers=cors + allow if cors else ())
         query = self._sio.check_query(request.query, polling=True)
         if isinstance(query, HttpResponse):
             self.server.metrics.reject("socketio_query")
-            return query
-        if query.transport != "polling":
-            return HttpResponse(400, b'{"code":3,"message":"Bad request"}', "application/json")
-        return await self.polling.handle(method, request, query.sid, body)  # type: ignore[no-any-return]
+            response: HttpResponse = query
+        elif query.transport != "polling":
+            response = HttpResponse(400, b'{"code":3,"message":"Bad request"}', "application/json")
+        else:
+            response = await self.polling.handle(method, request, query.sid, body)
+        if cors:
+            response = HttpResponse(response.status, response.body, response.content_type, response.headers + cors)
+        return response
 
     def _admit(self, request: HandshakeRequest, *, socketio: bool = False) -> HttpResponse | Admission:
         s = self.settings
