@@ -23,7 +23,7 @@ import email.utils
 import http
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from . import HandshakeRequest, HttpResponse
 
@@ -133,8 +133,7 @@ class HttpFront(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
         peer = transport.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else ""
         if not self.front.handshake_started(self._ip):
