@@ -133,11 +133,11 @@ class HttpFront(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
-        peer = transport.get_extra_info("peername")
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's is no asyncio.Transport subclass
+        peer = tcp.get_extra_info("peername")
         self._ip = str(peer[0]) if peer else ""
         if not self.front.handshake_started(self._ip):
-            transport.abort()
+            tcp.abort()
             return
         self._gated = True
         self._arm(self.first_request_s)
