@@ -449,6 +449,12 @@ DESCRIPTIONS = {
     "websockets": "`peers/websockets_peer.py`: a set per room, `websockets.broadcast`, defaults",
     "socketio": "`peers/socketio_peer.py`: `AsyncServer` on aiohttp, websocket transport only, orjson, rooms + acks",
     "ws-node": "`peers/ws_node/server.js`: `ws` with a Set per room, one Buffer sent to each member, README heartbeat",
+    "socketio-node": "`peers/socketio_node/server.js`: the official `socket.io` server, websocket transport only, "
+    "rooms (`io.to(room).emit`) + ack callbacks, JWT checked in a middleware",
+    "wsforge-socketio": "the chat project rendered with `client_protocol: socketio` in its memory (issue 24), driven "
+    "through its Socket.IO face (`/socket.io/`, Engine.IO 4 over WebSocket) on the same core: every feature of "
+    "the `wsforge` row plus the Socket.IO translation; websockets transport, uvloop",
+    "wsforge-picows-socketio": "the same Socket.IO face on the picows transport (`transport: picows` too); uvloop",
 }
 
 METHOD = """## Method

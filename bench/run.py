@@ -37,6 +37,7 @@ from subjects import (  # noqa: E402
     DEFAULT_PEERS,
     NODE_DIR,
     PEERS,
+    SOCKETIO,
     WORK,
     Subject,
     compiled_copy,
@@ -63,7 +64,8 @@ def setup(force: bool) -> None:
         )
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     manifest = BENCH / "peers" / "ws_node" / "package.json"
-    if force or not (NODE_DIR / "node_modules" / "ws").exists():
+    installed = all((NODE_DIR / "node_modules" / name).exists() for name in ("ws", "socket.io"))
+    if force or not installed:
         shutil.copy(manifest, NODE_DIR / "package.json")
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True)
 
@@ -179,19 +181,25 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
     compiled: dict[Path, Path] = {}  # one compiled copy per project serves every +mypyc entry
     subjects = []
     for entry in filter(None, args.transports.split(",")):
+        socketio = entry.endswith(SOCKETIO)  # the Socket.IO face of the project (issue 24)
+        entry = entry.removesuffix(SOCKETIO)
         transport = entry.removesuffix(COMPILED)
+        key = transport + (SOCKETIO if socketio else "")
         if args.project is not None:
             project = args.project.resolve()
-        elif transport in rendered:
-            project = rendered[transport]
+        elif key in rendered:
+            project = rendered[key]
         else:
-            out = WORK / ("chat-demo" if transport == "websockets" else f"chat-demo-{transport}")
+            out = WORK / (
+                ("chat-demo" if transport == "websockets" else f"chat-demo-{transport}")
+                + ("-socketio" if socketio else "")
+            )
             try:
                 if transport == ASGI:  # the chat example mounted in Starlette (its spec keeps websockets)
                     project = render_chat(BENCH.parent, out, mounted_in=ASGI_HOST).resolve()
                 else:
-                    project = render_chat(BENCH.parent, out, transport=transport).resolve()
-                rendered[transport] = project
+                    project = render_chat(BENCH.parent, out, transport=transport, socketio=socketio).resolve()
+                rendered[key] = project
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, RuntimeError) as exc:
                 stderr = getattr(exc, "stderr", b"") or str(exc).encode()
                 log(
@@ -201,8 +209,11 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
         package = next(p for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
         if not (package / "transport" / f"{transport}.py").exists():
             continue
+        if socketio and not (package / "socketio").is_dir():
+            log(f"{project} serves no Socket.IO, skipping {entry}{SOCKETIO}")
+            continue
         if entry == transport:
-            subjects.append(generated(project, transport))
+            subjects.append(generated(project, transport, socketio=socketio))
             continue
         try:
             built = compiled[project] = compiled.get(project) or compiled_copy(project)
@@ -210,7 +221,7 @@ def generated_subjects(args: argparse.Namespace) -> list[Subject]:
             stderr = getattr(exc, "stderr", b"") or b""
             log(f"could not compile the project, skipping {entry}: {stderr.decode(errors='replace')[-300:]}")
             continue
-        subjects.append(generated(built, transport, compiled=True))
+        subjects.append(generated(built, transport, compiled=True, socketio=socketio))
     return subjects
 
 
@@ -248,7 +259,8 @@ def parse_args() -> argparse.Namespace:
         "--transports",
         default="websockets,picows,picows+mypyc",
         help="transport adapters of the generated server to bench; +mypyc: on its compiled build; "
-        "asgi: the chat example mounted in its Starlette host app under uvicorn",
+        "asgi: the chat example mounted in its Starlette host app under uvicorn; +socketio (e.g. "
+        "websockets+socketio): the Socket.IO face of the chat example rendered with client_protocol: socketio",
     )
     p.add_argument("--workloads", default="", help="comma list (default: all)")
     p.add_argument("--out", type=Path, help="results folder (default bench/.work/results/<stamp>)")

@@ -76,6 +76,9 @@ def generated_env(jwt_secret: str, heartbeat: float) -> dict[str, str]:
         "WS_JWT_SECRET": jwt_secret,
         "WS_PING_INTERVAL_S": str(heartbeat),
         "WS_PING_TIMEOUT_S": str(heartbeat),
+        # Engine.IO's own heartbeat, on projects that serve Socket.IO (others ignore them).
+        "WS_SOCKETIO_PING_INTERVAL_S": str(heartbeat),
+        "WS_SOCKETIO_PING_TIMEOUT_S": str(heartbeat),
         "WS_RATE_PER_S": "10000000",
         "WS_RATE_BURST": "10000000",
         "WS_MAX_CONNECTIONS_PER_IP": "100000",
@@ -129,6 +132,15 @@ PEERS: dict[str, Subject] = {
         [shutil.which("node") or "node", str(BENCH / "peers" / "ws_node" / "server.js")],
         env={"NODE_PATH": str(NODE_DIR / "node_modules")},
     ),
+    "socketio-node": Subject(
+        "socketio-node",
+        "Node socket.io",
+        "socketio",
+        "/socket.io/",
+        [shutil.which("node") or "node", str(BENCH / "peers" / "socketio_node" / "server.js")],
+        env={"NODE_PATH": str(NODE_DIR / "node_modules")},
+        workloads=frozenset({"fanout-1000", "fanout-100", "reqrep", "idle"}),
+    ),
 }
 
 
@@ -141,14 +153,21 @@ ASGI_HOST = "starlette"
 """The host app the ASGI subject is rendered into: Starlette, the minimal ASGI framework (FastAPI
 adds its own routing and dependency layer on top; the WebSocket path is the same)."""
 
+SOCKETIO = "+socketio"
+"""Suffix of a ``--transports`` entry that benches the project's Socket.IO face (issue 24)."""
+
 COMPILED = "+mypyc"
 """Suffix of a ``--transports`` entry that benches the project's mypyc build (``scripts/compile.py``)."""
 
 
-def generated(project: Path, transport: str = "websockets", *, compiled: bool = False) -> Subject:
+def generated(
+    project: Path, transport: str = "websockets", *, compiled: bool = False, socketio: bool = False
+) -> Subject:
     """The generated chat project, run with ``python -m <package>`` on the named transport adapter.
 
     ``compiled``: ``project`` is a copy whose hot modules were compiled in place with mypyc.
+    ``socketio``: the project serves Socket.IO (issue 24); bench that face of it (``/socket.io/``,
+    the load generator's ``socketio`` dialect) instead of the native endpoint.
     """
     package = next(p.name for p in sorted((project / "src").iterdir()) if (p / "__main__.py").exists())
     if transport == ASGI:
@@ -170,6 +189,11 @@ def generated(project: Path, transport: str = "websockets", *, compiled: bool = 
     )
     title = f"wsforge/{transport}{', mypyc build' if compiled else ''} (generated)"
     argv = [sys.executable, "-m", package]
+    if socketio:
+        name, title = f"{name}-socketio", title.replace(" (generated)", ", Socket.IO face (generated)")
+        return Subject(
+            name, title, "socketio", "/socket.io/", argv, env, project, generated=True, transport=transport
+        )
     return Subject(name, title, "wsforge", "/ws", argv, env, project, generated=True, transport=transport)
 
 
@@ -178,7 +202,13 @@ SCALE_OUT_CONNECTIONS = 200_000
 
 
 def render_chat(
-    repo: Path, out: Path, *, transport: str = "websockets", scale_out: bool = False, mounted_in: str = ""
+    repo: Path,
+    out: Path,
+    *,
+    transport: str = "websockets",
+    scale_out: bool = False,
+    mounted_in: str = "",
+    socketio: bool = False,
 ) -> Path:
     """Render ``examples/chat.yaml`` with this checkout's wsforge into ``out`` (replaced).
 
@@ -194,6 +224,9 @@ def render_chat(
     ``mounted_in="starlette"`` renders it mounted in that app (memory conventions ``existing_app``
     and ``mount_in_app``, as a team that runs one writes them): ``transport/asgi.py``, ``asgi.py``
     and the example host app ``host_app/app.py`` the ASGI subject runs.
+
+    ``socketio=True`` adds the memory convention ``client_protocol: socketio``: the project then
+    also serves Socket.IO clients at ``/socket.io/`` on the same core (issue 24).
     """
     answers = repo / "examples" / "chat.yaml"
     # Run outside the checkout: `wsforge new` keeps memory and claudedocs in its working directory.
@@ -213,8 +246,10 @@ def render_chat(
     memory = scratch / "memory" / "websocket-engineer" / "chat-demo.yaml"
     memory.parent.mkdir(parents=True, exist_ok=True)
     memory.unlink(missing_ok=True)  # a run's memory would carry its decisions into the next one
-    if transport != "websockets" or scale_out or mounted_in:  # at scale, step 2 would pick picows by itself
+    # At scale, step 2 would pick picows by itself: the transport is written down whenever memory is.
+    if transport != "websockets" or scale_out or mounted_in or socketio:
         mount = f"  existing_app: {mounted_in}\n  mount_in_app: true\n" if mounted_in else ""
+        mount += "  client_protocol: socketio\n" if socketio else ""
         memory.write_text(
             "schema_version: 1\nskill: websocket-engineer\nproject: chat-demo\n"
             f"conventions:\n  transport: {transport}\n{mount}"

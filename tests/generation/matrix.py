@@ -44,7 +44,11 @@ CASES: list[Case] = [
     # option axes: codec, auth, presence, history, broker
     # msgpack, and the server API turned off by memory although step 2's table turns it on for chat
     # (user:* is closed to clients); chat-noauth has no API by the table (only client publishes).
-    Case("chat-msgpack", "chat.yaml", conventions={"serialization": "msgpack", "server_api": False}),
+    Case(
+        "chat-msgpack",
+        "chat.yaml",
+        conventions={"serialization": "msgpack", "server_api": False, "client_protocol": "socketio"},
+    ),
     Case("chat-noauth", "chat.yaml", answer_changes={"auth": "none", "project_name": "chat-open"}),
     # ... and every event hook on, with a namespace whose subscribers the subscribe hook decides
     Case(

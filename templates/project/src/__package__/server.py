@@ -614,6 +614,12 @@ class Server:
 
     async def serve(self, link: Link, admission: Admission) -> None:
         """Run one connection until it closes."""
+        open_link = getattr(admission, "open_link", None)
+        if open_link is not None:  # Socket.IO (socketio/): its own handshake runs over the WebSocket first
+            opened = await open_link(link)
+            if opened is None:
+                return
+            link = opened
         conn_id = secrets.token_hex(8)
         session = self.dispatcher.session(conn_id, admission.identity, admission.codec, self.clock())
         conn = Connection(self, link, session)

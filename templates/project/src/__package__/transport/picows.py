@@ -69,6 +69,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in pic
 
 from ..limits import TokenBucket
 from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed, gated_protocol
+from .http_front import front_factory, polling_front, stop_polling
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -469,13 +470,19 @@ class PicowsTransport:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._fronts: set[Any] = set()
+        """HTTP fronts (``http_front.py``) still reading or serving long-polling requests."""
 
     async def start(self) -> tuple[str, int]:
         s = self.settings
         loop = asyncio.get_running_loop()
         # Several workers (workers.py) each listen on the same port; the kernel spreads accepts.
+        factory: Any = self._protocol
+        front = polling_front(self.app)
+        if front is not None:  # Engine.IO long-polling: an HTTP front reads each first request
+            factory = front_factory(self._protocol, front, s, self._fronts)
         self._server = await loop.create_server(
-            self._protocol, s.host, s.port, backlog=4096, reuse_port=s.workers > 1
+            factory, s.host, s.port, backlog=4096, reuse_port=s.workers > 1
         )
         self._heartbeat = asyncio.create_task(self._beat())
         server: Any = self._server  # uvloop's Server.sockets is a list, typeshed says tuple (mypyc checks)
@@ -580,6 +587,11 @@ class PicowsTransport:
             return
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        front = polling_front(self.app)
+        if front is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await stop_polling(front, self._fronts)
         closing = [
             asyncio.create_task(link.close(1001, "server shutting down", grace_s))
             for link in list(self.links)

@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from ..limits import TokenBucket
 from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
+from .http_front import front_factory, polling_front, stop_polling
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -61,6 +62,14 @@ class WebSocketsLink:
     @property
     def close_code(self) -> int | None:
         return self._ws.close_code
+
+    def stop_keepalive(self) -> None:
+        """Stop websockets' own pings on this connection: a protocol on top runs its heartbeat
+        (Socket.IO's Engine.IO ping, ``socketio/session.py``), and two per connection cost a core
+        at 10,000 idle connections (bench/RESULTS.md, Socket.IO section)."""
+        task = self._ws.keepalive_task
+        if task is not None:
+            task.cancel()
 
 
 def _code(exc: ConnectionClosed) -> int | None:
@@ -160,10 +169,15 @@ class WebSocketsTransport:
         self.max_fragments = settings.max_fragments
         self._server: Server | None = None
         self._admissions: dict[ServerConnection, Admission] = {}
+        self._fronts: set[Any] = set()
+        """HTTP fronts (``http_front.py``) still reading or serving long-polling requests."""
 
     async def start(self) -> tuple[str, int]:
         s = self.settings
         connection_class: Any = type("Connection", (GuardedConnection,), {"owner": self})
+        front = polling_front(self.app)
+        if front is not None:  # Engine.IO long-polling: an HTTP front reads each first request
+            connection_class = front_factory(connection_class, front, s, self._fronts)
         self._server = await serve(
             self._handler,
             s.host,
@@ -190,8 +204,11 @@ class WebSocketsTransport:
         server = self._server
         if server is None:
             return
+        front = polling_front(self.app)
         try:
             async with asyncio.timeout(grace_s):
+                if front is not None:
+                    await stop_polling(front, self._fronts)
                 closing = [connection.close(1001, "server shutting down") for connection in server.connections]
                 await asyncio.gather(*closing, return_exceptions=True)
                 server.close(close_connections=True)
@@ -230,6 +247,7 @@ class WebSocketsTransport:
     def _select_subprotocol(
         self, connection: ServerConnection, subprotocols: Sequence[Subprotocol]
     ) -> Subprotocol | None:
+        connection = getattr(connection, "inner", connection)  # behind an HTTP front (http_front.py)
         admission = self._admissions.get(connection)
         if admission is None or admission.subprotocol is None:
             return None

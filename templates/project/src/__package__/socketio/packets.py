@@ -1,0 +1,155 @@
+"""Engine.IO v4 and Socket.IO v5 packets over WebSocket text frames. No I/O.
+
+One WebSocket text frame carries one Engine.IO packet: a type digit and its data. A ``message``
+(``4``) carries one Socket.IO packet: a type digit, an optional ``/namespace,``, an optional ack
+id (decimal digits) and a JSON array or object. For example ``42["publish",{...}]`` is an EVENT
+without ack, ``4213["publish",{...}]`` one with ack id 13, ``4313[{...}]`` its ACK.
+
+Written here rather than taken from python-engineio / python-socketio: their ``Packet`` classes
+decode through the stdlib ``json`` module and build an object per packet (measured in
+``bench/RESULTS.md``, Socket.IO section), and this is every request's and every event's path. The
+parser is total: malformed input gives a :class:`PacketError`, never an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+
+class EngineType(enum.IntEnum):
+    """Engine.IO v4 packet types (the first character of a frame)."""
+
+    OPEN = 0
+    CLOSE = 1
+    PING = 2
+    PONG = 3
+    MESSAGE = 4
+    UPGRADE = 5
+    NOOP = 6
+
+
+class SocketType(enum.IntEnum):
+    """Socket.IO v5 packet types (the first character after the Engine.IO ``4``)."""
+
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+MAIN_NAMESPACE: Final = "/"
+MAX_ACK_DIGITS: Final = 15
+"""Ack ids are counters the client keeps (from 0); longer ones are refused, not parsed as big ints."""
+MAX_NAMESPACE_LENGTH: Final = 128
+
+PING: Final = b"2"
+"""The server's Engine.IO ping (the client answers ``3``)."""
+
+
+class PacketError(ValueError):
+    """A frame that is not a well-formed Engine.IO / Socket.IO packet; the text says why."""
+
+
+@dataclass(slots=True, init=False)
+class SocketPacket:
+    """One decoded Socket.IO packet. ``ack`` is None when the sender wants no acknowledgement."""
+
+    type: SocketType
+    namespace: str
+    ack: int | None
+    data: Any
+
+    def __init__(self, type: SocketType, namespace: str, ack: int | None, data: Any) -> None:
+        self.type = type
+        self.namespace = namespace
+        self.ack = ack
+        self.data = data
+
+
+_SOCKET_TYPES: Final = {str(t.value): t for t in SocketType}
+
+
+def decode_socket(text: str) -> SocketPacket:
+    """Parse the Socket.IO packet of an Engine.IO ``message`` (``text`` is after the ``4``).
+
+    Raises:
+        PacketError: unknown type, binary attachments, a namespace or ack id out of bounds, or
+            data that is not JSON.
+    """
+    if not text:
+        raise PacketError("empty Socket.IO packet")
+    kind = _SOCKET_TYPES.get(text[0])
+    if kind is None:
+        raise PacketError(f"unknown Socket.IO packet type {text[0]!r}")
+    if kind is SocketType.BINARY_EVENT or kind is SocketType.BINARY_ACK:
+        raise PacketError("binary attachments are not supported; send JSON data")
+    end = len(text)
+    i = 1
+    namespace = MAIN_NAMESPACE
+    if i < end and text[i] == "/":
+        # Clients always end a namespace other than "/" with a comma, even with nothing after it.
+        comma = text.find(",", i, i + MAX_NAMESPACE_LENGTH + 1)
+        if comma < 0:
+            raise PacketError(f"namespace longer than {MAX_NAMESPACE_LENGTH} or not followed by ','")
+        namespace, i = text[i:comma], comma + 1
+    start = i
+    while i < end and "0" <= text[i] <= "9":
+        i += 1
+    if i - start > MAX_ACK_DIGITS:
+        raise PacketError(f"ack id longer than {MAX_ACK_DIGITS} digits")
+    ack = int(text[start:i]) if i > start else None
+    data: Any = None
+    if i < end:
+        try:
+            data = orjson.loads(text[i:])
+        except orjson.JSONDecodeError as exc:
+            raise PacketError(f"packet data is not valid JSON: {exc}"[:200]) from exc
+    return SocketPacket(kind, namespace, ack, data)
+
+
+def encode_open(
+    sid: str, ping_interval_ms: int, ping_timeout_ms: int, max_payload: int, upgrades: tuple[str, ...] = ()
+) -> bytes:
+    """The Engine.IO OPEN packet; ``upgrades`` is offered to a long-polling session only."""
+    body = {
+        "sid": sid,
+        "upgrades": list(upgrades),
+        "pingInterval": ping_interval_ms,
+        "pingTimeout": ping_timeout_ms,
+        "maxPayload": max_payload,
+    }
+    return b"0" + orjson.dumps(body)
+
+
+def encode_connect(namespace: str, sid: str) -> bytes:
+    """Socket.IO CONNECT answered: the namespace is joined under ``sid``."""
+    return b"40" + _namespace_prefix(namespace) + orjson.dumps({"sid": sid})
+
+
+def encode_connect_error(namespace: str, message: str, data: Any = None) -> bytes:
+    """Socket.IO CONNECT_ERROR: the client's ``connect_error`` gets ``message`` (and ``data``)."""
+    body: dict[str, Any] = {"message": message}
+    if data is not None:
+        body["data"] = data
+    return b"44" + _namespace_prefix(namespace) + orjson.dumps(body)
+
+
+def encode_event(name: str, *args: Any) -> bytes:
+    """A Socket.IO EVENT on the main namespace, no ack: ``42["name",...args]``."""
+    return b"42" + orjson.dumps([name, *args])
+
+
+def encode_ack(ack: int, *args: Any) -> bytes:
+    """A Socket.IO ACK on the main namespace: ``43<ack>[...args]``."""
+    return b"43%d" % ack + orjson.dumps(list(args))
+
+
+def _namespace_prefix(namespace: str) -> bytes:
+    return b"" if namespace == MAIN_NAMESPACE else namespace.encode() + b","

@@ -1,0 +1,429 @@
+"""One Socket.IO connection: the Engine.IO/Socket.IO handshake, then a :class:`~..transport.Link`.
+
+:meth:`SocketIOGate.open` runs between the WebSocket upgrade and the server's session: it sends
+Engine.IO's OPEN, waits (within ``handshake_timeout_s``) for the client's CONNECT to ``/`` and,
+when the upgrade carried no token, verifies the ``auth`` payload's ``token`` exactly as the
+native endpoint verifies its token. What it returns, a :class:`SocketIOLink`, is what the server
+then reads and writes like any WebSocket: its :meth:`~SocketIOLink.recv` yields the core's request
+envelopes and its :meth:`~SocketIOLink.send` turns the core's frames into Socket.IO packets
+(``bridge.py``). Engine.IO's heartbeat (the server pings, the client pongs within
+``socketio_ping_timeout_s``) runs on a timer, not a task: an idle connection costs one timer.
+
+Malformed packets, binary frames and packets the server does not take are answered with an
+``error`` event; ``bad_frames_before_close`` of them close the connection with 4400, as bad
+frames do on the native endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from ..auth import ANONYMOUS, AuthError, JwtVerifier
+from ..limits import StrikeCounter, TokenBucket
+from ..protocol import CloseCode
+from ..transport import Admission, FrameLink, InlineLink, Link, LinkClosed
+from .bridge import Bridge
+from .packets import (
+    MAIN_NAMESPACE,
+    PING,
+    PacketError,
+    SocketType,
+    decode_socket,
+    encode_connect,
+    encode_connect_error,
+    encode_event,
+    encode_open,
+)
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+logger = logging.getLogger(__name__.rpartition(".")[0].rpartition(".")[0] + ".server")
+
+_RUNNING: set[asyncio.Task[None]] = set()
+"""Heartbeat writes in flight (asyncio keeps only weak references to tasks)."""
+MAX_CONNECT_ATTEMPTS: Final = 3
+"""CONNECT packets refused (bad token, unknown namespace) before the connection is closed."""
+
+
+@dataclass(slots=True)
+class SocketIOAdmission(Admission):
+    """An admitted Socket.IO upgrade; the server calls :meth:`open_link` before its session starts."""
+
+    gate: SocketIOGate | None = None
+    authenticated: bool = False
+    """The upgrade carried a valid token (or auth is off): the CONNECT's ``auth`` is not needed."""
+
+    async def open_link(self, link: Link) -> Link | None:
+        """The Engine.IO/Socket.IO handshake over ``link``; None: refused (the link is closed)."""
+        assert self.gate is not None
+        return await self.gate.open(link, self)
+
+
+class SocketIOGate:
+    """What every Socket.IO connection of a server shares: settings, verifier, translation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: JwtVerifier | None,
+        clock: Callable[[], float],
+        cut: Callable[[int, str], None],
+        reject: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        self.clock = clock
+        self.cut = cut
+        """The server's :meth:`~..server.Server.connection_cut`: closes decided here are counted."""
+        self.reject = reject
+        """The server's ``metrics.reject``: a refused CONNECT counts like a refused upgrade."""
+        self.bridge = Bridge(settings.envelope)
+        self.open_packet_fields = (
+            int(settings.socketio_ping_interval_s * 1000),
+            int(settings.socketio_ping_timeout_s * 1000),
+            settings.max_payload_bytes,
+        )
+
+    async def open(self, link: Link, admission: SocketIOAdmission) -> SocketIOLink | None:
+        """See the module docstring; closes ``link`` itself when it refuses."""
+        sid: str = getattr(link, "sid", None) or secrets.token_urlsafe(15)
+        upgrades: tuple[str, ...] = getattr(link, "upgrades", ())
+        try:
+            await link.send(encode_open(sid, *self.open_packet_fields, upgrades), text=True)
+            async with asyncio.timeout(self.settings.handshake_timeout_s):
+                refused = 0
+                while refused < MAX_CONNECT_ATTEMPTS:
+                    problem = await self._connect(link, admission, sid)
+                    if problem is None:
+                        stop_keepalive = getattr(link, "stop_keepalive", None)
+                        if stop_keepalive is not None:  # Engine.IO's heartbeat replaces the WebSocket one
+                            stop_keepalive()
+                        kind = SocketIOFrameLink if hasattr(link, "write_frames") else SocketIOLink
+                        return kind(link, self, sid)
+                    refused += 1
+            await self._refuse(link, CloseCode.POLICY_VIOLATION, "Socket.IO CONNECT refused")
+        except TimeoutError:
+            await self._refuse(link, CloseCode.POLICY_VIOLATION, "no Socket.IO CONNECT in time")
+        except PacketError as exc:
+            await self._refuse(link, CloseCode.PROTOCOL_VIOLATION, str(exc)[:120])
+        except LinkClosed:
+            pass
+        return None
+
+    async def _connect(self, link: Link, admission: SocketIOAdmission, sid: str) -> str | None:
+        """Read one CONNECT and answer it; the refusal's message, or None once connected.
+
+        Raises:
+            PacketError: anything but a CONNECT came first.
+        """
+        frame = await link.recv()
+        if type(frame) is not str or not frame.startswith("4"):
+            raise PacketError("expected a Socket.IO CONNECT packet first")
+        packet = decode_socket(frame[1:])
+        if packet.type is not SocketType.CONNECT:
+            raise PacketError("expected a Socket.IO CONNECT packet first")
+        if packet.namespace != MAIN_NAMESPACE:
+            message = f"unknown namespace {packet.namespace[:64]!r}: this server serves '/'"
+            await link.send(encode_connect_error(packet.namespace, message), text=True)
+            return message
+        if not admission.authenticated:
+            problem = self._authenticate(packet.data, admission)
+            if problem is not None:
+                self.reject("missing_token" if problem.startswith("missing") else "invalid_token")
+                logger.info(
+                    "Socket.IO CONNECT refused: %s", problem, extra={"event": "refused", "reason": problem}
+                )
+                await link.send(
+                    encode_connect_error(MAIN_NAMESPACE, problem, {"code": "unauthorized"}), text=True
+                )
+                return problem
+        await link.send(encode_connect(MAIN_NAMESPACE, sid), text=True)
+        return None
+
+    def _authenticate(self, auth: Any, admission: SocketIOAdmission) -> str | None:
+        """Verify the CONNECT's ``auth.token`` like the native endpoint's token; why not, or None."""
+        if self.verifier is None:
+            admission.identity, admission.authenticated = ANONYMOUS, True
+            return None
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            return "missing token: connect with auth {token}"
+        try:
+            admission.identity = self.verifier.verify(token, self.clock())
+        except AuthError as exc:
+            return exc.reason
+        admission.authenticated = True
+        return None
+
+    async def _refuse(self, link: Link, code: int, reason: str) -> None:
+        self.cut(code, reason)
+        with contextlib.suppress(LinkClosed):
+            await link.close(code, reason)
+
+
+class SocketIOLink:
+    """:class:`~..transport.Link` speaking Socket.IO over a WebSocket link; see the module docstring."""
+
+    __slots__ = (
+        "_awaiting_pong",
+        "_bridge",
+        "_closed",
+        "_control",
+        "_gate",
+        "_link",
+        "_next_id",
+        "_strikes",
+        "_timer",
+        "sid",
+    )
+
+    def __init__(self, link: Link, gate: SocketIOGate, sid: str) -> None:
+        settings = gate.settings
+        self._link = link
+        self._gate = gate
+        self._bridge = gate.bridge
+        self.sid = sid
+        self._next_id = 0
+        self._strikes: StrikeCounter | None = None
+        """Created on the first bad packet: well-behaved connections never need one."""
+        self._control: TokenBucket | None = None
+        """Created on the first packet that is not a request (pongs aside): rarely needed."""
+        self._awaiting_pong = False
+        self._closed = False
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(
+            settings.socketio_ping_interval_s, self._tick
+        )
+
+    # -- Link -------------------------------------------------------------------------------
+
+    async def recv(self) -> bytes | str:
+        """The next request envelope; Engine.IO/Socket.IO housekeeping is handled on the way."""
+        while True:
+            try:
+                frame = await self._link.recv()
+            except LinkClosed:
+                self._stop_timer()
+                raise
+            if type(frame) is str and frame.startswith("42"):  # an EVENT on "/": nearly every frame
+                request = await self._event(frame)
+                if request is not None:
+                    return request
+            else:
+                await self._other(frame)
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        packet = self._bridge.outbound(data)
+        if packet is not None:
+            await self._link.send(packet, text=True)
+
+    async def close(self, code: int, reason: str) -> None:
+        self._stop_timer()
+        await self._link.close(code, reason)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._link.close_code
+
+    # -- packets ----------------------------------------------------------------------------
+
+    async def _event(self, frame: str) -> bytes | None:
+        request = self._request(frame)
+        if type(request) is str:
+            await self._strike(request)
+            return None
+        return request  # type: ignore[return-value]
+
+    def _request(self, frame: str) -> bytes | str:
+        """The core's request for an EVENT frame on ``/`` (``42...``), or why not (str)."""
+        try:
+            packet = decode_socket(frame[1:])
+        except PacketError as exc:
+            return str(exc)
+        if packet.namespace != MAIN_NAMESPACE:
+            return f"not connected to namespace {packet.namespace[:64]!r}"
+        if packet.ack is None:
+            self._next_id += 1
+            request_id = f"n{self._next_id}"
+        else:
+            request_id = str(packet.ack)
+        return self._bridge.request(packet.data, request_id)
+
+    async def _other(self, frame: bytes | str) -> None:
+        if type(frame) is not str:
+            await self._strike("binary frames are not supported: Socket.IO packets are JSON text")
+            return
+        if frame == "3":
+            if self._awaiting_pong:
+                self._awaiting_pong = False
+                if self._timer is not None:
+                    self._timer.cancel()
+                interval = self._gate.settings.socketio_ping_interval_s
+                self._timer = asyncio.get_running_loop().call_later(interval, self._tick)
+                return
+            await self._strike("pong without a ping")
+            return
+        if frame == "1":  # Engine.IO CLOSE: the client is leaving
+            await self.close(CloseCode.NORMAL, "client closed")
+            raise LinkClosed(CloseCode.NORMAL, "client closed")
+        if not self._within_budget():
+            await self._strike("too many packets that are not requests")
+            return
+        if not frame.startswith("4"):
+            await self._strike(f"unexpected Engine.IO packet {frame[:8]!r}")
+            return
+        try:
+            packet = decode_socket(frame[1:])
+        except PacketError as exc:
+            await self._strike(str(exc))
+            return
+        if packet.type is SocketType.DISCONNECT and packet.namespace == MAIN_NAMESPACE:
+            await self.close(CloseCode.NORMAL, "client disconnected")
+            raise LinkClosed(CloseCode.NORMAL, "client disconnected")
+        if packet.type is SocketType.CONNECT:
+            if packet.namespace == MAIN_NAMESPACE:  # again: already connected, same sid
+                await self._link.send(encode_connect(MAIN_NAMESPACE, self.sid), text=True)
+            else:
+                message = f"unknown namespace {packet.namespace[:64]!r}: this server serves '/'"
+                await self._link.send(encode_connect_error(packet.namespace, message), text=True)
+            return
+        if packet.type is SocketType.EVENT:  # on another namespace
+            await self._strike(f"not connected to namespace {packet.namespace[:64]!r}")
+            return
+        await self._strike(f"unexpected Socket.IO packet type {packet.type.name}")
+
+    def _within_budget(self) -> bool:
+        """Packets that are not requests spend the connection's rate budget too."""
+        s = self._gate.settings
+        now = asyncio.get_running_loop().time()
+        bucket = self._control
+        if bucket is None:
+            bucket = self._control = TokenBucket(s.rate_per_s, s.rate_burst, now)
+        return bucket.take(now) == 0.0
+
+    async def _strike(self, message: str) -> None:
+        """Tell the client what was wrong; close with 4400 after ``bad_frames_before_close``."""
+        await self._link.send(encode_event("error", {"code": "bad_frame", "message": message}), text=True)
+        strikes = self._strikes
+        if strikes is None:
+            strikes = self._strikes = StrikeCounter(self._gate.settings.bad_frames_before_close)
+        if strikes.strike():
+            self._gate.cut(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
+            await self.close(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
+            raise LinkClosed(CloseCode.PROTOCOL_VIOLATION, "too many bad packets")
+
+    # -- heartbeat --------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Engine.IO heartbeat timer: ping, or close when the last ping went unanswered."""
+        self._timer = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        settings = self._gate.settings
+        if self._awaiting_pong:
+            self._gate.cut(CloseCode.INTERNAL_ERROR, "Engine.IO ping timeout")
+            self._spawn(self.close(CloseCode.INTERNAL_ERROR, "ping timeout"))
+            return
+        self._awaiting_pong = True
+        self._ping()
+        self._timer = loop.call_later(settings.socketio_ping_timeout_s, self._tick)
+
+    def _ping(self) -> None:
+        self._spawn(self._link.send(PING, text=True))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a write the timer cannot await (a ping or a close); the task is referenced only
+        while it runs, so an idle connection does not keep a finished one."""
+
+        async def quietly() -> None:
+            with contextlib.suppress(LinkClosed):
+                await work
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
+
+    def _stop_timer(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class SocketIOFrameLink(SocketIOLink):
+    """:class:`SocketIOLink` over a link that writes synchronously and reads inline (picows).
+
+    The server's fast paths then work for Socket.IO clients too: fan-out's eager writes and the
+    per-iteration flush write translated packets straight into the socket (the translation of a
+    broadcast is shared, see ``bridge.py``), and a request EVENT is handled inside picows' data
+    callback. Anything else (pongs, bad packets) takes :meth:`SocketIOLink.recv`, in order.
+    """
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, link: Link, gate: SocketIOGate, sid: str) -> None:
+        super().__init__(link, gate, sid)
+        self._handler: Callable[[bytes | str], bool] | None = None
+
+    @property
+    def _frames(self) -> FrameLink:
+        return cast(FrameLink, self._link)
+
+    # -- InlineLink ---------------------------------------------------------------------------
+
+    @property
+    def inline(self) -> Callable[[bytes | str], bool] | None:
+        return self._handler
+
+    @inline.setter
+    def inline(self, handler: Callable[[bytes | str], bool] | None) -> None:
+        """The server hands its frame handler over; the inner link then calls :meth:`_inline`."""
+        self._handler = handler
+        cast(InlineLink, self._link).inline = None if handler is None else self._inline
+
+    def _inline(self, frame: bytes | str) -> bool:
+        handler = self._handler
+        if handler is None or type(frame) is not str or not frame.startswith("42"):
+            return False
+        request = self._request(frame)
+        if type(request) is str:
+            return False  # recv() decodes it again and answers with an error event
+        return handler(request)
+
+    # -- FrameLink ----------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self._frames.ready()
+
+    def write_frame(self, data: bytes, text: bool) -> bool:
+        packet = self._bridge.outbound(data)
+        return True if packet is None else self._frames.write_frame(packet, True)
+
+    def write_frames(self, batch: list[bytes], text: bool) -> None:
+        outbound = self._bridge.outbound
+        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        if packets:
+            self._frames.write_frames(packets, True)
+
+    def _ping(self) -> None:
+        """Written at once when the socket takes it: no task for most pings."""
+        if not cast(Any, self._link).write_now(PING, True):  # the packet as it is: no translation
+            super()._ping()
+
+    def write_now(self, data: bytes, text: bool) -> bool:
+        packet = self._bridge.outbound(data)
+        return True if packet is None else bool(cast(Any, self._link).write_now(packet, True))
+
+    async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
+        outbound = self._bridge.outbound
+        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        if packets:
+            await cast(Any, self._link).send_batch(packets, text=True)
