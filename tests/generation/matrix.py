@@ -20,12 +20,22 @@ class Case:
 
 CASES: list[Case] = [
     Case("chat", "chat.yaml"),
-    # Protocol Buffers asked for by memory, with browser clients (protobufjs in Chromium) on picows
-    Case("market-feed", "market-feed.yaml", conventions={"serialization": "protobuf"}),
+    # Protocol Buffers asked for by memory, with browser clients (protobufjs in Chromium) on picows;
+    # and Socket.IO clients on the picows face over Redis pub/sub
+    Case(
+        "market-feed",
+        "market-feed.yaml",
+        conventions={"serialization": "protobuf", "client_protocol": "socketio"},
+    ),
     # The picows project, whose users want speed, once more on its compiled hot modules.
     Case("market-feed-mypyc", "market-feed.yaml", compiled=True),
     # On NATS with its Kubernetes manifests (notify-nats, below, is mounted in Django instead).
-    Case("notifications", "notifications.yaml", conventions={"preferred_broker": "nats"}),
+    # ... and Socket.IO clients over NATS (mobile apps with their socket.io-client libraries)
+    Case(
+        "notifications",
+        "notifications.yaml",
+        conventions={"preferred_broker": "nats", "client_protocol": "socketio"},
+    ),
     # Mounted in the team's FastAPI app (issue 26): the ASGI target behind uvicorn, on Redis Streams.
     Case(
         "collab-fastapi",
