@@ -63,7 +63,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def one(i: int) -> None:
         async with sem:
             start = time.perf_counter()
-            await publisher.publish(f"room:{i % args.channels}", {"i": i, "text": "x" * args.payload}, options)
+            await publisher.publish(
+                f"room:{i % args.channels}", {"i": i, "text": "x" * args.payload}, options
+            )
             latencies.append(time.perf_counter() - start)
 
     await asyncio.gather(*(one(i) for i in range(min(200, args.messages))))  # warm-up
@@ -88,7 +90,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--project", required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--via", choices=["local", "remote"], default="remote")
