@@ -155,13 +155,20 @@ class _Members:
         return True
 
     def replace(self, instance: str, members: list[list[str]]) -> None:
-        """Make ``instance``'s entries exactly ``members`` (``[channel, user, conn]`` each), silently."""
-        self.drop(instance)
+        """Make ``instance``'s entries exactly ``members`` (``[channel, user, conn]`` each), silently.
+
+        The instance's last beat stays: it is what expires these entries if the instance dies.
+        """
+        self._remove(instance)
         for channel, user, conn in members:
             self.join(channel, user, f"{instance}/{conn}")
 
     def drop(self, instance: str) -> list[tuple[str, str]]:
-        """Forget every entry of ``instance``; the ``(channel, user)`` pairs left without one."""
+        """Forget ``instance``: its entries and its beat; the ``(channel, user)`` pairs left without one."""
+        self.beats.pop(instance, None)
+        return self._remove(instance)
+
+    def _remove(self, instance: str) -> list[tuple[str, str]]:
         gone: list[tuple[str, str]] = []
         prefix = f"{instance}/"
         for channel, users in list(self.channels.items()):
@@ -169,7 +176,6 @@ class _Members:
                 for key in [k for k in conns if k.startswith(prefix)]:
                     if self.leave(channel, user, key):
                         gone.append((channel, user))
-        self.beats.pop(instance, None)
         return gone
 
 
