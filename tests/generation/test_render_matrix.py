@@ -21,7 +21,13 @@ from wsforge.cli import main
 
 from .matrix import CASES, Case, case_answers
 
-pytestmark = pytest.mark.slow  # renders every case and runs each project's own suite (browser tests included)
+pytestmark = [
+    pytest.mark.slow,  # renders every case and runs each project's own suite (browser tests included)
+    # One worker runs the cases one after another (two generated suites at once on two cores would
+    # starve each other's timing-sensitive tests); the rest of wsforge's suite, mostly waiting on
+    # subprocesses and npm, runs beside them on the other workers (pytest-xdist, --dist loadgroup).
+    pytest.mark.xdist_group("render-matrix"),
+]
 
 CHECKS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
@@ -35,9 +41,23 @@ COMPILE: list[tuple[str, list[str]]] = [
 PYTEST = ("pytest", [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
 
 
-def gates(case: Case) -> list[tuple[str, list[str]]]:
-    """Static checks on the sources, then (for a compiled case) the mypyc build, then the tests."""
-    return [*CHECKS, *(COMPILE if case.compiled else []), PYTEST]
+def gates(case: Case, mypy_cache: Path | None = None) -> list[tuple[str, list[str]]]:
+    """Static checks on the sources, then (for a compiled case) the mypyc build, then the tests.
+
+    ``mypy_cache``: one cache directory shared by every case. The cases import the same libraries
+    (websockets, picows, redis, pytest, hypothesis, ...), whose analysis is most of a cold mypy run;
+    the projects' own modules are re-checked whenever their source differs (mypy compares hashes).
+    """
+    checks = [
+        (name, [*command, "--cache-dir", str(mypy_cache)] if name == "mypy" and mypy_cache else command)
+        for name, command in CHECKS
+    ]
+    return [*checks, *(COMPILE if case.compiled else []), PYTEST]
+
+
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mypy-cache")
 
 
 def render_case(case: Case, workdir: Path) -> Path:
@@ -69,12 +89,12 @@ def render_case(case: Case, workdir: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_generated_project_passes_its_gates(case: Case, tmp_path: Path) -> None:
+def test_generated_project_passes_its_gates(case: Case, tmp_path: Path, mypy_cache: Path) -> None:
     """ruff, mypy and the generated project's own tests pass."""
     project = render_case(case, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "WS_ARTIFACTS_DIR": str(project / "artifacts")}
     env.pop("PYTEST_ADDOPTS", None)
-    for name, command in gates(case):
+    for name, command in gates(case, mypy_cache):
         result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=900)
         summary = (result.stdout[-6000:] + "\n" + result.stderr[-3000:]).strip()
         assert result.returncode == 0, f"[{case.name}] {name} failed:\n{summary}"
