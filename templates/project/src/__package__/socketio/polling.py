@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import logging
 import secrets
@@ -106,8 +105,9 @@ class PollingLink:
         if ws is not None:
             await ws.send(data, text=text)
             return
-        self._outbox.append(data if text else BINARY + base64.b64encode(data))
-        self._outbox_bytes += len(data)
+        record = data if text else BINARY + base64.b64encode(data)
+        self._outbox.append(record)
+        self._outbox_bytes += len(record)
         if self._outbox_bytes > self._max_buffered:
             self._outbox.clear()
             self._outbox_bytes = 0
@@ -159,8 +159,11 @@ class PollingLink:
             await self.close(CloseCode.PROTOCOL_VIOLATION, "POST body is not UTF-8")
             return engineio_error(_BAD_REQUEST, "Bad request: the payload is not UTF-8 text")
         try:
-            packets = [_binary(record) if record.startswith("b") else record for record in text.split("\x1e")]
-        except ValueError:
+            packets: list[bytes | str] = [
+                base64.b64decode(record[1:], validate=True) if record.startswith("b") else record
+                for record in text.split("\x1e")
+            ]
+        except ValueError:  # binascii.Error
             await self.close(CloseCode.PROTOCOL_VIOLATION, "bad base64 in a binary record")
             return engineio_error(_BAD_REQUEST, "Bad request: a binary record (b...) is not base64")
         try:
@@ -331,18 +334,6 @@ class UpgradeAdmission(Admission):
         assert self.sessions is not None
         await self.sessions.upgrade(self.sid, link)
         return None
-
-
-def _binary(record: str) -> bytes:
-    """The bytes of a ``b<base64>`` record.
-
-    Raises:
-        ValueError: not base64.
-    """
-    try:
-        return base64.b64decode(record[1:], validate=True)
-    except binascii.Error as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def _spawn(work: Any) -> None:
