@@ -10,7 +10,8 @@ map onto the core's actions is ``bridge.py``'s docstring (and the protocol docum
 
 Modules: ``packets.py`` (wire format), ``bridge.py`` (events <-> envelopes), ``session.py``
 (handshake, heartbeat, the Link), ``admission.py`` (the query string), ``polling.py`` (HTTP
-long-polling and its upgrade to WebSocket).
+long-polling and its upgrade to WebSocket), ``attachments.py`` (binary attachments <-> the
+core's ``{"_binary": "<base64>"}`` marker).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ core produces (in its JSON codec) becomes a Socket.IO ACK or EVENT. The mapping:
 
 Broadcasts are translated once: fan-out hands the same ``bytes`` object to every subscriber
 (``fanout.py``), and :meth:`Bridge.outbound` keeps the translation of each such object it has
-seen, so the 1,000 Socket.IO subscribers of a channel share one ``42["message",...]``.
+seen, so the 1,000 Socket.IO subscribers of a channel share one ``42["message",...]`` (or one
+:class:`~.attachments.Multipart` when the payload holds binary markers, ``attachments.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Final
 import orjson
 
 from ..protocol import VERSION, Fields
+from .attachments import MARKER, Multipart, to_binary
 from .packets import encode_ack, encode_event
 
 MAX_EVENT_NAME: Final = 64
@@ -42,7 +44,7 @@ class Bridge:
 
     def __init__(self, fields: Fields) -> None:
         self._fields = fields
-        self._cache: dict[int, tuple[bytes, bytes]] = {}
+        self._cache: dict[int, tuple[bytes, bytes | Multipart]] = {}
         """``id(event frame)`` -> (the frame, its Socket.IO packet). The entry holds the frame, so
         its id cannot be reused by another object while cached."""
         self._cached_bytes = 0
@@ -70,9 +72,10 @@ class Bridge:
             return "the first argument is {channel?, payload?, msg_id?} or a channel name"
         return orjson.dumps(envelope)
 
-    def outbound(self, frame: bytes) -> bytes | None:
+    def outbound(self, frame: bytes) -> bytes | Multipart | None:
         """The Socket.IO packet for one frame of the core; None: nothing to send (the response to
-        a request emitted without an ack)."""
+        a request emitted without an ack). Binary markers in an event or a response's payload
+        make it a BINARY_EVENT / BINARY_ACK (:class:`~.attachments.Multipart`)."""
         cached = self._cache.get(id(frame))
         if cached is not None and cached[0] is frame:
             return cached[1]
@@ -91,12 +94,16 @@ class Bridge:
             if f.sender in obj:
                 body["sender"] = obj[f.sender]
             packet = encode_event(obj.get(f.action), body)
-            self._remember(frame, packet)
-            return packet
+            translated = to_binary(packet) if MARKER in frame else packet
+            self._remember(frame, translated)
+            return translated
         request_id = obj.get(f.id)
         ack = int(request_id) if type(request_id) is str and request_id.isdigit() else None
         if kind == "response":
-            return None if ack is None else encode_ack(ack, obj.get(f.payload))
+            if ack is None:
+                return None
+            answer = encode_ack(ack, obj.get(f.payload))
+            return to_binary(answer) if MARKER in frame else answer
         problem = obj.get(f.error)
         if ack is not None:
             return encode_ack(ack, {"error": problem})
@@ -106,9 +113,9 @@ class Bridge:
             detail["action"] = action
         return encode_event("error", detail)
 
-    def _remember(self, frame: bytes, packet: bytes) -> None:
+    def _remember(self, frame: bytes, packet: bytes | Multipart) -> None:
         if len(self._cache) >= _MAX_CACHED or self._cached_bytes > _MAX_CACHED_BYTES:
             self._cache.clear()
             self._cached_bytes = 0
         self._cache[id(frame)] = (frame, packet)
-        self._cached_bytes += len(frame) + len(packet)
+        self._cached_bytes += len(frame) + (len(packet) if isinstance(packet, bytes) else packet.size)

@@ -5,6 +5,10 @@ One WebSocket text frame carries one Engine.IO packet: a type digit and its data
 id (decimal digits) and a JSON array or object. For example ``42["publish",{...}]`` is an EVENT
 without ack, ``4213["publish",{...}]`` one with ack id 13, ``4313[{...}]`` its ACK.
 
+Binary attachments (``attachments.py``): a BINARY_EVENT or BINARY_ACK names its attachment count
+and a ``-`` right after its type digit, ``451-13["publish",{"_placeholder":true,"num":0}]``, and
+is followed by that many binary frames (over long-polling, ``b<base64>`` records).
+
 Written here rather than taken from python-engineio / python-socketio: their ``Packet`` classes
 decode through the stdlib ``json`` module and build an object per packet (measured in
 ``bench/RESULTS.md``, Socket.IO section), and this is every request's and every event's path. The
@@ -48,6 +52,8 @@ MAIN_NAMESPACE: Final = "/"
 MAX_ACK_DIGITS: Final = 15
 """Ack ids are counters the client keeps (from 0); longer ones are refused, not parsed as big ints."""
 MAX_NAMESPACE_LENGTH: Final = 128
+MAX_ATTACHMENTS: Final = 10
+"""Binary attachments of one packet at most: socket.io-parser's own default (``maxAttachments``)."""
 
 PING: Final = b"2"
 """The server's Engine.IO ping (the client answers ``3``)."""
@@ -59,18 +65,23 @@ class PacketError(ValueError):
 
 @dataclass(slots=True, init=False)
 class SocketPacket:
-    """One decoded Socket.IO packet. ``ack`` is None when the sender wants no acknowledgement."""
+    """One decoded Socket.IO packet. ``ack`` is None when the sender wants no acknowledgement;
+    ``attachments`` is how many binary frames follow (BINARY_EVENT, BINARY_ACK), else 0."""
 
     type: SocketType
     namespace: str
     ack: int | None
     data: Any
+    attachments: int
 
-    def __init__(self, type: SocketType, namespace: str, ack: int | None, data: Any) -> None:
+    def __init__(
+        self, type: SocketType, namespace: str, ack: int | None, data: Any, attachments: int = 0
+    ) -> None:
         self.type = type
         self.namespace = namespace
         self.ack = ack
         self.data = data
+        self.attachments = attachments
 
 
 _SOCKET_TYPES: Final = {str(t.value): t for t in SocketType}
@@ -80,18 +91,25 @@ def decode_socket(text: str) -> SocketPacket:
     """Parse the Socket.IO packet of an Engine.IO ``message`` (``text`` is after the ``4``).
 
     Raises:
-        PacketError: unknown type, binary attachments, a namespace or ack id out of bounds, or
-            data that is not JSON.
+        PacketError: unknown type, an attachment count out of 1..``MAX_ATTACHMENTS``, a
+            namespace or ack id out of bounds, or data that is not JSON.
     """
     if not text:
         raise PacketError("empty Socket.IO packet")
     kind = _SOCKET_TYPES.get(text[0])
     if kind is None:
         raise PacketError(f"unknown Socket.IO packet type {text[0]!r}")
-    if kind is SocketType.BINARY_EVENT or kind is SocketType.BINARY_ACK:
-        raise PacketError("binary attachments are not supported; send JSON data")
     end = len(text)
     i = 1
+    attachments = 0
+    if kind is SocketType.BINARY_EVENT or kind is SocketType.BINARY_ACK:
+        dash = text.find("-", 1, 4)
+        count = text[1:dash]
+        if dash < 0 or not (count.isascii() and count.isdigit()):
+            raise PacketError("a binary packet starts with its attachment count and '-'")
+        attachments, i = int(count), dash + 1
+        if not 0 < attachments <= MAX_ATTACHMENTS:
+            raise PacketError(f"{attachments} attachments; a packet carries 1..{MAX_ATTACHMENTS}")
     namespace = MAIN_NAMESPACE
     if i < end and text[i] == "/":
         # Clients always end a namespace other than "/" with a comma, even with nothing after it.
@@ -111,7 +129,7 @@ def decode_socket(text: str) -> SocketPacket:
             data = orjson.loads(text[i:])
         except orjson.JSONDecodeError as exc:
             raise PacketError(f"packet data is not valid JSON: {exc}"[:200]) from exc
-    return SocketPacket(kind, namespace, ack, data)
+    return SocketPacket(kind, namespace, ack, data, attachments)
 
 
 def encode_open(

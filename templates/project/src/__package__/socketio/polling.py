@@ -3,7 +3,8 @@
 Socket.IO clients start with ``transports: ["polling", "websocket"]`` by default: the first GET
 opens a session (its answer is the OPEN packet, offering ``upgrades: ["websocket"]``), later GETs
 fetch what the server queued (held until something is queued, packets joined by ``\\x1e``), POSTs
-carry the client's packets. :class:`PollingLink` turns that into the Link the server already runs
+carry the client's packets; a binary packet (a Socket.IO attachment) is a ``b<base64>`` record in
+either direction. :class:`PollingLink` turns that into the Link the server already runs
 its ``dispatch.Session`` and :class:`~.session.SocketIOGate` on, so polling clients get the same
 core, limits and auth as WebSocket ones; :class:`PollingSessions` keeps the sessions by ``sid`` and
 answers the HTTP requests (``transport/http_front.py`` reads them off the socket).
@@ -24,6 +25,7 @@ heartbeat (``session.py``), its queue and slot released.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__.rpartition(".")[0].rpartition(".")[0] + ".se
 
 SEPARATOR: Final = b"\x1e"
 """Engine.IO 4 joins the packets of one polling payload with the record separator."""
+BINARY: Final = b"b"
+"""Prefix of a binary packet's record in a polling payload; the base64 of its bytes follows."""
 NOOP: Final = b"6"
 CLOSE: Final = b"1"
 INBOX_PACKETS: Final = 64
@@ -73,7 +77,7 @@ class PollingLink:
         """How long a POST waits for room in a full inbox before the session is given up."""
         self._max_buffered = max_buffered
         self._on_close = on_close
-        self._inbox: asyncio.Queue[str | None] = asyncio.Queue(INBOX_PACKETS)
+        self._inbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(INBOX_PACKETS)
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._poll: asyncio.Future[None] | None = None
@@ -99,10 +103,11 @@ class PollingLink:
             raise LinkClosed(self._close_code)
         ws = self._ws
         if ws is not None:
-            await ws.send(data, text=True)
+            await ws.send(data, text=text)
             return
-        self._outbox.append(data)
-        self._outbox_bytes += len(data)
+        record = data if text else BINARY + base64.b64encode(data)
+        self._outbox.append(record)
+        self._outbox_bytes += len(record)
         if self._outbox_bytes > self._max_buffered:
             self._outbox.clear()
             self._outbox_bytes = 0
@@ -154,8 +159,16 @@ class PollingLink:
             await self.close(CloseCode.PROTOCOL_VIOLATION, "POST body is not UTF-8")
             return engineio_error(_BAD_REQUEST, "Bad request: the payload is not UTF-8 text")
         try:
+            packets: list[bytes | str] = [
+                base64.b64decode(record[1:], validate=True) if record.startswith("b") else record
+                for record in text.split("\x1e")
+            ]
+        except ValueError:  # binascii.Error
+            await self.close(CloseCode.PROTOCOL_VIOLATION, "bad base64 in a binary record")
+            return engineio_error(_BAD_REQUEST, "Bad request: a binary record (b...) is not base64")
+        try:
             async with asyncio.timeout(self._post_wait_s):
-                for packet in text.split("\x1e"):
+                for packet in packets:
                     if self._close_code is not None:
                         break
                     await self._inbox.put(packet)
@@ -183,7 +196,10 @@ class PollingLink:
     async def switch(self, ws: Link) -> None:
         """The client sent ``5``: queued packets go out on ``ws`` first, then everything does."""
         for packet in self._outbox:
-            await ws.send(packet, text=True)
+            if packet.startswith(BINARY):
+                await ws.send(base64.b64decode(packet[1:]), text=False)
+            else:
+                await ws.send(packet, text=True)
         self._outbox.clear()
         self._outbox_bytes = 0
         self._ws = ws
@@ -197,7 +213,7 @@ class PollingLink:
         try:
             while True:
                 frame = await ws.recv()
-                await self._inbox.put(frame if type(frame) is str else "\x00binary")
+                await self._inbox.put(frame)
         except LinkClosed as exc:
             if self._close_code is None:
                 self._close_code = exc.code if exc.code is not None else CloseCode.GOING_AWAY

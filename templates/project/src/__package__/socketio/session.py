@@ -9,9 +9,14 @@ envelopes and its :meth:`~SocketIOLink.send` turns the core's frames into Socket
 (``bridge.py``). Engine.IO's heartbeat (the server pings, the client pongs within
 ``socketio_ping_timeout_s``) runs on a timer, not a task: an idle connection costs one timer.
 
-Malformed packets, binary frames and packets the server does not take are answered with an
-``error`` event; ``bad_frames_before_close`` of them close the connection with 4400, as bad
-frames do on the native endpoint.
+Malformed packets and packets the server does not take are answered with an ``error`` event;
+``bad_frames_before_close`` of them close the connection with 4400, as bad frames do on the
+native endpoint. Binary attachments (``attachments.py``): a BINARY_EVENT header waits in an
+:class:`~.attachments.Assembly` for its binary frames, then goes to the core like any EVENT; a
+binary frame with no header before it, or a Socket.IO packet before the last attachment, is a bad
+packet; a header and its attachments together over ``max_payload_bytes`` close with 1009. A
+binary packet to send (:class:`~.attachments.Multipart`) is written as one unit: its header and
+attachments are never interleaved with another Socket.IO packet of the connection.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..auth import ANONYMOUS, AuthError, JwtVerifier
 from ..limits import StrikeCounter, TokenBucket
 from ..protocol import CloseCode
 from ..transport import Admission, FrameLink, InlineLink, Link, LinkClosed
+from .attachments import Assembly, AttachmentError, Multipart, check_placeholders
 from .bridge import Bridge
 from .packets import (
     MAIN_NAMESPACE,
@@ -172,6 +178,7 @@ class SocketIOLink:
     """:class:`~..transport.Link` speaking Socket.IO over a WebSocket link; see the module docstring."""
 
     __slots__ = (
+        "_assembly",
         "_awaiting_pong",
         "_bridge",
         "_closed",
@@ -181,6 +188,7 @@ class SocketIOLink:
         "_next_id",
         "_strikes",
         "_timer",
+        "_writing",
         "sid",
     )
 
@@ -197,6 +205,10 @@ class SocketIOLink:
         """Created on the first packet that is not a request (pongs aside): rarely needed."""
         self._awaiting_pong = False
         self._closed = False
+        self._assembly: Assembly | None = None
+        """The binary packet whose attachments are being received, if any."""
+        self._writing: asyncio.Future[None] | None = None
+        """Pending while a binary packet's frames are being written (other packets wait)."""
         loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = loop.call_later(
             settings.socketio_ping_interval_s, self._tick
@@ -212,8 +224,12 @@ class SocketIOLink:
             except LinkClosed:
                 self._stop_timer()
                 raise
-            if type(frame) is str and frame.startswith("42"):  # an EVENT on "/": nearly every frame
-                request = await self._event(frame)
+            if type(frame) is str and frame.startswith("42") and self._assembly is None:
+                request = await self._event(frame)  # an EVENT on "/": nearly every frame
+                if request is not None:
+                    return request
+            elif type(frame) is not str or self._assembly is not None or frame.startswith(("45", "46")):
+                request = await self._binary(frame)
                 if request is not None:
                     return request
             else:
@@ -221,8 +237,10 @@ class SocketIOLink:
 
     async def send(self, data: bytes, *, text: bool) -> None:
         packet = self._bridge.outbound(data)
-        if packet is not None:
+        if type(packet) is bytes:
             await self._link.send(packet, text=True)
+        elif packet is not None:
+            await self._send_parts(cast(Multipart, packet))
 
     async def close(self, code: int, reason: str) -> None:
         self._stop_timer()
@@ -249,16 +267,100 @@ class SocketIOLink:
             return str(exc)
         if packet.namespace != MAIN_NAMESPACE:
             return f"not connected to namespace {packet.namespace[:64]!r}"
-        if packet.ack is None:
-            self._next_id += 1
-            request_id = f"n{self._next_id}"
-        else:
-            request_id = str(packet.ack)
+        request_id = self._unacked_id() if packet.ack is None else str(packet.ack)
         return self._bridge.request(packet.data, request_id)
+
+    async def _binary(self, frame: bytes | str) -> bytes | None:
+        """A binary packet's header or attachment, or any packet while attachments are due; the
+        core's request once a BINARY_EVENT is complete."""
+        assembly = self._assembly
+        if type(frame) is not str:
+            if assembly is None:
+                await self._strike("binary frame without a binary packet (451-...) before it")
+                return None
+            try:
+                complete = assembly.add(frame)  # type: ignore[arg-type]
+            except OverflowError as exc:
+                self._assembly = None
+                self._gate.cut(CloseCode.MESSAGE_TOO_BIG, "binary packet too big")
+                await self.close(CloseCode.MESSAGE_TOO_BIG, str(exc)[:120])
+                raise LinkClosed(CloseCode.MESSAGE_TOO_BIG, "binary packet too big") from exc
+            if not complete:
+                return None
+            self._assembly = None
+            if assembly.discard:
+                return None
+            packet = assembly.packet
+            request_id = str(packet.ack) if packet.ack is not None else self._unacked_id()
+            request = self._bridge.request(assembly.data(), request_id)
+            if type(request) is str:
+                await self._strike(request)
+                return None
+            return request  # type: ignore[return-value]
+        if assembly is not None:
+            if not frame.startswith("4"):  # Engine.IO's own packets (pong, close) may come between
+                await self._other(frame)
+                return None
+            self._assembly = None
+            await self._strike(f"a Socket.IO packet while {assembly.missing} binary attachment(s) are due")
+            if frame.startswith("42"):
+                return await self._event(frame)
+            if not frame.startswith(("45", "46")):
+                await self._other(frame)
+                return None
+        await self._header(frame)
+        return None
+
+    async def _header(self, frame: str) -> None:
+        """A BINARY_EVENT or BINARY_ACK header: wait for its attachments (or drop them, refused)."""
+        try:
+            packet = decode_socket(frame[1:])
+        except PacketError as exc:
+            await self._strike(str(exc))
+            return
+        limit = self._gate.settings.max_payload_bytes
+        self._assembly = Assembly(packet, len(frame), limit, discard=True)
+        if packet.type is SocketType.BINARY_ACK:
+            problem = "unexpected Socket.IO packet type BINARY_ACK"
+        elif packet.namespace != MAIN_NAMESPACE:
+            problem = f"not connected to namespace {packet.namespace[:64]!r}"
+        else:
+            try:
+                check_placeholders(packet.data, packet.attachments)
+            except AttachmentError as exc:
+                problem = str(exc)
+            else:
+                self._assembly = Assembly(packet, len(frame), limit)
+                return
+        await self._strike(problem)
+
+    def _unacked_id(self) -> str:
+        self._next_id += 1
+        return f"n{self._next_id}"
+
+    async def _send_parts(self, packet: Multipart) -> None:
+        """A binary packet's header and attachments, with no other packet of ours in between."""
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
+        self._writing = done = asyncio.get_running_loop().create_future()
+        try:
+            await self._link.send(packet.header, text=True)
+            for attachment in packet.attachments:
+                await self._link.send(attachment, text=False)
+        finally:
+            self._writing = None
+            done.set_result(None)
+
+    async def _say(self, packet: bytes) -> None:
+        """A packet of the link's own (an error event, a CONNECT answer), after any binary packet
+        being written (the core's packets come one at a time from the server's writer)."""
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
+        await self._link.send(packet, text=True)
 
     async def _other(self, frame: bytes | str) -> None:
         if type(frame) is not str:
-            await self._strike("binary frames are not supported: Socket.IO packets are JSON text")
+            await self._strike("binary frame without a binary packet (451-...) before it")
             return
         if frame == "3":
             if self._awaiting_pong:
@@ -289,10 +391,10 @@ class SocketIOLink:
             raise LinkClosed(CloseCode.NORMAL, "client disconnected")
         if packet.type is SocketType.CONNECT:
             if packet.namespace == MAIN_NAMESPACE:  # again: already connected, same sid
-                await self._link.send(encode_connect(MAIN_NAMESPACE, self.sid), text=True)
+                await self._say(encode_connect(MAIN_NAMESPACE, self.sid))
             else:
                 message = f"unknown namespace {packet.namespace[:64]!r}: this server serves '/'"
-                await self._link.send(encode_connect_error(packet.namespace, message), text=True)
+                await self._say(encode_connect_error(packet.namespace, message))
             return
         if packet.type is SocketType.EVENT:  # on another namespace
             await self._strike(f"not connected to namespace {packet.namespace[:64]!r}")
@@ -310,7 +412,7 @@ class SocketIOLink:
 
     async def _strike(self, message: str) -> None:
         """Tell the client what was wrong; close with 4400 after ``bad_frames_before_close``."""
-        await self._link.send(encode_event("error", {"code": "bad_frame", "message": message}), text=True)
+        await self._say(encode_event("error", {"code": "bad_frame", "message": message}))
         strikes = self._strikes
         if strikes is None:
             strikes = self._strikes = StrikeCounter(self._gate.settings.bad_frames_before_close)
@@ -391,7 +493,7 @@ class SocketIOFrameLink(SocketIOLink):
 
     def _inline(self, frame: bytes | str) -> bool:
         handler = self._handler
-        if handler is None or type(frame) is not str or not frame.startswith("42"):
+        if handler is None or type(frame) is not str or not frame.startswith("42") or self._assembly:
             return False
         request = self._request(frame)
         if type(request) is str:
@@ -405,13 +507,33 @@ class SocketIOFrameLink(SocketIOLink):
 
     def write_frame(self, data: bytes, text: bool) -> bool:
         packet = self._bridge.outbound(data)
-        return True if packet is None else self._frames.write_frame(packet, True)
+        if type(packet) is bytes:
+            return self._frames.write_frame(packet, True)
+        if packet is None:
+            return True
+        parts = cast(Multipart, packet)
+        if not self._frames.write_frame(parts.header, True):
+            return False
+        self._frames.write_frames(list(parts.attachments), False)  # at once: no readiness check
+        return True
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:
         outbound = self._bridge.outbound
         packets = [packet for packet in map(outbound, batch) if packet is not None]
+        for packet in packets:
+            if type(packet) is not bytes:  # binary packets among them: text and binary runs
+                for run, run_text in _runs(packets):
+                    self._frames.write_frames(run, run_text)
+                return
         if packets:
-            self._frames.write_frames(packets, True)
+            self._frames.write_frames(packets, True)  # type: ignore[arg-type]
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        packet = self._bridge.outbound(data)
+        if type(packet) is bytes:
+            await self._link.send(packet, text=True)
+        elif packet is not None:  # once the socket is writable, every frame in one go
+            await self.send_batch_packets([packet])
 
     def _ping(self) -> None:
         """Written at once when the socket takes it: no task for most pings."""
@@ -420,10 +542,50 @@ class SocketIOFrameLink(SocketIOLink):
 
     def write_now(self, data: bytes, text: bool) -> bool:
         packet = self._bridge.outbound(data)
-        return True if packet is None else bool(cast(Any, self._link).write_now(packet, True))
+        if type(packet) is bytes:
+            return bool(cast(Any, self._link).write_now(packet, True))
+        if packet is None:
+            return True
+        parts = cast(Multipart, packet)
+        if not cast(Any, self._link).write_now(parts.header, True):
+            return False
+        self._frames.write_frames(list(parts.attachments), False)
+        return True
 
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
         outbound = self._bridge.outbound
         packets = [packet for packet in map(outbound, batch) if packet is not None]
         if packets:
+            await self.send_batch_packets(packets)
+
+    async def send_batch_packets(self, packets: list[bytes | Multipart]) -> None:
+        """Translated packets, in order; binary ones as text and binary runs, all written in one
+        go once the socket is writable (the inner ``send_batch`` returns right after its write)."""
+        for packet in packets:
+            if type(packet) is not bytes:
+                break
+        else:
             await cast(Any, self._link).send_batch(packets, text=True)
+            return
+        runs = _runs(packets)
+        first, first_text = runs[0]
+        await cast(Any, self._link).send_batch(first, text=first_text)
+        for run, run_text in runs[1:]:
+            self._frames.write_frames(run, run_text)
+
+
+def _runs(packets: list[bytes | Multipart]) -> list[tuple[list[bytes], bool]]:
+    """Translated packets as runs of frames of one kind: (frames, text), in order."""
+    runs: list[tuple[list[bytes], bool]] = []
+    text_run: list[bytes] = []
+    for packet in packets:
+        if isinstance(packet, bytes):
+            text_run.append(packet)
+            continue
+        text_run.append(packet.header)
+        runs.append((text_run, True))
+        runs.append((list(packet.attachments), False))
+        text_run = []
+    if text_run:
+        runs.append((text_run, True))
+    return runs
