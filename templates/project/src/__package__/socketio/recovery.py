@@ -136,9 +136,11 @@ def positions(
         if type(obj) is not dict or obj.get(fields.type) != "event" or obj.get(fields.action) != "message":
             continue
         channel, seq = obj.get(fields.channel), obj.get(fields.seq)
-        known = resume.get(channel) if type(channel) is str else None
-        if known is not None and type(seq) is int and seq - 1 < known[0]:
-            resume[channel] = (seq - 1, known[1])  # type: ignore[index]
+        if type(channel) is not str or type(seq) is not int:
+            continue
+        known = resume.get(channel)
+        if known is not None and seq - 1 < known[0]:
+            resume[channel] = (seq - 1, known[1])
     return resume
 
 
