@@ -445,10 +445,11 @@ class SocketIOLink:
 
     def _wrote(self, offset: str) -> None:
         """A message with ``offset`` goes to the client (written, or being written)."""
-        ring = self._ring
-        if ring is None:
-            ring = self._ring = deque((self._start,), RING_SIZE)
-        ring.append(offset)
+        (self._ring or self._new_ring()).append(offset)
+
+    def _new_ring(self) -> deque[str | None]:
+        ring = self._ring = deque((self._start,), RING_SIZE)
+        return ring
 
     def _ended(self) -> None:
         """The link is over: unless the client left or the server closed it, keep a record."""
@@ -566,27 +567,31 @@ class SocketIOFrameLink(SocketIOLink):
         if not self._frames.write_frame(packet, True):
             return False
         if offset is not None:
-            self._wrote(offset)
+            (self._ring or self._new_ring()).append(offset)
         return True
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:
-        packets = self._packets(batch)
+        packets = self._packets(batch) if self._bridge.offsets else self._plain(batch)
         if packets:
             self._frames.write_frames(packets, True)
 
+    def _plain(self, batch: list[bytes]) -> list[bytes]:
+        return [packet for packet in map(self._bridge.outbound, batch) if packet is not None]
+
     def _packets(self, batch: list[bytes]) -> list[bytes]:
-        """The packets of ``batch``; the offsets they carry are recorded as written."""
+        """The packets of ``batch``; the offsets they carry are recorded as written. Inline, not
+        :meth:`_wrote`: this is every delivery's path (the fan-out flush)."""
         bridge = self._bridge
         outbound = bridge.outbound
-        if not bridge.offsets:
-            return [packet for packet in map(outbound, batch) if packet is not None]
+        record = (self._ring or self._new_ring()).append
         packets = []
         for data in batch:
             packet = outbound(data)
             if packet is not None:
                 packets.append(packet)
-                if bridge.offset is not None:
-                    self._wrote(bridge.offset)
+                offset = bridge.offset
+                if offset is not None:
+                    record(offset)
         return packets
 
     def _ping(self) -> None:
@@ -603,10 +608,10 @@ class SocketIOFrameLink(SocketIOLink):
         if not cast(Any, self._link).write_now(packet, True):
             return False
         if offset is not None:
-            self._wrote(offset)
+            (self._ring or self._new_ring()).append(offset)
         return True
 
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
-        packets = self._packets(batch)
+        packets = self._packets(batch) if self._bridge.offsets else self._plain(batch)
         if packets:
             await cast(Any, self._link).send_batch(packets, text=True)
