@@ -56,9 +56,10 @@ RING_SIZE: Final = 256
 """Offsets a link remembers: a client with more messages than this written but not received when
 its transport dropped cannot be recovered (it resubscribes with ``since_seq``)."""
 MAX_RECORDS: Final = 10_000
-MAX_RECORD_ENTRIES: Final = 1_000_000
-"""Ring entries and channels held by all records together (about 8 bytes each, the offsets being
-shared with the links): the oldest records go first past either bound."""
+MAX_RECORD_ENTRIES: Final = 500_000
+"""Ring entries and channels held by all records together: 8 bytes each, plus the offset strings
+(one per broadcast, shared by its subscribers; about 60 bytes when every message goes to one
+client): at most some 34 MB. The oldest records go first past either bound."""
 MAX_PID: Final = 64
 MAX_OFFSET: Final = 200
 """Longer ``pid``/``offset`` values in a CONNECT are not ours: the connection starts afresh."""
