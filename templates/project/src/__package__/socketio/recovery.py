@@ -50,6 +50,8 @@ import orjson
 from ..protocol import Fields
 
 if TYPE_CHECKING:
+    from ..server import Connection
+    from .bridge import Bridge
     from .session import SocketIOLink
 
 RING_SIZE: Final = 256
@@ -121,6 +123,20 @@ class Record:
             if known is not None and seq.isdigit() and int(seq) - 1 < known[0]:
                 since[channel] = (int(seq) - 1, known[1])
         return since
+
+
+def resubscriptions(bridge: Bridge, resume: dict[str, tuple[int, str | None]]) -> list[bytes]:
+    """The core's subscribe requests that resume each channel. Their ids are not digits, as for
+    an emit without ack: the responses send nothing, a refusal is an ``error`` event."""
+    requests = []
+    for n, (channel, (since_seq, epoch)) in enumerate(resume.items()):
+        payload: dict[str, Any] = {"since_seq": since_seq}
+        if epoch:
+            payload["epoch"] = epoch
+        request = bridge.request(["subscribe", {"channel": channel, "payload": payload}], f"r{n}")
+        if type(request) is bytes:
+            requests.append(request)
+    return requests
 
 
 def positions(
@@ -195,9 +211,15 @@ class Recovery:
         self._entries -= record.size
         return record
 
-    def record(
-        self, user: str | None, sid: str, resume: dict[str, tuple[int, str | None]], ring: tuple[str | None, ...]
+    def snapshot(
+        self, conn: Connection, user: str | None, sid: str, ring: tuple[str | None, ...], fields: Fields
     ) -> Record:
+        """The record of a link's session (``conn``) whose client may come back: where each
+        channel resumes, from the session's own bookkeeping (channel -> last seq queued, its
+        epochs) and what is still queued, never written."""
+        session = conn.session
+        queued = [data for _, data in conn.outbox._items]
+        resume = positions(session._subscriptions, session._epochs, queued, fields)
         return Record(user, sid, self.clock() + self.window_s, resume, ring)
 
     def _expire(self) -> None:

@@ -46,7 +46,7 @@ from .packets import (
     encode_event,
     encode_open,
 )
-from .recovery import RING_SIZE, Record, Recovery, claimed, connect_answer, new_pid, positions
+from .recovery import RING_SIZE, Record, Recovery, claimed, connect_answer, new_pid, resubscriptions
 
 if TYPE_CHECKING:
     from ..server import Connection
@@ -255,7 +255,7 @@ class SocketIOLink:
         if connected.pid is not None:
             cast(Recovery, gate.recovery).live[connected.pid] = self  # weakly: a lost link cannot leak
             if connected.resume:
-                self._resubscribe = deque(self._resubscriptions(connected.resume))
+                self._resubscribe = deque(resubscriptions(gate.bridge, connected.resume))
         self._strikes: StrikeCounter | None = None
         """Created on the first bad packet: well-behaved connections never need one."""
         self._control: TokenBucket | None = None
@@ -468,17 +468,8 @@ class SocketIOLink:
         if not self._recoverable or conn is None or recovery is None:
             return None
         self._recoverable = False
-        session, fields = conn.session, self._gate.settings.envelope
-        # The session's own bookkeeping: channel -> last seq queued, and its epochs (no copy:
-        # positions() builds a new dict), and what is queued but was never written.
-        resume = positions(
-            session._subscriptions,
-            session._epochs,
-            [data for _, data in conn.outbox._items],
-            fields,
-        )
         ring = tuple(self._ring) if self._ring is not None else (self._start,)
-        return recovery.record(self.user, self.sid, resume, ring)
+        return recovery.snapshot(conn, self.user, self.sid, ring, self._gate.settings.envelope)
 
     def take_over(self) -> Record | None:
         """A new connection resumes this one's pid (this transport is dead but not noticed yet):
@@ -486,20 +477,6 @@ class SocketIOLink:
         record = self.hand_over()
         self._spawn(self._shut(CloseCode.NORMAL, "session resumed by a new connection"))
         return record
-
-    def _resubscriptions(self, resume: dict[str, tuple[int, str | None]]) -> list[bytes]:
-        """The core's subscribe requests resuming each channel (without ack ids: their responses
-        send nothing, a refusal is an ``error`` event)."""
-        requests = []
-        for channel, (since_seq, epoch) in resume.items():
-            payload: dict[str, Any] = {"since_seq": since_seq}
-            if epoch:
-                payload["epoch"] = epoch
-            self._next_id += 1
-            request = self._bridge.request(["subscribe", {"channel": channel, "payload": payload}], f"n{self._next_id}")
-            if type(request) is bytes:
-                requests.append(request)
-        return requests
 
     async def _next_resubscription(self) -> bytes:
         """The next resuming subscribe, within half the connection's rate budget (the client's own
