@@ -623,6 +623,9 @@ class Server:
         conn_id = secrets.token_hex(8)
         session = self.dispatcher.session(conn_id, admission.identity, admission.codec, self.clock())
         conn = Connection(self, link, session)
+        attach = getattr(link, "attach", None)
+        if attach is not None:  # Socket.IO: a recovery record is made of the session and its queue
+            attach(conn)
         self._check_expiry(conn)
         self.connections.add(conn)
         user = admission.identity.user

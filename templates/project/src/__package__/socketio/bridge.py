@@ -18,6 +18,12 @@ Broadcasts are translated once: fan-out hands the same ``bytes`` object to every
 (``fanout.py``), and :meth:`Bridge.outbound` keeps the translation of each such object it has
 seen, so the 1,000 Socket.IO subscribers of a channel share one ``42["message",...]`` (or one
 :class:`~.attachments.Multipart` when the payload holds binary markers, ``attachments.py``).
+
+With connection state recovery on (``recovery.py``), a ``message`` event that carries a ``seq``
+gets its *offset* as last argument, ``"<channel> <seq>"``: derived from the event alone, so the
+shared packet stays shared; socket.io-client keeps the last one it saw and sends it back when it
+reconnects. :attr:`Bridge.offset` is the offset of the packet :meth:`Bridge.outbound` returned
+last, which the link records (its write paths call ``outbound`` once per packet they write).
 """
 
 from __future__ import annotations
@@ -40,13 +46,17 @@ _UNACKED_PREFIX: Final = "n"
 class Bridge:
     """The translation shared by every Socket.IO session of one server."""
 
-    __slots__ = ("_cache", "_cached_bytes", "_fields")
+    __slots__ = ("_cache", "_cached_bytes", "_fields", "offset", "offsets")
 
-    def __init__(self, fields: Fields) -> None:
+    def __init__(self, fields: Fields, *, offsets: bool = False) -> None:
         self._fields = fields
-        self._cache: dict[int, tuple[bytes, bytes | Multipart]] = {}
-        """``id(event frame)`` -> (the frame, its Socket.IO packet). The entry holds the frame, so
-        its id cannot be reused by another object while cached."""
+        self.offsets = offsets
+        """Append offsets to ``message`` events with a ``seq`` (connection state recovery is on)."""
+        self.offset: str | None = None
+        """The offset in the packet :meth:`outbound` returned last; None: it carries none."""
+        self._cache: dict[int, tuple[bytes, bytes | Multipart, str | None]] = {}
+        """``id(event frame)`` -> (the frame, its Socket.IO packet, its offset). The entry holds the
+        frame, so its id cannot be reused by another object while cached."""
         self._cached_bytes = 0
 
     def request(self, data: Any, request_id: str) -> bytes | str:
@@ -78,7 +88,9 @@ class Bridge:
         make it a BINARY_EVENT / BINARY_ACK (:class:`~.attachments.Multipart`)."""
         cached = self._cache.get(id(frame))
         if cached is not None and cached[0] is frame:
+            self.offset = cached[2]
             return cached[1]
+        self.offset = None
         f = self._fields
         obj = orjson.loads(frame)
         kind = obj.get(f.type)
@@ -93,9 +105,15 @@ class Bridge:
                 body["seq"] = seq
             if f.sender in obj:
                 body["sender"] = obj[f.sender]
-            packet = encode_event(obj.get(f.action), body)
+            action = obj.get(f.action)
+            offset = None
+            if seq is not None and self.offsets and action == "message":
+                offset = self.offset = f"{body['channel']} {seq}"
+                packet = encode_event(action, body, offset)
+            else:
+                packet = encode_event(action, body)
             translated = to_binary(packet) if MARKER in frame else packet
-            self._remember(frame, translated)
+            self._remember(frame, translated, offset)
             return translated
         request_id = obj.get(f.id)
         ack = int(request_id) if type(request_id) is str and request_id.isdigit() else None
@@ -113,9 +131,9 @@ class Bridge:
             detail["action"] = action
         return encode_event("error", detail)
 
-    def _remember(self, frame: bytes, packet: bytes | Multipart) -> None:
+    def _remember(self, frame: bytes, packet: bytes | Multipart, offset: str | None) -> None:
         if len(self._cache) >= _MAX_CACHED or self._cached_bytes > _MAX_CACHED_BYTES:
             self._cache.clear()
             self._cached_bytes = 0
-        self._cache[id(frame)] = (frame, packet)
+        self._cache[id(frame)] = (frame, packet, offset)
         self._cached_bytes += len(frame) + (len(packet) if isinstance(packet, bytes) else packet.size)

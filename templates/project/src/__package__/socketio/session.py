@@ -17,6 +17,10 @@ binary frame with no header before it, or a Socket.IO packet before the last att
 packet; a header and its attachments together over ``max_payload_bytes`` close with 1009. A
 binary packet to send (:class:`~.attachments.Multipart`) is written as one unit: its header and
 attachments are never interleaved with another Socket.IO packet of the connection.
+
+Connection state recovery (``socketio_recovery_s`` > 0) is ``recovery.py``'s: the gate answers a
+CONNECT with a ``pid`` and resumes a dropped session under it; the links record the offsets they
+write and, when their transport drops, leave a record of their session behind.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -46,8 +52,10 @@ from .packets import (
     encode_event,
     encode_open,
 )
+from .recovery import RING_SIZE, Record, Recovery, claimed, connect_answer, new_pid, resubscriptions
 
 if TYPE_CHECKING:
+    from ..server import Connection
     from ..settings import Settings
 
 logger = logging.getLogger(__name__.rpartition(".")[0].rpartition(".")[0] + ".server")
@@ -56,6 +64,17 @@ _RUNNING: set[asyncio.Task[None]] = set()
 """Heartbeat writes in flight (asyncio keeps only weak references to tasks)."""
 MAX_CONNECT_ATTEMPTS: Final = 3
 """CONNECT packets refused (bad token, unknown namespace) before the connection is closed."""
+
+
+@dataclass(slots=True)
+class Connected:
+    """A CONNECT answered: the socket id, and with recovery on the pid, the offset the client
+    connected with and, when it resumed a session, where each of its channels resumes."""
+
+    sid: str
+    pid: str | None = None
+    offset: str | None = None
+    resume: dict[str, tuple[int, str | None]] | None = None
 
 
 @dataclass(slots=True)
@@ -90,7 +109,10 @@ class SocketIOGate:
         """The server's :meth:`~..server.Server.connection_cut`: closes decided here are counted."""
         self.reject = reject
         """The server's ``metrics.reject``: a refused CONNECT counts like a refused upgrade."""
-        self.bridge = Bridge(settings.envelope)
+        window = settings.socketio_recovery_s
+        self.recovery = Recovery(window, time.monotonic) if window > 0 else None
+        """Connection state recovery (``recovery.py``); None when ``socketio_recovery_s`` is 0."""
+        self.bridge = Bridge(settings.envelope, offsets=self.recovery is not None)
         self.open_packet_fields = (
             int(settings.socketio_ping_interval_s * 1000),
             int(settings.socketio_ping_timeout_s * 1000),
@@ -106,13 +128,13 @@ class SocketIOGate:
             async with asyncio.timeout(self.settings.handshake_timeout_s):
                 refused = 0
                 while refused < MAX_CONNECT_ATTEMPTS:
-                    problem = await self._connect(link, admission, sid)
-                    if problem is None:
+                    connected = await self._connect(link, admission, sid)
+                    if type(connected) is Connected:
                         stop_keepalive = getattr(link, "stop_keepalive", None)
                         if stop_keepalive is not None:  # Engine.IO's heartbeat replaces the WebSocket one
                             stop_keepalive()
                         kind = SocketIOFrameLink if hasattr(link, "write_frames") else SocketIOLink
-                        return kind(link, self, sid)
+                        return kind(link, self, connected, admission.identity.user)
                     refused += 1
             await self._refuse(link, CloseCode.POLICY_VIOLATION, "Socket.IO CONNECT refused")
         except TimeoutError:
@@ -123,8 +145,8 @@ class SocketIOGate:
             pass
         return None
 
-    async def _connect(self, link: Link, admission: SocketIOAdmission, sid: str) -> str | None:
-        """Read one CONNECT and answer it; the refusal's message, or None once connected.
+    async def _connect(self, link: Link, admission: SocketIOAdmission, sid: str) -> str | Connected:
+        """Read one CONNECT and answer it; the refusal's message, or what was agreed.
 
         Raises:
             PacketError: anything but a CONNECT came first.
@@ -150,8 +172,28 @@ class SocketIOGate:
                     encode_connect_error(MAIN_NAMESPACE, problem, {"code": "unauthorized"}), text=True
                 )
                 return problem
-        await link.send(encode_connect(MAIN_NAMESPACE, sid), text=True)
-        return None
+        recovery = self.recovery
+        if recovery is None:
+            await link.send(encode_connect(MAIN_NAMESPACE, sid), text=True)
+            return Connected(sid)
+        connected = Connected(sid)
+        claim = claimed(packet.data)
+        if claim is not None:
+            pid, connected.offset = claim
+            record = recovery.take(pid, admission.identity.user)
+            resume = None if record is None else record.resume(connected.offset)
+            if record is not None and resume is not None:
+                connected.sid, connected.pid, connected.resume = record.sid, pid, resume
+                logger.info(
+                    "Socket.IO session %s resumed on %d channels",
+                    record.sid,
+                    len(resume),
+                    extra={"event": "recovered", "channels": len(resume)},
+                )
+        if connected.pid is None:
+            connected.pid = new_pid()
+        await link.send(connect_answer(connected.sid, connected.pid), text=True)
+        return connected
 
     def _authenticate(self, auth: Any, admission: SocketIOAdmission) -> str | None:
         """Verify the CONNECT's ``auth.token`` like the native endpoint's token; why not, or None."""
@@ -178,27 +220,50 @@ class SocketIOLink:
     """:class:`~..transport.Link` speaking Socket.IO over a WebSocket link; see the module docstring."""
 
     __slots__ = (
+        "__weakref__",
         "_assembly",
         "_awaiting_pong",
         "_bridge",
         "_closed",
+        "_conn",
         "_control",
         "_gate",
         "_link",
         "_next_id",
+        "_recoverable",
+        "_resubscribe",
+        "_ring",
+        "_start",
         "_strikes",
         "_timer",
         "_writing",
+        "pid",
         "sid",
+        "user",
     )
 
-    def __init__(self, link: Link, gate: SocketIOGate, sid: str) -> None:
+    def __init__(self, link: Link, gate: SocketIOGate, connected: Connected, user: str | None = None) -> None:
         settings = gate.settings
         self._link = link
         self._gate = gate
         self._bridge = gate.bridge
-        self.sid = sid
+        self.sid = connected.sid
+        self.user = user
         self._next_id = 0
+        # Connection state recovery (recovery.py), when the gate has it on.
+        self.pid = connected.pid
+        self._start = connected.offset
+        """Where the client stood when this link began: the ring's first entry."""
+        self._ring: deque[str | None] | None = None
+        """Offsets written, oldest first (created with the first message written)."""
+        self._conn: Connection | None = None
+        self._recoverable = connected.pid is not None
+        """Leave a record when the link ends; off once the client leaves or the server decides a close."""
+        self._resubscribe: deque[bytes] | None = None
+        if connected.pid is not None:
+            cast(Recovery, gate.recovery).live[connected.pid] = self  # weakly: a lost link cannot leak
+            if connected.resume:
+                self._resubscribe = deque(resubscriptions(gate.bridge, connected.resume))
         self._strikes: StrikeCounter | None = None
         """Created on the first bad packet: well-behaved connections never need one."""
         self._control: TokenBucket | None = None
@@ -217,32 +282,47 @@ class SocketIOLink:
     # -- Link -------------------------------------------------------------------------------
 
     async def recv(self) -> bytes | str:
-        """The next request envelope; Engine.IO/Socket.IO housekeeping is handled on the way."""
-        while True:
-            try:
+        """The next request envelope; Engine.IO/Socket.IO housekeeping is handled on the way.
+        A resumed session's subscribes come first."""
+        if self._resubscribe is not None:
+            return await self._next_resubscription()
+        try:
+            while True:
                 frame = await self._link.recv()
-            except LinkClosed:
-                self._stop_timer()
-                raise
-            if type(frame) is str and frame.startswith("42") and self._assembly is None:
-                request = await self._event(frame)  # an EVENT on "/": nearly every frame
-                if request is not None:
-                    return request
-            elif type(frame) is not str or self._assembly is not None or frame.startswith(("45", "46")):
-                request = await self._binary(frame)
-                if request is not None:
-                    return request
-            else:
-                await self._other(frame)
+                if type(frame) is str and frame.startswith("42") and self._assembly is None:
+                    request = await self._event(frame)  # an EVENT on "/": nearly every frame
+                    if request is not None:
+                        return request
+                elif type(frame) is not str or self._assembly is not None or frame.startswith(("45", "46")):
+                    request = await self._binary(frame)
+                    if request is not None:
+                        return request
+                else:
+                    await self._other(frame)
+        except LinkClosed:
+            self._stop_timer()
+            self._ended()
+            raise
 
     async def send(self, data: bytes, *, text: bool) -> None:
-        packet = self._bridge.outbound(data)
+        bridge = self._bridge
+        packet = bridge.outbound(data)
+        if packet is None:
+            return
+        if bridge.offset is not None:
+            self._wrote(bridge.offset)
         if type(packet) is bytes:
             await self._link.send(packet, text=True)
-        elif packet is not None:
+        else:
             await self._send_parts(cast(Multipart, packet))
 
     async def close(self, code: int, reason: str) -> None:
+        """The server closes (its decision: shutdown, token expiry, slow consumer): no record."""
+        self._recoverable = False
+        self._ended()
+        await self._shut(code, reason)
+
+    async def _shut(self, code: int, reason: str) -> None:
         self._stop_timer()
         await self._link.close(code, reason)
 
@@ -372,8 +452,8 @@ class SocketIOLink:
                 return
             await self._strike("pong without a ping")
             return
-        if frame == "1":  # Engine.IO CLOSE: the client is leaving
-            await self.close(CloseCode.NORMAL, "client closed")
+        if frame == "1":  # Engine.IO CLOSE: the transport is closed (Socket.IO's DISCONNECT says leaving)
+            await self._shut(CloseCode.NORMAL, "client closed")
             raise LinkClosed(CloseCode.NORMAL, "client closed")
         if not self._within_budget():
             await self._strike("too many packets that are not requests")
@@ -390,8 +470,8 @@ class SocketIOLink:
             await self.close(CloseCode.NORMAL, "client disconnected")
             raise LinkClosed(CloseCode.NORMAL, "client disconnected")
         if packet.type is SocketType.CONNECT:
-            if packet.namespace == MAIN_NAMESPACE:  # again: already connected, same sid
-                await self._say(encode_connect(MAIN_NAMESPACE, self.sid))
+            if packet.namespace == MAIN_NAMESPACE:  # again: already connected, same sid (and pid)
+                await self._say(connect_answer(self.sid, self.pid))
             else:
                 message = f"unknown namespace {packet.namespace[:64]!r}: this server serves '/'"
                 await self._say(encode_connect_error(packet.namespace, message))
@@ -430,9 +510,10 @@ class SocketIOLink:
             return
         loop = asyncio.get_running_loop()
         settings = self._gate.settings
-        if self._awaiting_pong:
+        if self._awaiting_pong:  # the transport is gone: the session stays recoverable
             self._gate.cut(CloseCode.INTERNAL_ERROR, "Engine.IO ping timeout")
-            self._spawn(self.close(CloseCode.INTERNAL_ERROR, "ping timeout"))
+            self._ended()
+            self._spawn(self._shut(CloseCode.INTERNAL_ERROR, "ping timeout"))
             return
         self._awaiting_pong = True
         self._ping()
@@ -459,6 +540,59 @@ class SocketIOLink:
             self._timer.cancel()
             self._timer = None
 
+    # -- connection state recovery (recovery.py) --------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        """The server's connection over this link (``server.py`` calls this): its session and
+        queue are what a recovery record is made of."""
+        self._conn = conn
+
+    def _wrote(self, offset: str) -> None:
+        """A message with ``offset`` goes to the client (written, or being written)."""
+        (self._ring or self._new_ring()).append(offset)
+
+    def _new_ring(self) -> deque[str | None]:
+        ring = self._ring = deque((self._start,), RING_SIZE)
+        return ring
+
+    def _ended(self) -> None:
+        """The link is over: unless the client left or the server closed it, keep a record."""
+        recovery, pid = self._gate.recovery, self.pid
+        if recovery is None or pid is None:
+            return
+        if recovery.live.get(pid) is self:
+            del recovery.live[pid]
+        record = self.hand_over()
+        if record is not None:
+            recovery.keep(pid, record)
+
+    def hand_over(self) -> Record | None:
+        """This session's record, once (None when it is not recoverable or already handed over)."""
+        conn, recovery = self._conn, self._gate.recovery
+        if not self._recoverable or conn is None or recovery is None:
+            return None
+        self._recoverable = False
+        ring = tuple(self._ring) if self._ring is not None else (self._start,)
+        return recovery.snapshot(conn, self.user, self.sid, ring, self._gate.settings.envelope)
+
+    def take_over(self) -> Record | None:
+        """A new connection resumes this one's pid (this transport is dead but not noticed yet):
+        its record, and this link closes."""
+        record = self.hand_over()
+        self._spawn(self._shut(CloseCode.NORMAL, "session resumed by a new connection"))
+        return record
+
+    async def _next_resubscription(self) -> bytes:
+        """The next resuming subscribe, within half the connection's rate budget (the client's own
+        requests keep the other half)."""
+        pending = cast("deque[bytes]", self._resubscribe)
+        if len(pending) > max(1, self._gate.settings.rate_burst // 2):
+            await asyncio.sleep(2 / self._gate.settings.rate_per_s)
+        request = pending.popleft()
+        if not pending:
+            self._resubscribe = None
+        return request
+
 
 class SocketIOFrameLink(SocketIOLink):
     """:class:`SocketIOLink` over a link that writes synchronously and reads inline (picows).
@@ -471,8 +605,8 @@ class SocketIOFrameLink(SocketIOLink):
 
     __slots__ = ("_handler",)
 
-    def __init__(self, link: Link, gate: SocketIOGate, sid: str) -> None:
-        super().__init__(link, gate, sid)
+    def __init__(self, link: Link, gate: SocketIOGate, connected: Connected, user: str | None = None) -> None:
+        super().__init__(link, gate, connected, user)
         self._handler: Callable[[bytes | str], bool] | None = None
 
     @property
@@ -506,20 +640,25 @@ class SocketIOFrameLink(SocketIOLink):
         return self._frames.ready()
 
     def write_frame(self, data: bytes, text: bool) -> bool:
-        packet = self._bridge.outbound(data)
-        if type(packet) is bytes:
-            return self._frames.write_frame(packet, True)
+        bridge = self._bridge
+        packet = bridge.outbound(data)
         if packet is None:
             return True
-        parts = cast(Multipart, packet)
-        if not self._frames.write_frame(parts.header, True):
-            return False
-        self._frames.write_frames(list(parts.attachments), False)  # at once: no readiness check
+        offset = bridge.offset
+        if type(packet) is bytes:
+            if not self._frames.write_frame(packet, True):
+                return False
+        else:
+            parts = cast(Multipart, packet)
+            if not self._frames.write_frame(parts.header, True):
+                return False
+            self._frames.write_frames(list(parts.attachments), False)  # at once: no readiness check
+        if offset is not None:
+            (self._ring or self._new_ring()).append(offset)
         return True
 
     def write_frames(self, batch: list[bytes], text: bool) -> None:
-        outbound = self._bridge.outbound
-        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        packets = self._packets(batch) if self._bridge.offsets else self._plain(batch)
         for packet in packets:
             if type(packet) is not bytes:  # binary packets among them: text and binary runs
                 for run, run_text in _runs(packets):
@@ -529,11 +668,35 @@ class SocketIOFrameLink(SocketIOLink):
             self._frames.write_frames(packets, True)  # type: ignore[arg-type]
 
     async def send(self, data: bytes, *, text: bool) -> None:
-        packet = self._bridge.outbound(data)
+        bridge = self._bridge
+        packet = bridge.outbound(data)
+        if packet is None:
+            return
+        if bridge.offset is not None:
+            self._wrote(bridge.offset)
         if type(packet) is bytes:
             await self._link.send(packet, text=True)
-        elif packet is not None:  # once the socket is writable, every frame in one go
+        else:  # once the socket is writable, every frame in one go
             await self.send_batch_packets([packet])
+
+    def _plain(self, batch: list[bytes]) -> list[bytes | Multipart]:
+        return [packet for packet in map(self._bridge.outbound, batch) if packet is not None]
+
+    def _packets(self, batch: list[bytes]) -> list[bytes | Multipart]:
+        """The packets of ``batch``; the offsets they carry are recorded as written. Inline, not
+        :meth:`_wrote`: this is every delivery's path (the fan-out flush)."""
+        bridge = self._bridge
+        outbound = bridge.outbound
+        record = (self._ring or self._new_ring()).append
+        packets: list[bytes | Multipart] = []
+        for data in batch:
+            packet = outbound(data)
+            if packet is not None:
+                packets.append(packet)
+                offset = bridge.offset
+                if offset is not None:
+                    record(offset)
+        return packets
 
     def _ping(self) -> None:
         """Written at once when the socket takes it: no task for most pings."""
@@ -541,20 +704,25 @@ class SocketIOFrameLink(SocketIOLink):
             super()._ping()
 
     def write_now(self, data: bytes, text: bool) -> bool:
-        packet = self._bridge.outbound(data)
-        if type(packet) is bytes:
-            return bool(cast(Any, self._link).write_now(packet, True))
+        bridge = self._bridge
+        packet = bridge.outbound(data)
         if packet is None:
             return True
-        parts = cast(Multipart, packet)
-        if not cast(Any, self._link).write_now(parts.header, True):
-            return False
-        self._frames.write_frames(list(parts.attachments), False)
+        offset = bridge.offset
+        if type(packet) is bytes:
+            if not cast(Any, self._link).write_now(packet, True):
+                return False
+        else:
+            parts = cast(Multipart, packet)
+            if not cast(Any, self._link).write_now(parts.header, True):
+                return False
+            self._frames.write_frames(list(parts.attachments), False)
+        if offset is not None:
+            (self._ring or self._new_ring()).append(offset)
         return True
 
     async def send_batch(self, batch: list[bytes], *, text: bool) -> None:
-        outbound = self._bridge.outbound
-        packets = [packet for packet in map(outbound, batch) if packet is not None]
+        packets = self._packets(batch) if self._bridge.offsets else self._plain(batch)
         if packets:
             await self.send_batch_packets(packets)
 
