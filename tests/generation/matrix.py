@@ -41,6 +41,7 @@ CASES: list[Case] = [
         "collab-fastapi",
         "collaboration.yaml",
         # 12,000 connections: two uvicorn processes' worth, so the case scales out over a broker
+        conventions={"client_protocol": "socketio"},
         answer_changes={
             "existing_app": "fastapi",
             "project_name": "collab-fastapi",
