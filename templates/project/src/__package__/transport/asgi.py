@@ -70,8 +70,6 @@ from urllib.parse import parse_qs
 from ..auth import Identity
 from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
 
-MAX_LENGTH_DIGITS = 12
-
 if TYPE_CHECKING:
     from ..settings import Settings
 
@@ -87,6 +85,8 @@ Authenticate = Callable[[Scope], Awaitable[Identity | None]]
 Re-exported by the package's ``asgi.py``, where the host app takes it from."""
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+MAX_LENGTH_DIGITS = 12
+"""A longer ``Content-Length`` of a long-polling POST is refused as malformed (400), as standalone."""
 
 _TRANSPORTS: weakref.WeakKeyDictionary[Any, AsgiTransport] = weakref.WeakKeyDictionary()
 
@@ -259,7 +259,7 @@ class AsgiTransport:
             body = await self._read_body(scope, receive)
             if isinstance(body, HttpResponse):
                 logger.info("HTTP request refused: %s", body.body.decode().strip(), extra={"event": "refused", "status": body.status})
-                await respond(send, body)
+                await respond(send, body, close=True)  # the body left unread must not be taken for a request
                 return
             if body is None:
                 return  # the client left
@@ -414,13 +414,15 @@ async def _unless_gone(work: Awaitable[HttpResponse], receive: Receive) -> HttpR
         return HttpResponse(500, b"internal error\n")
 
 
-async def respond(send: Send, response: HttpResponse, *, head: bool = False) -> None:
-    """Send ``response`` as the answer to an ``http`` scope (not cached: polling answers are live)."""
+async def respond(send: Send, response: HttpResponse, *, head: bool = False, close: bool = False) -> None:
+    """Send ``response`` as the answer to an ``http`` scope (not cached: polling answers are live);
+    ``close``: the ASGI server closes the connection after it."""
     headers = [
         (b"content-type", response.content_type.encode()),
         (b"content-length", str(len(response.body)).encode()),
         (b"cache-control", b"no-store"),
         *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
+        *([(b"connection", b"close")] if close else []),
     ]
     with contextlib.suppress(OSError, RuntimeError):
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
