@@ -36,11 +36,13 @@ CASES: list[Case] = [
         "notifications.yaml",
         conventions={"preferred_broker": "nats", "client_protocol": "socketio"},
     ),
-    # Mounted in the team's FastAPI app (issue 26): the ASGI target behind uvicorn, on Redis Streams.
+    # Mounted in the team's FastAPI app (issue 26): the ASGI target behind uvicorn, on Redis Streams;
+    # Socket.IO clients by memory, served by the mounted app too (WebSocket and long-polling)
     Case(
         "collab-fastapi",
         "collaboration.yaml",
         # 12,000 connections: two uvicorn processes' worth, so the case scales out over a broker
+        conventions={"client_protocol": "socketio"},
         answer_changes={
             "existing_app": "fastapi",
             "project_name": "collab-fastapi",
@@ -48,8 +50,13 @@ CASES: list[Case] = [
         },
     ),
     # Protocol Buffers by step 2's table (a device fleet of small messages), on RabbitMQ by memory,
-    # with its Kubernetes manifests: the broker contract and chaos suites run on a real RabbitMQ
-    Case("iot-telemetry", "iot-telemetry.yaml", conventions={"preferred_broker": "rabbitmq"}),
+    # with its Kubernetes manifests: the broker contract and chaos suites run on a real RabbitMQ;
+    # and Socket.IO clients (devices with a socket.io-client library) over RabbitMQ
+    Case(
+        "iot-telemetry",
+        "iot-telemetry.yaml",
+        conventions={"preferred_broker": "rabbitmq", "client_protocol": "socketio"},
+    ),
     Case("public-ticker", "public-ticker.yaml"),
     # option axes: codec, auth, presence, history, broker
     # msgpack, and the server API turned off by memory although step 2's table turns it on for chat

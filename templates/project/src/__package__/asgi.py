@@ -21,7 +21,10 @@ lifespan::
 
 Below the mount, ``settings.path`` (``WS_PATH``) is the WebSocket endpoint and ``/healthz``,
 ``/readyz``, ``/metrics`` answer HTTP through the same front door as standalone; anything else is
-404 (the host app serves its own pages).
+404 (the host app serves its own pages). Projects that serve Socket.IO clients also answer at
+``settings.socketio_path`` (``WS_SOCKETIO_PATH``) below the mount: WebSocket and HTTP
+long-polling with its upgrade, as standalone (``transport/asgi.py``); a client connects with
+``io("https://host", {path: "/realtime/socket.io/"})``.
 
 **Authentication.** ``authenticate(scope)`` is the host app's own check (its session cookie, the
 function behind its FastAPI dependency). An :class:`~.auth.Identity` with a ``user`` admits the
@@ -75,6 +78,7 @@ from .transport.asgi import (
     Send,
     handshake_request,
     refuse,
+    respond,
     transport_of,
 )
 
@@ -122,6 +126,9 @@ class Realtime:
         """The drain a signal started (a reference, so the task is not collected mid-way)."""
         self._namespaces = {ns.name: ns for ns in self.settings.namespaces}
         self._max_publish = publish_limit(self.settings.max_payload_bytes)
+        socketio_path: str | None = getattr(self.settings, "socketio_path", None)
+        self._socketio_paths = frozenset({socketio_path, socketio_path.rstrip("/") or "/"} if socketio_path else ())
+        """Where Socket.IO clients connect below the mount (``socketio/``; empty without it)."""
 
     # -- ASGI ----------------------------------------------------------------------------------
 
@@ -135,9 +142,26 @@ class Realtime:
                 return
             await transport.handle(scope, receive, send, self.authenticate)
         elif kind == "http":
-            await self._http(scope, send)
+            if handshake_request(scope).path in self._socketio_paths:
+                await self._polling(scope, receive, send)
+            else:
+                await self._http(scope, send)
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
+
+    @property
+    def socketio_paths(self) -> frozenset[str]:
+        """The Socket.IO path below the mount, with and without its trailing slash (empty when the
+        project serves no Socket.IO clients)."""
+        return self._socketio_paths
+
+    async def _polling(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Socket.IO's Engine.IO long-polling, answered by the server's sessions (``transport/asgi.py``)."""
+        transport = self._transport
+        if transport is None:
+            await respond(send, HttpResponse(503, b"server not started\n", headers=(("Retry-After", "5"),)))
+            return
+        await transport.handle_polling(scope, receive, send, self.authenticate)
 
     async def _http(self, scope: Scope, send: Send) -> None:
         request = handshake_request(scope)

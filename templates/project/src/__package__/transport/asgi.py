@@ -39,6 +39,19 @@ What changes with ASGI, and who does it instead:
 * **Shutdown.** :meth:`AsgiTransport.stop` closes every connection with 1001 and waits for them,
   bounded by the grace; after it, the connections still open are cancelled.
 
+**Socket.IO** (when step 2 rendered it, ``socketio/``). A ``websocket`` scope at
+``settings.socketio_path`` (below the mount) goes through the same :meth:`AsgiTransport.handle`:
+the front door admits it as a Socket.IO upgrade and the server runs the Engine.IO/Socket.IO
+handshake over the :class:`AsgiLink`, or lends the link to a long-polling session's upgrade
+(``sid=``). An ``http`` scope there is Engine.IO long-polling: :meth:`AsgiTransport.handle_polling`
+reads it with the same bounds as the standalone listener's HTTP front (``http_front.py``): a body
+of at most ``max_payload_bytes`` (413), no chunked bodies (411: Engine.IO clients send a
+Content-Length), the body read within ``handshake_timeout_s`` and counted as an unfinished
+handshake meanwhile; then the front door's :meth:`~..front_door.FrontDoor.polling_request`
+answers it (Engine.IO errors, CORS for allowed origins, the sessions of ``socketio/polling.py``).
+A held GET whose client goes away is given up at once (``http.disconnect``), as a closed TCP
+connection is standalone. :meth:`AsgiTransport.stop` tells every polling session first.
+
 Text messages: the server encodes once per codec and hands the same UTF-8 ``bytes`` to every
 subscriber, but ASGI wants ``str`` for a text frame. The last decoded message is kept (one entry,
 by identity), so a fan-out to N subscribers decodes once, not N times.
@@ -52,6 +65,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from ..auth import Identity
 from . import Admission, App, HandshakeRequest, HttpResponse, LinkClosed
@@ -71,6 +85,8 @@ Authenticate = Callable[[Scope], Awaitable[Identity | None]]
 Re-exported by the package's ``asgi.py``, where the host app takes it from."""
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+MAX_LENGTH_DIGITS = 12
+"""A longer ``Content-Length`` of a long-polling POST is refused as malformed (400), as standalone."""
 
 _TRANSPORTS: weakref.WeakKeyDictionary[Any, AsgiTransport] = weakref.WeakKeyDictionary()
 
@@ -201,6 +217,9 @@ class AsgiTransport:
         """Close every connection with 1001 and wait for them, within ``grace_s``; those left then
         are cancelled (their cleanup still runs). New scopes are refused meanwhile (503)."""
         self._stopping = True
+        polling = self.polling
+        if polling is not None:  # Engine.IO's close on every session's pending (or next) GET
+            await polling.close_all(1001, "server shutting down")
         links = list(self._links)
         if not links:
             return
@@ -213,6 +232,77 @@ class AsgiTransport:
             logger.warning("shutdown grace period over; cancelling %d connections", len(left))
             for task in left:
                 task.cancel()
+
+    # -- Socket.IO long-polling (see the module docstring) -----------------------------------------
+
+    @property
+    def polling(self) -> Any:
+        """The server's long-polling sessions (``socketio/polling.py``), None when not served."""
+        return getattr(getattr(self.app, "front_door", None), "polling", None)
+
+    async def handle_polling(
+        self, scope: Scope, receive: Receive, send: Send, authenticate: Authenticate | None = None
+    ) -> None:
+        """Answer one ``http`` scope at the Socket.IO path (Engine.IO long-polling)."""
+        front: Any = getattr(self.app, "front_door", None)
+        method = str(scope.get("method", "GET"))
+        request = handshake_request(scope)
+        if front is None or front.polling is None:  # WS_SOCKETIO_POLLING=false: WebSocket only
+            refused = front._sio.check_query(request.query) if front is not None else None
+            await respond(send, refused if isinstance(refused, HttpResponse) else _bad_polling_request())
+            return
+        ip = request.remote_ip
+        if not self.app.handshake_started(ip):
+            await respond(send, HttpResponse(503, b"too many handshakes in progress\n", headers=(("Retry-After", "5"),)))
+            return
+        try:
+            body = await self._read_body(scope, receive)
+            if isinstance(body, HttpResponse):
+                logger.info("HTTP request refused: %s", body.body.decode().strip(), extra={"event": "refused", "status": body.status})
+                await respond(send, body, close=True)  # the body left unread must not be taken for a request
+                return
+            if body is None:
+                return  # the client left
+            if authenticate is not None and method == "GET" and "sid" not in parse_qs(request.query):
+                try:  # a session opens: the host app's own authentication, as for an upgrade
+                    identity = await authenticate(scope)
+                except Exception:
+                    logger.exception("the host app's authenticate hook failed")
+                    await respond(send, HttpResponse(500, b"authentication failed\n"))
+                    return
+                if identity is not None:
+                    request = handshake_request(scope, identity)
+        finally:
+            self.app.handshake_ended(ip)
+        response = await _unless_gone(front.polling_request(method, request, body), receive)
+        if response is not None:
+            await respond(send, response)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | HttpResponse | None:
+        """The request's body, a refusal (411, 400, 413, 408), or None: the client left."""
+        headers = scope.get("headers", ())
+        if any(k.lower() == b"transfer-encoding" for k, _ in headers):
+            return HttpResponse(411, b"chunked bodies are not accepted: send a Content-Length\n")
+        lengths = [bytes(v) for k, v in headers if k.lower() == b"content-length"]
+        if len(lengths) > 1 or (lengths and (not lengths[0].isdigit() or len(lengths[0]) > MAX_LENGTH_DIGITS)):
+            return HttpResponse(400, b"bad Content-Length\n")
+        limit = self.max_payload
+        if lengths and int(lengths[0]) > limit:
+            return HttpResponse(413, f"body over the {limit}-byte limit\n".encode())
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        return HttpResponse(413, f"body over the {limit}-byte limit\n".encode())
+                    if not message.get("more_body", False):
+                        return bytes(body)
+        except TimeoutError:
+            return HttpResponse(408, b"request body too slow\n")
 
     # -- per message -------------------------------------------------------------------------------
 
@@ -291,6 +381,52 @@ class AsgiTransport:
             del self._links[link]
             if not self._links:
                 self._idle.set()
+
+
+def _bad_polling_request() -> HttpResponse:
+    return HttpResponse(400, b'{"code":3,"message":"Bad request"}', "application/json")
+
+
+async def _unless_gone(work: Awaitable[HttpResponse], receive: Receive) -> HttpResponse | None:
+    """``work``'s answer, or None once the client has disconnected (``work`` is then cancelled: a
+    held GET gives its place back, what it would have taken stays queued for the next one)."""
+    answer: asyncio.Future[HttpResponse] = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not answer.done():
+            answer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answer
+    if answer.cancelled():
+        return None
+    try:
+        return answer.result()
+    except Exception:
+        logger.exception("long-polling request failed")
+        return HttpResponse(500, b"internal error\n")
+
+
+async def respond(send: Send, response: HttpResponse, *, head: bool = False, close: bool = False) -> None:
+    """Send ``response`` as the answer to an ``http`` scope (not cached: polling answers are live);
+    ``close``: the ASGI server closes the connection after it."""
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(len(response.body)).encode()),
+        (b"cache-control", b"no-store"),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
+        *([(b"connection", b"close")] if close else []),
+    ]
+    with contextlib.suppress(OSError, RuntimeError):
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 async def refuse(scope: Scope, send: Send, response: HttpResponse) -> None:
