@@ -22,12 +22,21 @@ import pytest
 import yaml
 
 from wsforge.architecture import design
+from wsforge.memory import Conventions, MemoryEntry
 from wsforge.render import render_project
 from wsforge.requirements import load_requirements
 from wsforge.spec import ArchitectureSpec
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+SOCKETIO = "+socketio"
+"""Suffix of a document variant whose project also serves Socket.IO clients (memory convention
+``client_protocol: socketio``): no example asks for it, the matrix's chat-msgpack and market-feed do."""
+DOCUMENTS = [
+    *EXAMPLES,
+    REPO / "examples" / f"chat.yaml{SOCKETIO}",
+    REPO / "examples" / f"market-feed.yaml{SOCKETIO}",
+]
 CLI_PACKAGE = "@asyncapi/cli@4.1.1"
 """Pinned: the CLI's rule set changes between releases, and a template must not break overnight."""
 INSTALL_TIMEOUT_S = 900
@@ -88,7 +97,17 @@ def _validate(cli: Path, document: Path) -> subprocess.CompletedProcess[str]:
 
 @functools.cache
 def _spec(example: Path) -> ArchitectureSpec:
+    if example.name.endswith(SOCKETIO):
+        answers = example.with_name(example.name.removesuffix(SOCKETIO))
+        req = load_requirements(answers)
+        memory = MemoryEntry(project=req.project_name, conventions=Conventions(client_protocol="socketio"))
+        return design(req, memory)
     return design(load_requirements(example))
+
+
+def _stem(example: Path) -> str:
+    stem = example.name.removesuffix(SOCKETIO).removesuffix(".yaml")
+    return stem + SOCKETIO if example.name.endswith(SOCKETIO) else stem
 
 
 @functools.cache
@@ -102,7 +121,7 @@ def _asyncapi_text(example: Path) -> str:
 
 
 @pytest.mark.slow  # the Node AsyncAPI CLI (installed with npm on first use)
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
 def test_generated_asyncapi_validates(example: Path, asyncapi_cli: Path, tmp_path: Path) -> None:
     """`asyncapi validate` finds no error or warning in the example's generated document."""
     document = tmp_path / "asyncapi.yaml"
@@ -130,17 +149,19 @@ def _document(example: Path) -> tuple[ArchitectureSpec, dict[str, Any]]:
     return _spec(example), yaml.safe_load(_asyncapi_text(example))
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
 def test_every_namespace_is_a_parameterized_channel(example: Path) -> None:
     """One channel per namespace, addressed `<ns><sep>{name}`, plus the socket itself."""
     spec, doc = _document(example)
     sep = spec.channels.separator
     expected = {ns.name: f"{ns.name}{sep}{{name}}" for ns in spec.channels.namespaces}
     expected["connection"] = spec.protocol.path
+    if spec.socketio.enabled:
+        expected["socketio"] = "/"  # Socket.IO's main namespace, on the socketio server
     assert expected == {name: channel["address"] for name, channel in doc["channels"].items()}
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
 def test_channel_messages_follow_namespace_policy(example: Path) -> None:
     """Publish, presence and history messages appear exactly where the namespace enables them."""
     spec, doc = _document(example)
@@ -153,18 +174,21 @@ def test_channel_messages_follow_namespace_policy(example: Path) -> None:
         assert {"subscribeRequest", "message", "resync", "error"} <= messages
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
 def test_every_request_operation_declares_its_reply(example: Path) -> None:
     """Each `receive` operation names the response and the error that answer it."""
     _, doc = _document(example)
     for name, operation in doc["operations"].items():
         if operation["action"] == "receive":
             replies = [m["$ref"].rsplit("/", 1)[-1] for m in operation["reply"]["messages"]]
+            if name.startswith("socketio_"):  # the acknowledgement's argument: the result, or {error}
+                assert replies == [name.removeprefix("socketio_") + "Ack", "ackError"], name
+                continue
             assert replies[-1] == "error", name
             assert replies[0].endswith("Response"), name
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
 def test_envelope_uses_the_specs_wire_names(example: Path) -> None:
     """Message schemas spell envelope fields the way the spec's envelope maps them."""
     spec, doc = _document(example)
@@ -174,6 +198,40 @@ def test_envelope_uses_the_specs_wire_names(example: Path) -> None:
         event["properties"]
     )
     assert spec.auth.mode == "none" or doc["servers"]["local"]["security"]
+
+
+@pytest.mark.parametrize("example", DOCUMENTS, ids=_stem)
+def test_socketio_face_is_documented_exactly_when_served(example: Path) -> None:
+    """A Socket.IO project documents its server, the main namespace's channel with every event
+    the bridge maps (socketio/bridge.py) and an ack for each request; a native-only one none of it."""
+    spec, doc = _document(example)
+    own = [name for name in doc["components"]["messages"] if name.startswith("SocketIO")]
+    if not spec.socketio.enabled:
+        assert "socketio" not in doc["servers"] and "socketio" not in doc["channels"] and own == []
+        return
+    assert doc["servers"]["socketio"]["pathname"] == spec.socketio.path
+    for name, channel in doc["channels"].items():
+        server = "socketio" if name == "socketio" else "local"
+        assert channel["servers"] == [{"$ref": f"#/servers/{server}"}], name
+    query = doc["channels"]["socketio"]["bindings"]["ws"]["query"]
+    assert query["properties"]["EIO"]["const"] == "4" and query["required"] == ["EIO", "transport"]
+    messages = doc["components"]["messages"]
+    listed = [ref["$ref"].rsplit("/", 1)[-1] for ref in doc["channels"]["socketio"]["messages"].values()]
+    assert sorted(listed) == sorted(own)
+    namespaces = spec.channels.namespaces
+    requests = {"subscribe", "unsubscribe", "rpc", "ping"}
+    requests |= {"publish"} if any(ns.client_publish for ns in namespaces) else set()
+    requests |= {"presence"} if any(ns.presence for ns in namespaces) else set()
+    requests |= {"history"} if any(ns.history_size for ns in namespaces) else set()
+    requests |= {"auth.refresh"} if spec.auth.mode != "none" else set()
+    events = {"message", "resync", "error"}
+    events |= {"presence.join", "presence.leave"} if any(ns.presence for ns in namespaces) else set()
+    if spec.server_api.enabled or spec.publisher.kind == "broker":
+        events |= {"subscription.added", "subscription.removed"}
+    acked = {messages[name]["name"] for name in own if "x-ack" in messages[name]}
+    assert acked == requests
+    acks = {f"{r}.ack" for r in requests} | {"ack.error"}
+    assert {messages[name]["name"] for name in own} == requests | events | acks
 
 
 # --- the other project-level files: README, .env.example, Dockerfile ------------------------------

@@ -1,5 +1,7 @@
 // Demo page logic. Reads the rendered config from index.html, picks a view from the project's use
 // cases and drives it with client.js. Everything user-supplied goes through textContent.
+// Projects that serve Socket.IO can run the same views over it (`?protocol=socketio`), with the
+// official socket.io-client browser bundle behind SocketIODemoClient below.
 import { WsforgeClient, decodeEnvelope } from "./client.js";
 
 const config = JSON.parse(document.getElementById("wsforge-config").textContent);
@@ -53,6 +55,175 @@ function notice(text) {
 
 function formatTime(ts) {
   return typeof ts === "number" ? new Date(ts).toLocaleTimeString() : "";
+}
+
+// ---------------------------------------------------------------- Socket.IO
+
+/** The protocol the page runs: "socketio" when the project serves it and the URL asks for it. */
+function protocolChoice() {
+  return config.socketio && params.get("protocol") === "socketio" ? "socketio" : "native";
+}
+
+/** `io` of the official browser bundle, loaded once from the project's static files. */
+function loadSocketIO(src) {
+  if (typeof globalThis.io === "function") return Promise.resolve(globalThis.io);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.onload = () =>
+      typeof globalThis.io === "function" ? resolve(globalThis.io) : reject(new Error(`${src} did not define io`));
+    script.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.append(script);
+  });
+}
+
+class SocketIORequestError extends Error {
+  constructor({ code, message, retry_after_ms: retryAfterMs }) {
+    super(message ?? code);
+    this.code = code;
+    this.retryAfterMs = retryAfterMs ?? null;
+  }
+}
+
+/**
+ * The part of WsforgeClient's API the views use, over Socket.IO: each request is an emit with an
+ * acknowledgement, `message` / `presence.*` / `resync` events become the client's events, and
+ * every (re)connection resubscribes from the last seq seen, as the native client resumes.
+ */
+class SocketIODemoClient extends EventTarget {
+  constructor(io, { path, transports, token, reconnect, requestTimeoutMs = 10000 }) {
+    super();
+    this.token = token;
+    this.protocol = "socketio";
+    this.state = "idle";
+    this.requestTimeoutMs = requestTimeoutMs;
+    this.subscriptions = new Map(); // channel -> { seq, epoch, waiters }
+    const socket = io({
+      path,
+      transports,
+      autoConnect: false,
+      reconnectionDelay: reconnect.baseMs,
+      reconnectionDelayMax: reconnect.capMs,
+      auth: (cb) => cb(this.token ? { token: this.token } : {}),
+    });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this.setState("open");
+      this.emit("open", { protocol: "socket.io", transport: socket.io.engine.transport.name });
+      if (!socket.recovered) for (const [channel, sub] of this.subscriptions) this.sendSubscribe(channel, sub);
+    });
+    socket.on("disconnect", (reason) => {
+      this.emit("close", { code: null, reason, wasOpen: true });
+      this.setState(socket.active ? "reconnecting" : "closed");
+      if (!socket.active) this.emit("stopped", { code: null, reason });
+    });
+    socket.on("connect_error", (error) => {
+      if (socket.active) return; // a transport error: the client retries with its backoff
+      this.setState("closed");
+      this.emit("stopped", { code: error.data?.code ?? "refused", reason: error.message });
+    });
+    socket.io.on("reconnect_attempt", (attempt) => {
+      this.setState("reconnecting");
+      this.emit("reconnecting", { attempt });
+    });
+    socket.on("message", (m) => this.onMessage(m));
+    for (const kind of ["join", "leave"]) {
+      socket.on(`presence.${kind}`, (e) => this.emit("presence", { channel: e.channel, kind, user: e.payload?.user }));
+    }
+    socket.on("resync", ({ channel, payload }) => {
+      const sub = this.subscriptions.get(channel);
+      if (sub) Object.assign(sub, { seq: payload.seq, epoch: payload.epoch });
+      this.emit("resync", { channel, reason: payload.reason, seq: payload.seq, epoch: payload.epoch });
+    });
+    socket.on("error", (problem) => this.emit("error", { error: new SocketIORequestError(problem) }));
+  }
+
+  on(type, listener) {
+    const wrapped = (event) => listener(event.detail);
+    this.addEventListener(type, wrapped);
+    return () => this.removeEventListener(type, wrapped);
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit("state", { state });
+  }
+
+  connect() {
+    if (this.socket.connected || this.socket.active) return;
+    this.setState("connecting");
+    this.socket.connect();
+  }
+
+  onMessage({ channel, seq, ts, sender, payload }) {
+    const sub = this.subscriptions.get(channel);
+    if (sub && typeof seq === "number") {
+      if (sub.seq !== null && seq <= sub.seq) return; // a replay overlapping what arrived live
+      if (sub.seq !== null && seq > sub.seq + 1) this.emit("gap", { channel, seq });
+      sub.seq = seq;
+    }
+    this.emit("message", { channel, seq, ts, sender: sender ?? null, payload });
+  }
+
+  async request(action, argument) {
+    const answer = await this.socket.timeout(this.requestTimeoutMs).emitWithAck(action, argument);
+    if (answer && typeof answer === "object" && answer.error) throw new SocketIORequestError(answer.error);
+    return answer;
+  }
+
+  /** Resolves with the subscribe ack; sent now if connected, else on the next connect. */
+  subscribe(channel) {
+    let sub = this.subscriptions.get(channel);
+    if (!sub) {
+      sub = { seq: null, epoch: null, waiters: [] };
+      this.subscriptions.set(channel, sub);
+    }
+    const done = new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
+    if (this.socket.connected) this.sendSubscribe(channel, sub);
+    return done;
+  }
+
+  async sendSubscribe(channel, sub) {
+    const resume = sub.seq !== null;
+    const payload = resume ? { since_seq: sub.seq, ...(sub.epoch ? { epoch: sub.epoch } : {}) } : {};
+    try {
+      const result = await this.request("subscribe", { channel, payload });
+      if (!resume) sub.seq = Math.max(sub.seq ?? 0, result.seq);
+      sub.epoch = result.epoch;
+      for (const waiter of sub.waiters.splice(0)) waiter.resolve(result);
+    } catch (error) {
+      if (this.subscriptions.get(channel) === sub) this.subscriptions.delete(channel);
+      for (const waiter of sub.waiters.splice(0)) waiter.reject(error);
+      this.emit("subscriptionRefused", { channel, error });
+    }
+  }
+
+  async unsubscribe(channel) {
+    this.subscriptions.delete(channel);
+    return this.socket.connected ? this.request("unsubscribe", { channel }) : {};
+  }
+
+  publish(channel, payload, { msgId } = {}) {
+    const msg_id = msgId ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    return this.request("publish", { channel, payload, msg_id });
+  }
+
+  presence(channel) {
+    return this.request("presence", { channel });
+  }
+
+  history(channel, sinceSeq, limit) {
+    return this.request("history", { channel, payload: limit == null ? { since_seq: sinceSeq } : { since_seq: sinceSeq, limit } });
+  }
+
+  ping() {
+    return this.request("ping");
+  }
 }
 
 // ---------------------------------------------------------------- views
@@ -275,7 +446,7 @@ function consoleView(client) {
 
 // ---------------------------------------------------------------- wiring
 
-function main() {
+async function main() {
   const state = { token: null, user: null };
   const tokenInput = $("token");
   state.token = params.get("token") || sessionStorage.getItem("wsforge.token") || null;
@@ -288,23 +459,51 @@ function main() {
   if ($("whoami")) $("whoami").textContent = state.user ?? "-";
 
   const r = config.reconnect;
-  const client = new WsforgeClient(wsUrl(), {
-    token: config.authMode === "jwt" ? state.token : null,
-    tokenTransport: tokenTransport(),
-    envelope: config.envelope,
-    maxPayloadBytes: config.maxPayloadBytes,
-    backoffBaseMs: r.baseMs,
-    backoffCapMs: r.capMs,
-    jitter: r.jitter,
-    resetAfterMs: r.resetAfterMs,
-    offlineQueueSize: r.offlineQueueSize,
-  });
+  const protocol = protocolChoice();
+  const picker = $("protocol");
+  if (picker) {
+    picker.value = protocol;
+    picker.addEventListener("change", () => {
+      params.set("protocol", picker.value);
+      location.search = params.toString();
+    });
+  }
+  let client;
+  if (protocol === "socketio") {
+    let io;
+    try {
+      io = await loadSocketIO(config.socketio.bundle);
+    } catch (error) {
+      notice(`${error.message}: put socket.io-client's dist/socket.io.min.js there (see the README, "Demo page over Socket.IO")`);
+      return;
+    }
+    client = new SocketIODemoClient(io, {
+      path: config.socketio.path,
+      transports: config.socketio.transports,
+      token: config.authMode === "jwt" ? state.token : null,
+      reconnect: r,
+    });
+  } else {
+    client = new WsforgeClient(wsUrl(), {
+      token: config.authMode === "jwt" ? state.token : null,
+      tokenTransport: tokenTransport(),
+      envelope: config.envelope,
+      maxPayloadBytes: config.maxPayloadBytes,
+      backoffBaseMs: r.baseMs,
+      backoffCapMs: r.capMs,
+      jitter: r.jitter,
+      resetAfterMs: r.resetAfterMs,
+      offlineQueueSize: r.offlineQueueSize,
+    });
+  }
   const badge = $("conn-state");
   client.on("state", ({ state: s }) => {
     badge.textContent = s;
     badge.dataset.state = s;
   });
-  client.on("reconnecting", ({ attempt, delayMs }) => notice(`reconnecting (attempt ${attempt}) in ${Math.round(delayMs)} ms`));
+  client.on("reconnecting", ({ attempt, delayMs }) =>
+    notice(`reconnecting (attempt ${attempt})${typeof delayMs === "number" ? ` in ${Math.round(delayMs)} ms` : ""}`),
+  );
   client.on("open", () => notice("connected"));
   client.on("stopped", ({ code, reason }) => notice(`disconnected for good: ${code} ${reason}`));
 
@@ -352,7 +551,7 @@ function main() {
     event.preventDefault();
     connect();
   });
-  window.wsforge = { client, config, state, show };
+  window.wsforge = { client, config, state, show, protocol };
   if (config.authMode !== "jwt" || state.token) connect();
   else notice("paste a token and press Connect");
 }
