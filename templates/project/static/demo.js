@@ -59,9 +59,17 @@ function formatTime(ts) {
 
 // ---------------------------------------------------------------- Socket.IO
 
-/** The protocol the page runs: "socketio" when the project serves it and the URL asks for it. */
+/** The protocol the page runs: "socketio" when the project serves it and the URL asks for it,
+ * or by default when a browser cannot present a token to the native endpoint (its token sources
+ * are headers only, which a browser's WebSocket cannot set; the Socket.IO CONNECT carries it). */
 function protocolChoice() {
-  return config.socketio && params.get("protocol") === "socketio" ? "socketio" : "native";
+  if (!config.socketio) return "native";
+  const asked = params.get("protocol");
+  if (asked === "socketio" || asked === "native") return asked;
+  const browserToken =
+    config.authMode === "none" || config.authMode === "cookie" ||
+    config.tokenSources.includes("query") || config.tokenSources.includes("subprotocol");
+  return browserToken ? "native" : "socketio";
 }
 
 /** `io` of the official browser bundle, loaded once from the project's static files. */
