@@ -165,6 +165,7 @@ CONDITIONAL_FILES: dict[str, Condition] = {
     "tests/test_socketio_binary.py": _socketio,
     "tests/test_socketio_recovery.py": _socketio,
     "tests/test_socketio_demo.py": _socketio,
+    "tests/test_socketio_upgrade.py": _socketio,
     # Mounted in the team's app (issue 26): the ASGI adapter and its public entry, the example host
     # app of each kind, and their tests (uvicorn, third-party clients, two processes on the broker).
     "src/__package__/transport/asgi.py": _mounted,

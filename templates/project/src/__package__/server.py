@@ -26,7 +26,7 @@ import importlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol, cast
 
@@ -105,6 +105,7 @@ class Connection:
         "pending",
         "present",
         "reading",
+        "send_batch",
         "server",
         "session",
         "text",
@@ -135,14 +136,28 @@ class Connection:
         """The read loop is handling a frame (requests of a connection run one at a time)."""
         self.pending: asyncio.Task[None] | None = None
         """Effects of an inline-received frame that needed an await, finishing in order."""
-        # Optional Link method (transport/picows.py): write one frame now if the socket takes it.
-        self._write_now: Callable[[bytes, bool], bool] | None = getattr(link, "write_now", None)
-        # hasattr, not isinstance: a runtime Protocol check costs tens of microseconds per connection.
-        self.frames = cast(FrameLink, link) if hasattr(link, "write_frames") else None
+        self._write_now: Callable[[bytes, bool], bool] | None = None
+        self.frames: FrameLink | None = None
+        self.send_batch: Callable[..., Awaitable[None]] | None = None
+        self.refresh()
         self.dirty = False
         """Queued in :meth:`.fanout.Fanout.mark_dirty` for this loop iteration's flush."""
         self.text = session.codec.is_text
         """Frame type of everything sent (the codec is fixed at the handshake); read per write."""
+
+    def refresh(self) -> None:
+        """Read the link's optional fast paths; again when they change under the connection (a
+        Socket.IO session upgraded from long-polling to a WebSocket: ``socketio/session.py``'s
+        ``rebind``). A link whose fast paths are not usable yet says so with ``fast_paths``."""
+        link = self.link
+        fast = getattr(link, "fast_paths", True)
+        # Optional Link method (transport/picows.py): write one frame now if the socket takes it.
+        self._write_now = getattr(link, "write_now", None) if fast else None
+        # hasattr, not isinstance: a runtime Protocol check costs tens of microseconds per connection.
+        self.frames = cast(FrameLink, link) if fast and hasattr(link, "write_frames") else None
+        # Optional Link method (transport/picows.py): everything queued goes out in one write, so
+        # the events of one loop iteration reach each subscriber as one buffer of frames.
+        self.send_batch = getattr(link, "send_batch", None) if fast else None
 
     @property
     def closing(self) -> bool:
@@ -308,13 +323,11 @@ class Connection:
     async def write_loop(self) -> None:
         link, outbox, metrics = self.link, self.outbox, self.server.metrics
         text = self.text
-        # Optional Link method (transport/picows.py): everything queued goes out in one write, so
-        # the events of one loop iteration reach each subscriber as one buffer of frames.
-        send_batch = getattr(link, "send_batch", None)
         low_water = outbox.capacity // 2
         loop = asyncio.get_running_loop()
         try:
             while True:
+                send_batch = self.send_batch  # read each time: refresh() may set it
                 if outbox and send_batch is not None:
                     batch = [outbox.pop() for _ in range(len(outbox))]
                     metrics.queue_depth -= len(batch)

@@ -13,7 +13,10 @@ The upgrade: a WebSocket to the Socket.IO path with the session's ``sid`` exchan
 ``3probe``, the pending GET is answered (with what is queued, or ``6``, a noop) so the client can
 pause polling, and on the client's ``5`` the link switches: whatever is still queued is written
 first on the WebSocket, then everything goes through it. Nothing is lost or sent twice: every
-packet is either in the GET's answer or written after it, once.
+packet is either in the GET's answer or written after it, once. Once the session has read the
+packets its POSTs brought, the link hands the WebSocket to its owner (``on_switch``: the Socket.IO
+link's :meth:`~.session.SocketIOLink.rebind`), which then reads and writes it directly, with the
+server's fast paths when the WebSocket has them (picows): no task or queue in between.
 
 Engine.IO's rules, enforced: a second GET while one is pending closes the session; an unknown
 ``sid`` gets HTTP 400 with ``{"code": 1, "message": "Session ID unknown"}``; a session whose
@@ -31,7 +34,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
@@ -56,6 +59,8 @@ _BAD_METHOD: Final = 2
 _BAD_REQUEST: Final = 3
 _TEXT: Final = "text/plain; charset=UTF-8"
 _RUNNING: set[asyncio.Task[Any]] = set()
+_SWITCHED: Final = object()
+"""Put in the inbox at the switch, behind the packets POSTs brought: the WebSocket takes over there."""
 
 
 def engineio_error(code: int, message: str, status: int = 400) -> HttpResponse:
@@ -77,26 +82,34 @@ class PollingLink:
         """How long a POST waits for room in a full inbox before the session is given up."""
         self._max_buffered = max_buffered
         self._on_close = on_close
-        self._inbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(INBOX_PACKETS)
+        self._inbox: asyncio.Queue[bytes | str | object | None] = asyncio.Queue(INBOX_PACKETS)
         self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         self._poll: asyncio.Future[None] | None = None
         """The pending GET's wake-up, while one is held."""
         self._ws: Link | None = None
-        self._pump: asyncio.Task[None] | None = None
         self._close_code: int | None = None
         self.upgrading = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Resolved once the session is closed (the upgrade's WebSocket waits on it)."""
+        self.on_switch: Callable[[Link], None] | None = None
+        """Told the WebSocket once the session has read everything sent before it (the Socket.IO
+        link sets it: from then on it uses the WebSocket itself)."""
 
     # -- Link ---------------------------------------------------------------------------------
 
     async def recv(self) -> bytes | str:
         item = await self._inbox.get()
+        if item is _SWITCHED:  # every packet of the POSTs was read: the WebSocket's come next
+            ws = cast(Link, self._ws)
+            if self.on_switch is not None:
+                self.on_switch(ws)
+            self._inbox.put_nowait(_SWITCHED)  # any later recv() here reads the WebSocket too
+            return await ws.recv()
         if item is None:
             self._inbox.put_nowait(None)  # every later recv() sees the close too
             raise LinkClosed(self._close_code, "session closed")
-        return item
+        return cast("bytes | str", item)
 
     async def send(self, data: bytes, *, text: bool) -> None:
         if self._close_code is not None:
@@ -153,6 +166,8 @@ class PollingLink:
         """A POST: its packets go to :meth:`recv`, in order; waits while the inbox is full."""
         if self._close_code is not None:
             return engineio_error(_UNKNOWN_SID, "Session ID unknown")
+        if self._ws is not None:  # upgraded: packets come over the WebSocket only, in its order
+            return engineio_error(_BAD_REQUEST, "Bad request: the session was upgraded to a WebSocket")
         try:
             text = body.decode()
         except UnicodeDecodeError:
@@ -194,8 +209,13 @@ class PollingLink:
         self._wake()
 
     async def switch(self, ws: Link) -> None:
-        """The client sent ``5``: queued packets go out on ``ws`` first, then everything does."""
-        for packet in self._outbox:
+        """The client sent ``5``: queued packets go out on ``ws`` first, then everything does.
+
+        Writes move at once; reads once the session has read what the POSTs brought (the client
+        finished its POSTs before sending ``5``), at the ``_SWITCHED`` mark behind them in the
+        inbox, where :attr:`on_switch` hands ``ws`` over. Until then the WebSocket's frames wait in
+        its own buffer (read by no one, so TCP pushes back on a client that floods)."""
+        for packet in self._outbox:  # sends while this awaits append here: they go out too, in order
             if packet.startswith(BINARY):
                 await ws.send(base64.b64decode(packet[1:]), text=False)
             else:
@@ -206,18 +226,8 @@ class PollingLink:
         stop_keepalive = getattr(ws, "stop_keepalive", None)
         if stop_keepalive is not None:  # Engine.IO's heartbeat is enough
             stop_keepalive()
-        self._pump = asyncio.get_running_loop().create_task(self._read(ws))
-
-    async def _read(self, ws: Link) -> None:
-        """The WebSocket's frames into the inbox (bounded: the socket stops being read when full)."""
-        try:
-            while True:
-                frame = await ws.recv()
-                await self._inbox.put(frame)
-        except LinkClosed as exc:
-            if self._close_code is None:
-                self._close_code = exc.code if exc.code is not None else CloseCode.GOING_AWAY
-                self._finish()
+        if self._close_code is None:
+            await self._inbox.put(_SWITCHED)  # the POSTs are done: waits only while the session reads
 
     def _finish(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):

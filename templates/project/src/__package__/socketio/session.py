@@ -133,7 +133,12 @@ class SocketIOGate:
                         stop_keepalive = getattr(link, "stop_keepalive", None)
                         if stop_keepalive is not None:  # Engine.IO's heartbeat replaces the WebSocket one
                             stop_keepalive()
-                        kind = SocketIOFrameLink if hasattr(link, "write_frames") else SocketIOLink
+                        if hasattr(link, "write_frames"):
+                            kind: type[SocketIOLink] = SocketIOFrameLink
+                        elif hasattr(link, "on_switch"):  # long-polling: may move to a WebSocket
+                            kind = SocketIOUpgradeLink
+                        else:
+                            kind = SocketIOLink
                         return kind(link, self, connected, admission.identity.user)
                     refused += 1
             await self._refuse(link, CloseCode.POLICY_VIOLATION, "Socket.IO CONNECT refused")
@@ -329,6 +334,12 @@ class SocketIOLink:
     @property
     def close_code(self) -> int | None:
         return self._link.close_code
+
+    def rebind(self, link: Link) -> None:
+        """The session goes on over ``link`` (a long-polling session upgraded to a WebSocket,
+        ``polling.py``): reads and writes use it directly from now on. Called when everything
+        received before it was read; what was written before is already on it, in order."""
+        self._link = link
 
     # -- packets ----------------------------------------------------------------------------
 
@@ -740,6 +751,59 @@ class SocketIOFrameLink(SocketIOLink):
         await cast(Any, self._link).send_batch(first, text=first_text)
         for run, run_text in runs[1:]:
             self._frames.write_frames(run, run_text)
+
+
+class SocketIOUpgradeLink(SocketIOFrameLink):
+    """:class:`SocketIOLink` of a long-polling session (``polling.py``), which may move to a
+    WebSocket: plain until then, and after the move over a picows WebSocket the same fast paths as
+    :class:`SocketIOFrameLink` (the server's connection reads them again, see ``fast_paths``).
+
+    The server hands its inline handler over at the start; it reaches the WebSocket with the move.
+    """
+
+    __slots__ = ("_fast",)
+
+    def __init__(self, link: Link, gate: SocketIOGate, connected: Connected, user: str | None = None) -> None:
+        super().__init__(link, gate, connected, user)
+        self._fast = False
+        cast(Any, link).on_switch = self.rebind
+
+    @property
+    def fast_paths(self) -> bool:
+        """The :class:`SocketIOFrameLink` methods are usable (``server.Connection.refresh``)."""
+        return self._fast
+
+    @property
+    def inline(self) -> Callable[[bytes | str], bool] | None:
+        return self._handler
+
+    @inline.setter
+    def inline(self, handler: Callable[[bytes | str], bool] | None) -> None:
+        self._handler = handler
+        if self._fast:
+            cast(InlineLink, self._link).inline = None if handler is None else self._inline
+
+    def rebind(self, link: Link) -> None:
+        """Over a picows WebSocket: the fast paths are on, the connection told, the inline handler
+        moved; over any other, plain reads and writes on it."""
+        self._link = link
+        self._fast = hasattr(link, "write_frames")
+        if self._conn is not None:
+            self._conn.refresh()
+        if self._fast and self._handler is not None:
+            cast(InlineLink, link).inline = self._inline
+
+    async def send(self, data: bytes, *, text: bool) -> None:
+        if self._fast:
+            await SocketIOFrameLink.send(self, data, text=text)
+        else:
+            await SocketIOLink.send(self, data, text=text)
+
+    def _ping(self) -> None:
+        if self._fast:
+            SocketIOFrameLink._ping(self)
+        else:
+            SocketIOLink._ping(self)
 
 
 def _runs(packets: list[bytes | Multipart]) -> list[tuple[list[bytes], bool]]:
