@@ -232,7 +232,13 @@ class PicowsLink:
                 raise LinkClosed(self._close_code)
             self._recv_waiter = asyncio.get_running_loop().create_future()
             await self._recv_waiter
-        return self._inbox.popleft()
+        inbox = self._inbox
+        message = inbox.popleft()
+        if not inbox:
+            # Back to the shared empty one: a connection whose first frames came before the inline
+            # handler (Socket.IO's CONNECT) would otherwise keep a 760-byte deque while idle.
+            self._inbox = _EMPTY
+        return message
 
     async def send(self, data: bytes, *, text: bool) -> None:
         await self._writable()
