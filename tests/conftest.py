@@ -8,6 +8,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+RENDER_MATRIX = "tests/generation/test_render_matrix.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The render matrix first: by far the longest file, it starts at once on one pytest-xdist
+    worker (``--dist loadfile --no-loadscope-reorder``) while the others take the rest."""
+    items.sort(key=lambda item: not item.nodeid.startswith(RENDER_MATRIX))
 
 
 @pytest.fixture

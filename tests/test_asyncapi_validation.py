@@ -10,6 +10,7 @@ hide a broken template. The structural tests below need no Node at all.
 from __future__ import annotations
 
 import ast
+import fcntl
 import functools
 import os
 import re
@@ -56,16 +57,27 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def asyncapi_cli() -> Path:
-    """Path of the ``asyncapi`` executable, installing the pinned CLI on first use."""
+    """Path of the ``asyncapi`` executable, installing the pinned CLI on first use.
+
+    pytest-xdist's workers share the cache directory: the first one installs under an exclusive
+    lock while the others wait, and the install counts as done only once its marker is written
+    (a half-installed ``node_modules`` has the binary already)."""
     cache = _cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _installed(cache)
+
+
+def _installed(cache: Path) -> Path:
     binary = cache / "node_modules" / ".bin" / "asyncapi"
-    if binary.exists():
+    done = cache / f".installed-{CLI_PACKAGE.replace('/', '_')}"
+    if binary.exists() and done.exists():
         return binary
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         _unavailable("node and npm are not installed")
     assert npm is not None
-    cache.mkdir(parents=True, exist_ok=True)
     if not (cache / "package.json").exists():
         (cache / "package.json").write_text('{"name": "wsforge-node-cache", "private": true}\n')
     try:
@@ -82,6 +94,7 @@ def asyncapi_cli() -> Path:
         _unavailable(f"npm install {CLI_PACKAGE} failed (rc={proc.returncode}): {proc.stderr[-2000:]}")
     # Without this every run tries to send anonymous metrics and prints the failure.
     subprocess.run([str(binary), "config", "analytics", "--disable"], capture_output=True, timeout=60)
+    done.write_text(CLI_PACKAGE + "\n")
     return binary
 
 

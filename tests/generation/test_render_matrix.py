@@ -21,13 +21,13 @@ from wsforge.cli import main
 
 from .matrix import CASES, Case, case_answers
 
-pytestmark = [
-    pytest.mark.slow,  # renders every case and runs each project's own suite (browser tests included)
-    # One worker runs the cases one after another (two generated suites at once on two cores would
-    # starve each other's timing-sensitive tests); the rest of wsforge's suite, mostly waiting on
-    # subprocesses and npm, runs beside them on the other workers (pytest-xdist, --dist loadgroup).
-    pytest.mark.xdist_group("render-matrix"),
-]
+# The suite runs under pytest-xdist with ``--dist loadfile``, this file first (tests/conftest.py):
+# its cases go to one worker, one after another (two generated suites at once on two cores
+# would starve each other's timing-sensitive tests), while the rest of wsforge's suite, mostly
+# waiting on subprocesses and npm, runs beside them. (``xdist_group`` would say it per test, but
+# pytest-xdist 3.8 cannot group under pytest 9: it renames ``Item._nodeid``, which pytest 9 no
+# longer reads.)
+pytestmark = pytest.mark.slow  # renders every case and runs each project's own suite (browser tests included)
 
 CHECKS: list[tuple[str, list[str]]] = [
     ("ruff check", [sys.executable, "-m", "ruff", "check", "."]),
